@@ -1,0 +1,3 @@
+"""eventd: a real-time event-registration daemon."""
+
+__version__ = "0.1.0"

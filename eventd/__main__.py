@@ -1,0 +1,5 @@
+import sys
+
+from eventd.cli import main
+
+sys.exit(main())

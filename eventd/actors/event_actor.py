@@ -1,0 +1,243 @@
+"""EventActor: the one owner of one live event.
+
+An actor holds its event's state (fields, counts, version) and is the only
+code that changes it. It takes its mailbox a batch at a time: every
+registration and cancellation waiting there goes to the writer as one
+command, so a hot event's requests share one transaction instead of queueing
+for one each. After COMMIT the actor adopts the database's counts, publishes
+one change per new version, and answers each request.
+
+The actor's own checks (started, full) are the fast path that spares the
+database a round trip; the database re-checks everything under the event's
+row lock, and its answer is the one the client gets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from eventd.actors import messages as m
+from eventd.errors import (
+    AlreadyRegistered,
+    EventdError,
+    EventFull,
+    EventStarted,
+    NotFound,
+)
+from eventd.model import Event, EventCounts, Registration, utc_now
+from eventd.realtime.hub import Change, ChangeType
+from eventd.storage import commands as c
+from eventd.storage.writer import WriteCommand
+
+log = logging.getLogger(__name__)
+
+# How many messages one turn of the actor takes from its mailbox at most.
+MAX_MESSAGES_PER_TURN = 512
+
+Submit = Callable[[WriteCommand[Any]], Awaitable[Any]]
+Publish = Callable[[Change], None]
+
+
+class EventActor:
+    def __init__(self, event: Event, submit: Submit, publish: Publish) -> None:
+        self.state = event
+        self.deleted = False
+        self.in_hand: list[m.Message] = []  # the turn being handled, for the supervisor
+        self._submit = submit
+        self._publish = publish
+
+    # --- the loop -------------------------------------------------------------
+
+    async def run(
+        self,
+        mailbox: trio.MemoryReceiveChannel[m.Message],
+        idle_seconds: float,
+        may_retire: Callable[[], bool],
+    ) -> None:
+        """Handle messages until deleted, or idle for ``idle_seconds`` and allowed to retire."""
+        while not self.deleted:
+            with trio.move_on_after(idle_seconds) as idle:
+                try:
+                    first = await mailbox.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+            if idle.cancelled_caught:
+                if may_retire():
+                    return
+                continue
+            turn = [first]
+            while len(turn) < MAX_MESSAGES_PER_TURN:
+                try:
+                    turn.append(mailbox.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            self.in_hand = turn
+            await self._handle_turn(turn)
+            self.in_hand = []
+
+    async def _handle_turn(self, turn: list[m.Message]) -> None:
+        pending: list[m.Register | m.Cancel] = []
+        for message in turn:
+            if isinstance(message, m.Register | m.Cancel):
+                pending.append(message)
+                continue
+            await self._registration_ops(pending)
+            pending = []
+            if self.deleted:
+                _fail_gone(message, self.state)
+            elif isinstance(message, m.CountsChanged):
+                self._adopt(message.counts)
+            elif isinstance(message, m.UpdateEvent):
+                await self._update(message)
+            elif isinstance(message, m.DeleteEvent):
+                await self._delete(message)
+        await self._registration_ops(pending)
+
+    # --- registrations and cancellations -------------------------------------
+
+    async def _registration_ops(self, requests: list[m.Register | m.Cancel]) -> None:
+        if self.deleted:
+            for request in requests:
+                _fail_gone(request, self.state)
+            return
+        now = utc_now()
+        ops: list[c.RegistrationOp] = []
+        asked: list[m.Register | m.Cancel] = []
+        for request in requests:
+            if isinstance(request, m.Register):
+                if self.state.starts_at <= now:
+                    request.reply.fail(_event_started(self.state))
+                    continue
+                if self.state.is_full and not request.waitlist:
+                    request.reply.fail(_event_full(self.state))
+                    continue
+                ops.append(
+                    c.RegistrationOp(
+                        "register", request.registration_id, request.attendee_id, request.waitlist
+                    )
+                )
+            else:
+                ops.append(c.RegistrationOp("cancel", request.registration_id))
+            asked.append(request)
+        if not ops:
+            return
+        try:
+            results: list[c.OpResult] = await self._submit(c.RegistrationOps(self.state.id, ops))
+        except EventdError as exc:
+            for request in asked:
+                request.reply.fail(exc)
+            return
+        for request, result in zip(asked, results, strict=True):
+            if result.counts is not None:
+                self._adopt(result.counts)
+            self._answer(request, result)
+
+    def _answer(self, request: m.Register | m.Cancel, result: c.OpResult) -> None:
+        event = self.state
+        match result.outcome:
+            case "confirmed" | "waitlisted":
+                assert isinstance(request, m.Register) and result.created_at is not None
+                assert result.counts is not None
+                request.reply.set(
+                    Registration(
+                        id=request.registration_id,
+                        event_id=event.id,
+                        attendee_id=request.attendee_id,
+                        status=result.outcome,
+                        waitlist_position=(
+                            result.counts.waitlist_count
+                            if result.outcome == "waitlisted"
+                            else None
+                        ),
+                        created_at=result.created_at,
+                    )
+                )
+            case "cancelled":
+                request.reply.set(result.promoted)
+            case "event_full":
+                request.reply.fail(_event_full(event))
+            case "event_started":
+                request.reply.fail(_event_started(event))
+            case "already_registered":
+                assert isinstance(request, m.Register)
+                request.reply.fail(
+                    AlreadyRegistered(
+                        f"Attendee {request.attendee_id} is already registered for event"
+                        f" {event.id}."
+                    )
+                )
+            case "attendee_not_found":
+                assert isinstance(request, m.Register)
+                request.reply.fail(NotFound(f"Attendee {request.attendee_id} does not exist."))
+            case "not_found":
+                request.reply.fail(
+                    NotFound(f"Registration {request.registration_id} does not exist.")
+                )
+            case "event_not_found":
+                # Deleted through another daemon.
+                self.deleted = True
+                _fail_gone(request, event)
+
+    def _adopt(self, counts: EventCounts) -> None:
+        """Take the database's counts if they are news, and tell the hub."""
+        newer = self.state.with_counts(counts)
+        if newer is not self.state:
+            self.state = newer
+            self._emit("eventCapacityUpdate", newer, newer.version)
+
+    # --- edits and deletion ---------------------------------------------------
+
+    async def _update(self, request: m.UpdateEvent) -> None:
+        try:
+            result: c.EventUpdated = await self._submit(
+                c.UpdateEvent(self.state.id, request.changes)
+            )
+        except NotFound as exc:
+            self.deleted = True
+            request.reply.fail(exc)
+            return
+        except EventdError as exc:
+            request.reply.fail(exc)
+            return
+        self.state = result.current
+        self._emit("eventUpdated", result.updated, result.updated.version)
+        if result.counts_changed:
+            self._emit("eventCapacityUpdate", result.current, result.current.version)
+        request.reply.set(result.current)
+
+    async def _delete(self, request: m.DeleteEvent) -> None:
+        try:
+            result: c.EventDeleted = await self._submit(c.DeleteEvent(self.state.id))
+        except NotFound as exc:
+            self.deleted = True
+            request.reply.fail(exc)
+            return
+        except EventdError as exc:
+            request.reply.fail(exc)
+            return
+        self.deleted = True
+        self._emit("eventDeleted", result.event, result.version)
+        request.reply.set(None)
+
+    def _emit(self, kind: ChangeType, event: Event, seq: int) -> None:
+        self._publish(Change(kind, event, seq, utc_now()))
+
+
+def _event_full(event: Event) -> EventFull:
+    return EventFull(
+        f"Event {event.id} has no spots left"
+        f" ({event.confirmed_count}/{event.max_attendees})."
+    )
+
+
+def _event_started(event: Event) -> EventStarted:
+    return EventStarted(f"Event {event.id} has already started; registration is closed.")
+
+
+def _fail_gone(message: m.Message, event: Event) -> None:
+    if not isinstance(message, m.CountsChanged):
+        message.reply.fail(NotFound(f"Event {event.id} does not exist."))

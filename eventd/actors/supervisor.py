@@ -1,0 +1,220 @@
+"""Supervisor: finds, starts, retires and restarts event actors.
+
+Every request for an event goes through :meth:`Supervisor.ask`, which wakes the
+event's actor (hydrating it from the database on first use), puts the message
+in its bounded mailbox and awaits the reply. Actors live in the supervisor's
+nursery; a crashed actor is logged, answered for, reloaded from the database
+and started again on the same mailbox, and nothing else notices. An actor idle
+for ``idle_seconds`` retires, so memory follows the working set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import trio
+
+from eventd.actors import messages as m
+from eventd.actors.event_actor import EventActor, Publish, Submit
+from eventd.errors import EventdError, NotFound, Unavailable
+from eventd.model import Event
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAILBOX_SIZE = 1024
+IDLE_RETIRE_SECONDS = 300.0
+RESTART_BACKOFF_SECONDS = (0.0, 0.05, 0.2, 1.0)
+
+LoadEvent = Callable[[uuid.UUID], Awaitable[Event | None]]
+
+
+class ActorCrashed(EventdError):
+    code = "internal_error"
+
+
+@dataclasses.dataclass
+class _Slot:
+    """A live actor and its mailbox; the mailbox outlives a crash of the actor."""
+
+    actor: EventActor
+    send: trio.MemorySendChannel[m.Message]
+    receive: trio.MemoryReceiveChannel[m.Message]
+    restarts: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisorStatistics:
+    live_actors: int
+    hydrations: int
+    retirements: int
+    restarts: int
+
+
+class Supervisor:
+    def __init__(
+        self,
+        load_event: LoadEvent,
+        submit: Submit,
+        publish: Publish,
+        *,
+        idle_seconds: float = IDLE_RETIRE_SECONDS,
+        mailbox_size: int = MAILBOX_SIZE,
+    ) -> None:
+        self._load_event = load_event
+        self._submit = submit
+        self._publish = publish
+        self._idle_seconds = idle_seconds
+        self._mailbox_size = mailbox_size
+        self._slots: dict[uuid.UUID, _Slot] = {}
+        self._hydrating: dict[uuid.UUID, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
+        self._hydrations = 0
+        self._retirements = 0
+        self._restarts = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    # --- asking actors ---------------------------------------------------------
+
+    async def ask(self, event_id: uuid.UUID, make: Callable[[m.Reply[T]], m.Message]) -> T:
+        """Send the message ``make(reply)`` to the event's actor; return its answer."""
+        while True:
+            slot = await self._slot(event_id)
+            reply: m.Reply[T] = m.Reply()
+            try:
+                await slot.send.send(make(reply))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                continue  # it retired between lookup and send; wake it again
+            return await reply.wait()
+
+    def tell(self, event_id: uuid.UUID, message: m.CountsChanged) -> None:
+        """Give a live actor news without waiting; a retired one reloads anyway."""
+        slot = self._slots.get(event_id)
+        if slot is None:
+            return
+        try:
+            slot.send.send_nowait(message)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            # A full mailbox: it is busy and will hear the news from the database.
+            pass
+
+    async def get_event(self, event_id: uuid.UUID) -> Event:
+        """The event as its actor holds it: no query for a live event."""
+        return (await self._slot(event_id)).actor.state
+
+    def start_actor(self, event: Event) -> None:
+        """Start an actor for an event just created here."""
+        if event.id not in self._slots:
+            self._spawn(event)
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def _slot(self, event_id: uuid.UUID) -> _Slot:
+        while True:
+            slot = self._slots.get(event_id)
+            if slot is not None:
+                return slot
+            loading = self._hydrating.get(event_id)
+            if loading is not None:
+                await loading.wait()
+                continue
+            loading = self._hydrating[event_id] = trio.Event()
+            try:
+                event = await self._load_event(event_id)
+                if event is None:
+                    raise NotFound(f"Event {event_id} does not exist.")
+                self._hydrations += 1
+                return self._spawn(event)
+            finally:
+                del self._hydrating[event_id]
+                loading.set()
+
+    def _spawn(self, event: Event) -> _Slot:
+        assert self._nursery is not None, "Supervisor.run() is not running"
+        send, receive = trio.open_memory_channel[m.Message](self._mailbox_size)
+        slot = _Slot(self._new_actor(event), send, receive)
+        self._slots[event.id] = slot
+        self._nursery.start_soon(self._supervise, slot, name=f"event-actor {event.id}")
+        return slot
+
+    def _new_actor(self, event: Event) -> EventActor:
+        return EventActor(event, self._submit, self._publish)
+
+    def _may_retire(self, slot: _Slot) -> bool:
+        # Runs without a checkpoint: no sender can slip in between the check
+        # and the close, and a sender holding the old slot gets a closed
+        # channel and asks again.
+        if slot.receive.statistics().current_buffer_used:
+            return False
+        self._forget(slot)
+        self._retirements += 1
+        return True
+
+    def _forget(self, slot: _Slot) -> None:
+        """Take the actor out of service; anything still in its mailbox is for a gone event."""
+        event_id = slot.actor.state.id
+        if self._slots.get(event_id) is slot:
+            del self._slots[event_id]
+        while True:
+            try:
+                message = slot.receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            if not isinstance(message, m.CountsChanged):
+                message.reply.fail(NotFound(f"Event {event_id} does not exist."))
+        slot.receive.close()
+
+    async def _supervise(self, slot: _Slot) -> None:
+        event_id = slot.actor.state.id
+        while True:
+            try:
+                await slot.actor.run(slot.receive, self._idle_seconds, lambda: self._may_retire(slot))
+            except Exception as exc:
+                log.exception("event actor %s crashed; restarting it", event_id)
+                for message in slot.actor.in_hand:
+                    if not isinstance(message, m.CountsChanged):
+                        message.reply.fail(ActorCrashed("The request failed; please retry."))
+                if not await self._restart(slot, exc):
+                    return
+                continue
+            if slot.actor.deleted:
+                self._forget(slot)
+            return
+
+    async def _restart(self, slot: _Slot, exc: Exception) -> bool:
+        event_id = slot.actor.state.id
+        self._restarts += 1
+        slot.restarts += 1
+        backoff = RESTART_BACKOFF_SECONDS[min(slot.restarts, len(RESTART_BACKOFF_SECONDS) - 1)]
+        while True:
+            await trio.sleep(backoff)
+            try:
+                event = await self._load_event(event_id)
+                break
+            except Unavailable:
+                backoff = RESTART_BACKOFF_SECONDS[-1]
+        if event is None:
+            slot.actor.deleted = True
+            self._forget(slot)
+            return False
+        slot.actor = self._new_actor(event)
+        return True
+
+    def statistics(self) -> SupervisorStatistics:
+        return SupervisorStatistics(
+            live_actors=len(self._slots),
+            hydrations=self._hydrations,
+            retirements=self._retirements,
+            restarts=self._restarts,
+        )
+

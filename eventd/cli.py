@@ -1,0 +1,58 @@
+"""The ``eventd`` command: serve (default), migrate, --version."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import trio
+
+from eventd import __version__
+from eventd.config import ConfigError, load_config
+from eventd.errors import Unavailable
+from eventd.logs import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventd", description="A real-time event-registration daemon."
+    )
+    parser.add_argument("--version", action="version", version=f"eventd {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    for name, help_text in (
+        ("serve", "run the daemon (the default); migrates on start"),
+        ("migrate", "apply sql/ migrations, then exit"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", metavar="PATH", help="TOML config file (or $EVENTD_CONFIG)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    try:
+        config = load_config(getattr(args, "config", None))
+    except ConfigError as exc:
+        print(f"eventd: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log)
+    from eventd import daemon  # after logging, so import-time logs are formatted
+
+    status = 0
+    try:
+        if command == "migrate":
+            applied = trio.run(daemon.migrate, config)
+            print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+        else:
+            trio.run(daemon.run_until_signalled, config)
+    except* Unavailable as group:
+        cause = group.exceptions[0].__cause__ or group.exceptions[0]
+        print(f"eventd: the database cannot be reached: {cause}", file=sys.stderr)
+        status = 1
+    except* KeyboardInterrupt:
+        status = 130
+    return status
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""The daemon's configuration: one TOML file, overridden by ``EVENTD_<SECTION>_<KEY>``.
+
+Built once at start into frozen dataclasses; nothing reads the environment
+after that. Unknown keys and bad values raise :class:`ConfigError` naming the
+key, so a typo stops the daemon instead of passing silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+ENV_PREFIX = "EVENTD_"
+CONFIG_PATH_ENV = "EVENTD_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    bind: str = "127.0.0.1:3000"
+    request_timeout_seconds: float = 10.0
+    workers: int = 1
+
+    @property
+    def host(self) -> str:
+        return split_bind(self.bind)[0]
+
+    @property
+    def port(self) -> int:
+        return split_bind(self.bind)[1]
+
+    def validate(self) -> None:
+        split_bind(self.bind)
+        _require(self.request_timeout_seconds > 0, "server.request_timeout_seconds", "must be > 0")
+        _require(self.workers >= 1, "server.workers", "must be ≥ 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "embedded"
+    data_dir: str = "var/pgdata"
+    pool_size: int = 10
+
+    @property
+    def embedded(self) -> bool:
+        return self.url == "embedded"
+
+    def validate(self) -> None:
+        _require(
+            self.embedded or self.url.startswith(("postgresql://", "postgres://")),
+            "database.url",
+            'must be "embedded" or a postgresql:// URL',
+        )
+        _require(self.pool_size >= 2, "database.pool_size", "must be ≥ 2")
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisConfig:
+    url: str = ""
+    cache_ttl_seconds: int = 3600
+
+    def validate(self) -> None:
+        _require(
+            self.url == "" or self.url.startswith(("redis://", "rediss://", "unix://")),
+            "redis.url",
+            "must be empty or a redis:// URL",
+        )
+        _require(self.cache_ttl_seconds >= 1, "redis.cache_ttl_seconds", "must be ≥ 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class EmailConfig:
+    transport: Literal["smtp", "file", "none"] = "file"
+    dir: str = "var/mail"
+    # "from" is a Python keyword; the TOML key is mapped onto this field.
+    sender: str = "noreply@events.example"
+    host: str = "localhost"
+    port: int = 587
+    username: str = ""
+    password: str = ""
+    security: Literal["starttls", "tls", "none"] = "starttls"
+
+    def validate(self) -> None:
+        _require(1 <= self.port <= 65535, "email.port", "must be a TCP port (1–65535)")
+        _require("@" in self.sender, "email.from", "must be an email address")
+
+
+@dataclasses.dataclass(frozen=True)
+class RemindersConfig:
+    before_hours: float = 24.0
+
+    def validate(self) -> None:
+        _require(self.before_hours > 0, "reminders.before_hours", "must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class WebsocketConfig:
+    almost_full_ratio: float = 0.1
+    queue_size: int = 64
+    ping_interval_seconds: float = 20.0
+
+    def validate(self) -> None:
+        _require(
+            0 <= self.almost_full_ratio < 1, "websocket.almost_full_ratio", "must be in [0, 1)"
+        )
+        _require(self.queue_size >= 1, "websocket.queue_size", "must be ≥ 1")
+        _require(self.ping_interval_seconds > 0, "websocket.ping_interval_seconds", "must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitsConfig:
+    max_body_bytes: int = 65536
+    requests_per_second_per_client: float = 0
+
+    def validate(self) -> None:
+        _require(self.max_body_bytes >= 1024, "limits.max_body_bytes", "must be ≥ 1024")
+        _require(
+            self.requests_per_second_per_client >= 0,
+            "limits.requests_per_second_per_client",
+            "must be ≥ 0",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthConfig:
+    admin_tokens: tuple[str, ...] = ()
+    allow_open_admin: bool = False
+
+    def validate(self) -> None:
+        _require(all(self.admin_tokens), "auth.admin_tokens", "must not contain empty tokens")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    redis: RedisConfig = RedisConfig()
+    email: EmailConfig = EmailConfig()
+    reminders: RemindersConfig = RemindersConfig()
+    websocket: WebsocketConfig = WebsocketConfig()
+    limits: LimitsConfig = LimitsConfig()
+    auth: AuthConfig = AuthConfig()
+    log: LogConfig = LogConfig()
+    source: str = "defaults"  # the file the values came from, for the start-up banner
+
+    def validate(self) -> None:
+        for field in dataclasses.fields(self):
+            section = getattr(self, field.name)
+            if dataclasses.is_dataclass(section):
+                section.validate()
+        host = self.server.host
+        if not self.auth.admin_tokens and not self.auth.allow_open_admin and not _is_loopback(host):
+            raise ConfigError(
+                f"server.bind: {self.server.bind} is not a loopback address and no "
+                "auth.admin_tokens are set; set tokens or auth.allow_open_admin = true"
+            )
+
+
+# TOML key -> dataclass field, where a key is not a valid Python name.
+_FIELD_ALIASES = {("email", "from"): "sender"}
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Build the configuration from ``path`` (if any) and the environment."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is None and environ.get(CONFIG_PATH_ENV):
+        path = environ[CONFIG_PATH_ENV]
+    if path is not None:
+        file = Path(path)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+        source = str(file)
+    sections: dict[str, dict[str, Any]] = {}
+    section_types = _section_types()
+    for section, values in raw.items():
+        if section not in section_types:
+            raise ConfigError(f"unknown config section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: must be a table")
+        for key, value in values.items():
+            sections.setdefault(section, {})[key] = _convert(section, key, value, from_env=False)
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_PATH_ENV:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in section_types or not key:
+            raise ConfigError(f"unknown environment variable {name}")
+        sections.setdefault(section, {})[key] = _convert(section, key, value, from_env=True)
+    built = {
+        section: section_types[section](
+            **{_FIELD_ALIASES.get((section, k), k): v for k, v in values.items()}
+        )
+        for section, values in sections.items()
+    }
+    config = Config(**built, source=source)
+    config.validate()
+    return config
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    host, sep, port = bind.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f'server.bind: "{bind}" is not HOST:PORT')
+    return host, int(port)
+
+
+def _section_types() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Config)
+    return {name: tp for name, tp in hints.items() if dataclasses.is_dataclass(tp)}
+
+
+def _convert(section: str, key: str, value: Any, *, from_env: bool) -> Any:
+    cls = _section_types()[section]
+    field_name = _FIELD_ALIASES.get((section, key), key)
+    hints = typing.get_type_hints(cls)
+    if field_name not in hints or field_name == "source":
+        raise ConfigError(f"unknown config key {section}.{key}")
+    target = hints[field_name]
+    where = f"{section}.{key}"
+    if from_env:
+        value = _parse_env(where, value, target)
+    return _check_type(where, value, target)
+
+
+def _parse_env(where: str, text: str, target: Any) -> Any:
+    origin = typing.get_origin(target)
+    try:
+        if target is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if target is int:
+            return int(text)
+        if target is float:
+            return float(text)
+        if origin is tuple:
+            return [item.strip() for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a valid {_describe(target)}") from None
+    return text
+
+
+def _check_type(where: str, value: Any, target: Any) -> Any:
+    origin = typing.get_origin(target)
+    if origin is Literal:
+        if value not in typing.get_args(target):
+            choices = " | ".join(repr(c) for c in typing.get_args(target))
+            raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: must be a list of strings")
+        return tuple(value)
+    if target is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(target, type) and isinstance(value, target) and not (
+        isinstance(value, bool) and target is not bool
+    ):
+        return value
+    raise ConfigError(f"{where}: {value!r} is not a valid {_describe(target)}")
+
+
+def _describe(target: Any) -> str:
+    if typing.get_origin(target) is tuple:
+        return "list of strings"
+    if isinstance(target, types.GenericAlias):
+        return str(target)
+    return getattr(target, "__name__", str(target))
+
+
+def _require(ok: bool, where: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{where}: {message}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

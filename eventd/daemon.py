@@ -1,0 +1,145 @@
+"""The daemon: one nursery tree, started in order and stopped in reverse.
+
+    serve()
+    ├── database pool (embedded PostgreSQL first, if configured), migrations
+    ├── Writer          — group commit; started first, stopped last
+    ├── Supervisor      — event actors
+    └── hypercorn       — the HTTP/WebSocket port, opened only when all above are up
+
+Stopping (SIGTERM, SIGINT, or the ``stop`` event): hypercorn stops accepting
+and lets in-flight requests finish within the grace period; then the actors
+are cancelled; then the writer commits whatever is still queued; then the pool
+closes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import urllib.parse
+from dataclasses import dataclass
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+
+from eventd import __version__
+from eventd.actors.supervisor import Supervisor
+from eventd.config import Config
+from eventd.http.app import create_app
+from eventd.realtime.hub import Hub
+from eventd.services import Services
+from eventd.storage import queries
+from eventd.storage.database import open_database
+from eventd.storage.embedded import start_embedded
+from eventd.storage.migrations import apply_migrations
+from eventd.storage.writer import Writer
+
+log = logging.getLogger("eventd")
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Running:
+    """What a started daemon tells its starter."""
+
+    urls: list[str]
+    services: Services
+
+
+def redact(url: str) -> str:
+    """A database URL fit for a log line: no password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+async def database_url(config: Config) -> str:
+    if not config.database.embedded:
+        return config.database.url
+    _server, url = await start_embedded(config.database.data_dir)
+    log.info("embedded PostgreSQL running under %s", config.database.data_dir)
+    return url
+
+
+async def migrate(config: Config) -> list[str]:
+    url = await database_url(config)
+    async with open_database(url, pool_size=2, timeout_seconds=30) as db:
+        return await apply_migrations(db)
+
+
+async def serve(
+    config: Config,
+    stop: trio.Event | None = None,
+    *,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the daemon until ``stop`` is set (or forever)."""
+    stop = stop if stop is not None else trio.Event()
+    log.info("eventd %s starting; config: %s", __version__, config.source)
+    url = await database_url(config)
+    log.info("database: %s", "embedded" if config.database.embedded else redact(url))
+    async with open_database(
+        url,
+        pool_size=config.database.pool_size,
+        timeout_seconds=config.server.request_timeout_seconds,
+    ) as db:
+        applied = await apply_migrations(db)
+        log.info("migrations applied: %s", ", ".join(applied) if applied else "none needed")
+        hub = Hub()
+        writer = Writer(db)
+        supervisor = Supervisor(
+            functools.partial(queries.load_event, db), writer.submit, hub.publish
+        )
+        services = Services(config, db, writer, supervisor, hub)
+        async with trio.open_nursery() as writer_nursery:
+            await writer_nursery.start(writer.run)
+            async with trio.open_nursery() as actor_nursery:
+                await actor_nursery.start(supervisor.run)
+                async with trio.open_nursery() as front:
+                    urls = await front.start(
+                        functools.partial(
+                            hypercorn.trio.serve,
+                            create_app(services),
+                            _hypercorn_config(config),
+                            shutdown_trigger=stop.wait,
+                        )
+                    )
+                    log.info("listening on %s", ", ".join(urls))
+                    task_status.started(Running(urls, services))
+                log.info("stopping: requests drained")
+                actor_nursery.cancel_scope.cancel()
+            await writer.close()
+        log.info("stopped: writer flushed")
+
+
+def _hypercorn_config(config: Config) -> hypercorn.config.Config:
+    hc = hypercorn.config.Config()
+    host, port = config.server.host, config.server.port
+    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    hc.graceful_timeout = SHUTDOWN_GRACE_SECONDS
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.backlog = 1024
+    hc.keep_alive_timeout = 30
+    return hc
+
+
+async def run_until_signalled(config: Config) -> None:
+    """The command-line daemon: serve until SIGTERM or SIGINT."""
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    log.info("received %s; shutting down", signal.Signals(signum).name)
+                    stop.set()
+                    return
+
+            nursery.start_soon(watch_signals)
+            await serve(config, stop)
+            nursery.cancel_scope.cancel()

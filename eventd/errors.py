@@ -1,0 +1,125 @@
+"""Domain errors: what went wrong, in words a client can act on.
+
+Every error carries a stable ``code``; ``eventd.http.problems`` maps each to
+its HTTP status and problem+json body in one table. Lower layers translate
+their own failures into these (the store turns a lost connection into
+:class:`Unavailable`), so nothing above them sees asyncpg or asyncio.
+
+    EventdError
+    ├── MalformedJson               body is not JSON
+    ├── ValidationFailed            body or query fails the schema
+    ├── UnsupportedMediaType        body is not application/json
+    ├── PayloadTooLarge             body over limits.max_body_bytes
+    ├── Unauthorized                admin route without a valid token
+    ├── NotFound                    no such resource
+    ├── Conflict
+    │   ├── EventFull
+    │   ├── AlreadyRegistered
+    │   ├── EmailTaken
+    │   ├── EventOverlap            carries the conflicting event's id
+    │   ├── CapacityBelowRegistrations
+    │   ├── EventStarted
+    │   └── IdempotencyKeyReused
+    ├── RateLimited                 carries Retry-After
+    └── Unavailable                 the database cannot be reached; carries Retry-After
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+
+class EventdError(Exception):
+    code = "internal_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class MalformedJson(EventdError):
+    code = "malformed_json"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class ValidationFailed(EventdError):
+    code = "validation_failed"
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+        super().__init__(detail or f"The request is not valid: {summary}.")
+        self.errors = errors
+
+
+class UnsupportedMediaType(EventdError):
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(EventdError):
+    code = "payload_too_large"
+
+
+class Unauthorized(EventdError):
+    code = "unauthorized"
+
+
+class NotFound(EventdError):
+    code = "not_found"
+
+
+class Conflict(EventdError):
+    pass
+
+
+class EventFull(Conflict):
+    code = "event_full"
+
+
+class AlreadyRegistered(Conflict):
+    code = "already_registered"
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+
+
+class EventOverlap(Conflict):
+    code = "event_overlap"
+
+    def __init__(self, detail: str, conflicting_event_id: uuid.UUID) -> None:
+        super().__init__(detail)
+        self.conflicting_event_id = conflicting_event_id
+
+
+class CapacityBelowRegistrations(Conflict):
+    code = "capacity_below_registrations"
+
+
+class EventStarted(Conflict):
+    code = "event_started"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+class RateLimited(EventdError):
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after_seconds: int) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class Unavailable(EventdError):
+    code = "unavailable"
+
+    def __init__(self, detail: str, retry_after_seconds: int = 2) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds

@@ -1,0 +1,1 @@
+"""The HTTP face: a quart-trio app of routes, schemas and problem responses."""

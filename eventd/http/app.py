@@ -1,0 +1,51 @@
+"""The quart-trio application: routes, the request deadline, and error mapping."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+from quart import Response
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from eventd.errors import EventdError, Unavailable
+from eventd.http import attendees, events, health, problems, registrations
+from eventd.services import Services
+
+log = logging.getLogger(__name__)
+
+
+class EventdApp(QuartTrio):
+    request_timeout_seconds = 10.0
+
+    async def dispatch_request(self, request_context=None):  # type: ignore[no-untyped-def]
+        # Every request answers within the deadline: a wait on a busy actor or
+        # an unreachable database becomes a 503, never a hang.
+        with trio.move_on_after(self.request_timeout_seconds):
+            return await super().dispatch_request(request_context)
+        raise Unavailable("The request could not be completed in time; please retry.")
+
+
+def create_app(services: Services) -> EventdApp:
+    app = EventdApp("eventd")
+    app.request_timeout_seconds = services.config.server.request_timeout_seconds
+    app.config["MAX_CONTENT_LENGTH"] = services.config.limits.max_body_bytes
+    app.extensions["eventd"] = services
+    for module in (events, attendees, registrations, health):
+        app.register_blueprint(module.blueprint)
+
+    @app.errorhandler(EventdError)
+    async def domain_error(error: EventdError) -> Response:
+        return problems.from_error(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        return problems.from_http_exception(error)
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        log.error("unhandled error", exc_info=error)
+        return problems.internal_error()
+
+    return app

@@ -1,0 +1,219 @@
+"""Request schemas: what a body or query must look like, and the words for when it does not.
+
+Bodies are validated strictly (no type coercion, unknown fields rejected) by
+pydantic; every failure becomes a :class:`~eventd.errors.ValidationFailed`
+with one ``{field, message}`` per problem.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import email_validator
+import pydantic
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from eventd.errors import FieldError, MalformedJson, ValidationFailed
+from eventd.model import utc_now
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _valid_email(value: str) -> str:
+    try:
+        email_validator.validate_email(value, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        raise ValueError("must be a valid email address") from None
+    return value  # stored as given
+
+
+def _in_future(value: datetime) -> datetime:
+    if value <= utc_now():
+        raise ValueError("must be in the future")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+Description = Annotated[str, Field(max_length=5000)]
+Location = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+FutureDate = Annotated[AwareDatetime, AfterValidator(_in_future)]
+Duration = Annotated[int, Field(ge=1, le=10080)]
+Capacity = Annotated[int, Field(ge=1, le=1_000_000)]
+Email = Annotated[str, Field(max_length=254), AfterValidator(_valid_email)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", strict=True, alias_generator=to_camel, frozen=True
+    )
+
+
+class EventCreate(Body):
+    name: Name
+    description: Description = ""
+    date: FutureDate
+    duration_minutes: Duration = 60
+    location: Location
+    max_attendees: Capacity
+
+
+class EventPatch(Body):
+    name: Name | None = None
+    description: Description | None = None
+    date: FutureDate | None = None
+    duration_minutes: Duration | None = None
+    location: Location | None = None
+    max_attendees: Capacity | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent, by storage name; ``date`` is the event's start."""
+        sent = {name: getattr(self, name) for name in self.model_fields_set}
+        nulls = [to_camel(name) for name, value in sent.items() if value is None]
+        if nulls:
+            raise ValidationFailed([FieldError(f, "must not be null") for f in sorted(nulls)])
+        if not sent:
+            raise ValidationFailed([FieldError("", "send at least one field to change")])
+        if "date" in sent:
+            sent["starts_at"] = sent.pop("date")
+        return sent
+
+
+class AttendeeCreate(Body):
+    name: Name
+    email: Email
+
+
+class RegistrationCreate(Body):
+    event_id: uuid.UUID
+    attendee_id: uuid.UUID
+    waitlist: bool = False
+
+
+# --- turning pydantic's errors into ours ----------------------------------------
+
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "int_type": "must be an integer",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "uuid_type": "must be a UUID",
+    "uuid_parsing": "must be a UUID",
+    "datetime_type": "must be an RFC 3339 timestamp",
+    "datetime_parsing": "must be an RFC 3339 timestamp",
+    "datetime_from_date_parsing": "must be an RFC 3339 timestamp",
+    "timezone_aware": "must include a UTC offset (e.g. Z or +01:00)",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+}
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    if kind == "greater_than_equal":
+        return f"must be ≥ {ctx['ge']}"
+    if kind == "less_than_equal":
+        return f"must be ≤ {ctx['le']}"
+    if kind == "string_too_short":
+        return f"must be at least {ctx['min_length']} character(s)"
+    if kind == "string_too_long":
+        return f"must be at most {ctx['max_length']} characters"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return str(error["msg"])
+
+
+def _field_errors(exc: pydantic.ValidationError) -> list[FieldError]:
+    return [
+        FieldError(".".join(str(part) for part in error["loc"]), _message(error))
+        for error in exc.errors(include_url=False)
+    ]
+
+
+def parse_body(model: type[M], raw: bytes) -> M:
+    """Validate a JSON body against ``model``."""
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except pydantic.ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise MalformedJson("The request body is not valid JSON.") from None
+        raise ValidationFailed(_field_errors(exc)) from None
+
+
+# --- query strings --------------------------------------------------------------
+
+
+class Query:
+    """Typed access to a query string; collects every problem before failing."""
+
+    def __init__(self, args: Mapping[str, str], allowed: set[str]) -> None:
+        self._args = args
+        self.errors = [
+            FieldError(name, "is not a known query parameter")
+            for name in args
+            if name not in allowed
+        ]
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        text = self._args.get(name)
+        if text is None:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            self.errors.append(FieldError(name, "must be an integer"))
+            return default
+        if not low <= value <= high:
+            self.errors.append(FieldError(name, f"must be between {low} and {high}"))
+        return value
+
+    def text(self, name: str, max_length: int = 200) -> str | None:
+        value = self._args.get(name)
+        if value is not None and len(value) > max_length:
+            self.errors.append(FieldError(name, f"must be at most {max_length} characters"))
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        value = self._args.get(name)
+        if value is not None and value not in choices:
+            self.errors.append(FieldError(name, f"must be one of {', '.join(choices)}"))
+            return None
+        return value
+
+    def timestamp(self, name: str) -> datetime | None:
+        text = self._args.get(name)
+        if text is None:
+            return None
+        # An unescaped "+01:00" arrives as " 01:00"; take it as meant.
+        text = text.replace(" ", "+")
+        try:
+            return _TIMESTAMP.validate_python(text)
+        except pydantic.ValidationError as exc:
+            self.errors.append(FieldError(name, _message(exc.errors()[0])))
+            return None
+
+    def page(self, default_limit: int = 20, max_limit: int = 100) -> tuple[int, int]:
+        return (
+            self.integer("page", 1, 1, 1_000_000),
+            self.integer("limit", default_limit, 1, max_limit),
+        )
+
+    def check(self) -> None:
+        if self.errors:
+            raise ValidationFailed(self.errors)
+
+
+_TIMESTAMP: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(AwareDatetime)

@@ -1,0 +1,1 @@
+"""Real-time fan-out: from event actors to WebSocket clients."""

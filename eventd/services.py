@@ -1,0 +1,20 @@
+"""What the HTTP face needs from the rest of the daemon, gathered in one object."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from eventd.actors.supervisor import Supervisor
+from eventd.config import Config
+from eventd.realtime.hub import Hub
+from eventd.storage.database import Database
+from eventd.storage.writer import Writer
+
+
+@dataclasses.dataclass(frozen=True)
+class Services:
+    config: Config
+    db: Database
+    writer: Writer
+    supervisor: Supervisor
+    hub: Hub

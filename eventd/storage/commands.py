@@ -1,0 +1,335 @@
+"""The writes eventd makes, as commands for the :class:`~eventd.storage.writer.Writer`.
+
+Each command is one change a client asked for. Registration operations of all
+actors in a batch go to PostgreSQL in one call of ``eventd_registration_ops``
+(see ``sql/001_init.sql``), which re-checks capacity and uniqueness under the
+event's row lock: the database's word is final.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+import outcome
+
+from eventd.errors import (
+    CapacityBelowRegistrations,
+    EmailTaken,
+    EventOverlap,
+    NotFound,
+)
+from eventd.model import Attendee, Event, EventCounts
+from eventd.storage.database import Connection, Row
+from eventd.storage.writer import WriteCommand
+
+# --- registrations -----------------------------------------------------------
+
+OpOutcome = Literal[
+    "confirmed",
+    "waitlisted",
+    "event_full",
+    "already_registered",
+    "event_not_found",
+    "attendee_not_found",
+    "event_started",
+    "cancelled",
+    "not_found",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationOp:
+    kind: Literal["register", "cancel"]
+    registration_id: uuid.UUID
+    attendee_id: uuid.UUID | None = None
+    waitlist: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class OpResult:
+    outcome: OpOutcome
+    created_at: datetime | None
+    promoted: tuple[uuid.UUID, ...]
+    counts: EventCounts | None  # None when the event is gone
+
+
+class RegistrationOps(WriteCommand[list[OpResult]]):
+    """One event actor's pending registrations and cancellations, in order."""
+
+    batch_order: ClassVar[int] = 10
+
+    def __init__(self, event_id: uuid.UUID, ops: Sequence[RegistrationOp]) -> None:
+        super().__init__()
+        self.event_id = event_id
+        self.ops = list(ops)
+
+    @classmethod
+    async def run_batch(
+        cls, conn: Connection, commands: Sequence[WriteCommand[Any]]
+    ) -> list[outcome.Outcome[Any]]:
+        # Locks are taken event by event, in id order, as every daemon does.
+        ordered = sorted(
+            (c for c in commands if isinstance(c, RegistrationOps)), key=lambda c: c.event_id
+        )
+        kinds, ids, events, attendees, waitlist = [], [], [], [], []
+        for command in ordered:
+            for op in command.ops:
+                kinds.append(op.kind)
+                ids.append(op.registration_id)
+                events.append(command.event_id)
+                attendees.append(op.attendee_id)
+                waitlist.append(op.waitlist)
+        rows = await conn.fetch(
+            "SELECT idx, outcome, created_at, promoted, counts"
+            " FROM eventd_registration_ops($1, $2, $3, $4, $5)",
+            kinds,
+            ids,
+            events,
+            attendees,
+            waitlist,
+        )
+        results = iter(sorted(rows, key=lambda r: r["idx"]))
+        by_command: dict[int, outcome.Outcome[Any]] = {}
+        for command in ordered:
+            by_command[id(command)] = outcome.Value(
+                [_op_result(next(results)) for _ in command.ops]
+            )
+        return [by_command[id(c)] for c in commands]
+
+
+def _op_result(row: Row) -> OpResult:
+    counts = row["counts"]
+    return OpResult(
+        outcome=row["outcome"],
+        created_at=row["created_at"],
+        promoted=tuple(row["promoted"] or ()),
+        counts=EventCounts.from_row(counts) if counts and counts["event_id"] else None,
+    )
+
+
+# --- events ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EventFields:
+    name: str
+    description: str
+    starts_at: datetime
+    duration_minutes: int
+    location: str
+    max_attendees: int
+
+    @property
+    def ends_at(self) -> datetime:
+        return self.starts_at + timedelta(minutes=self.duration_minutes)
+
+
+async def _lock_locations(conn: Connection, *locations: str) -> None:
+    """Serialize schedule changes per normalized location, across daemons.
+
+    Taken before the overlap check, in one order, so a check never misses an
+    event another daemon is committing at the same place.
+    """
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM ("
+        " SELECT DISTINCT hashtextextended(eventd_location_key(l), 0) AS k"
+        " FROM unnest($1::text[]) AS l ORDER BY k) AS keys",
+        list(locations),
+    )
+
+
+async def _check_overlap(
+    conn: Connection, fields: EventFields, exclude: uuid.UUID | None = None
+) -> None:
+    conflict = await conn.fetchval(
+        "SELECT id FROM events WHERE location_key = eventd_location_key($1)"
+        " AND starts_at < $3 AND ends_at > $2 AND id IS DISTINCT FROM $4"
+        " ORDER BY starts_at, id LIMIT 1",
+        fields.location,
+        fields.starts_at,
+        fields.ends_at,
+        exclude,
+    )
+    if conflict is not None:
+        raise EventOverlap(
+            f"Event {conflict} is at the same location at an overlapping time.",
+            conflicting_event_id=conflict,
+        )
+
+
+class CreateEvent(WriteCommand[Event]):
+    def __init__(self, event_id: uuid.UUID, fields: EventFields) -> None:
+        super().__init__()
+        self.event_id = event_id
+        self.fields = fields
+
+    async def run(self, conn: Connection) -> Event:
+        f = self.fields
+        await _lock_locations(conn, f.location)
+        await _check_overlap(conn, f)
+        row = await conn.fetchrow(
+            "INSERT INTO events (id, name, description, starts_at, duration_minutes, ends_at,"
+            " location, max_attendees) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            f" RETURNING {Event.COLUMNS}",
+            self.event_id,
+            f.name,
+            f.description,
+            f.starts_at,
+            f.duration_minutes,
+            f.ends_at,
+            f.location,
+            f.max_attendees,
+        )
+        assert row is not None
+        return Event.from_row(row)
+
+
+@dataclasses.dataclass(frozen=True)
+class EventUpdated:
+    updated: Event  # after the edit: what eventUpdated carries
+    current: Event  # after promotions, if capacity changed: the event now
+    promoted: tuple[uuid.UUID, ...]
+
+    @property
+    def counts_changed(self) -> bool:
+        return self.current.version != self.updated.version
+
+
+class UpdateEvent(WriteCommand[EventUpdated]):
+    """Edit an event: capacity and overlap re-checked, waitlist promoted on a raise."""
+
+    def __init__(self, event_id: uuid.UUID, changes: dict[str, Any]) -> None:
+        super().__init__()
+        self.event_id = event_id
+        self.changes = changes
+
+    async def run(self, conn: Connection) -> EventUpdated:
+        row = await conn.fetchrow(
+            f"SELECT {Event.COLUMNS} FROM events WHERE id = $1 FOR UPDATE", self.event_id
+        )
+        if row is None:
+            raise NotFound(f"Event {self.event_id} does not exist.")
+        old = Event.from_row(row)
+        merged = EventFields(
+            **{
+                f.name: self.changes.get(f.name, getattr(old, f.name))
+                for f in dataclasses.fields(EventFields)
+            }
+        )
+        if merged.max_attendees < old.confirmed_count:
+            raise CapacityBelowRegistrations(
+                f"maxAttendees {merged.max_attendees} is below the {old.confirmed_count}"
+                " confirmed registrations of this event."
+            )
+        moved = (merged.location, merged.starts_at, merged.ends_at) != (
+            old.location,
+            old.starts_at,
+            old.ends_at,
+        )
+        if moved:
+            await _lock_locations(conn, old.location, merged.location)
+            await _check_overlap(conn, merged, exclude=self.event_id)
+        row = await conn.fetchrow(
+            "UPDATE events SET name = $2, description = $3, starts_at = $4,"
+            " duration_minutes = $5, ends_at = $6, location = $7, max_attendees = $8,"
+            " version = version + 1, updated_at = now()"
+            f" WHERE id = $1 RETURNING {Event.COLUMNS}",
+            self.event_id,
+            merged.name,
+            merged.description,
+            merged.starts_at,
+            merged.duration_minutes,
+            merged.ends_at,
+            merged.location,
+            merged.max_attendees,
+        )
+        assert row is not None
+        updated = Event.from_row(row)
+        if updated.max_attendees == old.max_attendees:
+            return EventUpdated(updated, updated, ())
+        # The capacity changed: a second version, for the eventCapacityUpdate.
+        promoted = await conn.fetchval("SELECT eventd_promote($1)", self.event_id)
+        row = await conn.fetchrow(
+            "UPDATE events SET version = version + 1, updated_at = now()"
+            f" WHERE id = $1 RETURNING {Event.COLUMNS}",
+            self.event_id,
+        )
+        assert row is not None
+        return EventUpdated(updated, Event.from_row(row), tuple(promoted))
+
+
+@dataclasses.dataclass(frozen=True)
+class EventDeleted:
+    event: Event
+    version: int  # the version the deletion would have had: the eventDeleted seq
+    attendee_ids: tuple[uuid.UUID, ...]  # everyone who held a registration
+
+
+class DeleteEvent(WriteCommand[EventDeleted]):
+    def __init__(self, event_id: uuid.UUID) -> None:
+        super().__init__()
+        self.event_id = event_id
+
+    async def run(self, conn: Connection) -> EventDeleted:
+        row = await conn.fetchrow(
+            f"DELETE FROM events WHERE id = $1 RETURNING {Event.COLUMNS}", self.event_id
+        )
+        if row is None:
+            raise NotFound(f"Event {self.event_id} does not exist.")
+        # The registrations went with it (ON DELETE CASCADE); the row lock the
+        # DELETE took kept every registration change of other daemons out.
+        event = Event.from_row(row)
+        return EventDeleted(event, event.version + 1, ())
+
+
+# --- attendees ---------------------------------------------------------------
+
+
+class CreateAttendee(WriteCommand[Attendee]):
+    def __init__(self, attendee_id: uuid.UUID, name: str, email: str) -> None:
+        super().__init__()
+        self.attendee_id = attendee_id
+        self.name = name
+        self.email = email
+
+    async def run(self, conn: Connection) -> Attendee:
+        row = await conn.fetchrow(
+            "INSERT INTO attendees (id, name, email) VALUES ($1, $2, $3)"
+            f" ON CONFLICT ((lower(email))) DO NOTHING RETURNING {Attendee.COLUMNS}",
+            self.attendee_id,
+            self.name,
+            self.email,
+        )
+        if row is None:
+            raise EmailTaken(f"Another attendee already has the email {self.email}.")
+        return Attendee.from_row(row)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttendeeDeleted:
+    # One entry per event whose registration was cancelled.
+    changes: tuple[tuple[EventCounts, tuple[uuid.UUID, ...]], ...]
+
+
+class DeleteAttendee(WriteCommand[AttendeeDeleted]):
+    """Remove an attendee; their registrations are cancelled and waitlists promoted."""
+
+    def __init__(self, attendee_id: uuid.UUID) -> None:
+        super().__init__()
+        self.attendee_id = attendee_id
+
+    async def run(self, conn: Connection) -> AttendeeDeleted:
+        rows = await conn.fetch(
+            "SELECT found, promoted, counts FROM eventd_delete_attendee($1)", self.attendee_id
+        )
+        if rows and not rows[0]["found"]:
+            raise NotFound(f"Attendee {self.attendee_id} does not exist.")
+        return AttendeeDeleted(
+            tuple(
+                (EventCounts.from_row(r["counts"]), tuple(r["promoted"] or ())) for r in rows
+            )
+        )

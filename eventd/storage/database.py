@@ -1,0 +1,190 @@
+"""The PostgreSQL adapter: asyncpg, bridged into trio.
+
+asyncpg is an asyncio library. This module is the only one that touches it or
+``trio_asyncio``: everything above sees trio-native :class:`Database` and
+:class:`Connection` objects and two kinds of failure:
+
+- :class:`eventd.errors.Unavailable` — the database cannot be reached (refused,
+  dropped, shutting down, timed out). Callers answer 503 and retry later.
+- :class:`QueryFailed` — the database answered and refused the statement
+  (a constraint, a deadlock, a serialization failure); ``sqlstate`` says which.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import asyncpg
+import trio
+import trio_asyncio
+
+from eventd.errors import Unavailable
+
+Row = Mapping[str, Any]
+
+# sqlstate classes that mean "the server is going away or cannot serve".
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+class QueryFailed(Exception):
+    """The database refused a statement."""
+
+    def __init__(self, message: str, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@contextlib.contextmanager
+def _translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        if isinstance(exc, asyncpg.PostgresConnectionError) or sqlstate.startswith(
+            _UNAVAILABLE_SQLSTATE_CLASSES
+        ):
+            raise Unavailable("The database cannot be reached right now.") from exc
+        raise QueryFailed(str(exc), sqlstate) from exc
+    except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+        raise Unavailable("The database cannot be reached right now.") from exc
+
+
+class Connection:
+    """One connection, used by one task at a time; statements are cached prepared."""
+
+    def __init__(self, raw: Any, loop: Any) -> None:
+        self._raw = raw
+        self._loop = loop
+
+    async def _call(self, method: Any, *args: Any) -> Any:
+        with _translate_errors():
+            return await trio_asyncio.aio_as_trio(method, loop=self._loop)(*args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        rows: list[Row] = await self._call(self._raw.fetch, sql, *args)
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        row: Row | None = await self._call(self._raw.fetchrow, sql, *args)
+        return row
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._call(self._raw.fetchval, sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        status: str = await self._call(self._raw.execute, sql, *args)
+        return status
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        await self.execute("BEGIN")
+        try:
+            yield self
+        except BaseException:
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                with trio.move_on_after(5):
+                    await self.execute("ROLLBACK")
+            raise
+        await self.execute("COMMIT")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseStatistics:
+    pool_size: int
+    idle_connections: int
+
+
+class Database:
+    """A pool of connections to one PostgreSQL database."""
+
+    def __init__(self, pool: Any, loop: Any, acquire_timeout_seconds: float) -> None:
+        self._pool = pool
+        self._loop = loop
+        self._acquire_timeout_seconds = acquire_timeout_seconds
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        with _translate_errors():
+            raw = await trio_asyncio.aio_as_trio(self._pool.acquire, loop=self._loop)(
+                timeout=self._acquire_timeout_seconds
+            )
+        try:
+            yield Connection(raw, self._loop)
+        finally:
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await trio_asyncio.aio_as_trio(self._pool.release, loop=self._loop)(raw)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self.connection() as conn:
+            return await conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        async with self.connection() as conn:
+            return await conn.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            return await conn.fetchval(sql, *args)
+
+    async def ping(self) -> float:
+        """Round-trip a trivial query; returns its latency in seconds."""
+        started = time.perf_counter()
+        await self.fetchval("SELECT 1")
+        return time.perf_counter() - started
+
+    def statistics(self) -> DatabaseStatistics:
+        return DatabaseStatistics(
+            pool_size=self._pool.get_size(), idle_connections=self._pool.get_idle_size()
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_database(
+    url: str, *, pool_size: int, timeout_seconds: float
+) -> AsyncIterator[Database]:
+    """Open a pool to ``url`` for the duration of the block.
+
+    Raises :class:`Unavailable` when the server cannot be reached at all.
+    """
+    try:
+        async with trio_asyncio.open_loop() as loop:
+            with _translate_errors():
+                pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool, loop=loop)(
+                    url,
+                    min_size=1,
+                    max_size=pool_size,
+                    command_timeout=timeout_seconds,
+                    timeout=timeout_seconds,
+                    max_inactive_connection_lifetime=300,
+                )
+            try:
+                yield Database(pool, loop, acquire_timeout_seconds=timeout_seconds)
+            finally:
+                with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    with trio.move_on_after(5):
+                        await trio_asyncio.aio_as_trio(pool.close, loop=loop)()
+    except BaseExceptionGroup as group:
+        # The loop's nursery wraps whatever the block raised; hand back the
+        # error itself when there is just one, so callers see what happened.
+        leaves = list(_leaves(group))
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+

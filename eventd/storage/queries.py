@@ -1,0 +1,226 @@
+"""The reads eventd makes: lookups and the pages of the list endpoints.
+
+A live event is read from its actor, not from here; these serve hydration,
+lists, searches and the records actors do not own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from eventd.model import Attendee, Event, Registration
+from eventd.storage.database import Database, Row
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# --- events ------------------------------------------------------------------
+
+
+async def load_event(db: Database, event_id: uuid.UUID) -> Event | None:
+    row = await db.fetchrow(f"SELECT {Event.COLUMNS} FROM events WHERE id = $1", event_id)
+    return Event.from_row(row) if row else None
+
+
+@dataclasses.dataclass(frozen=True)
+class EventFilter:
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    location: str | None = None
+    search: str | None = None
+
+
+async def list_events(db: Database, where: EventFilter, page: int, limit: int) -> Page[Event]:
+    clauses, args = [], []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if where.start_date is not None:
+        clauses.append(f"starts_at >= {arg(where.start_date)}")
+    if where.end_date is not None:
+        clauses.append(f"starts_at <= {arg(where.end_date)}")
+    if where.location is not None:
+        clauses.append(f"location_key = eventd_location_key({arg(where.location)})")
+    if where.search:
+        pattern = arg(_like_pattern(where.search))
+        clauses.append(f"(name ILIKE {pattern} OR description ILIKE {pattern})")
+    condition = " AND ".join(clauses) or "TRUE"
+    async with db.connection() as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM events WHERE {condition}", *args)
+        rows = await conn.fetch(
+            f"SELECT {Event.COLUMNS} FROM events WHERE {condition}"
+            f" ORDER BY starts_at, id LIMIT {arg(limit)} OFFSET {arg((page - 1) * limit)}",
+            *args,
+        )
+    return Page([Event.from_row(r) for r in rows], total, page, limit)
+
+
+async def most_registered_event_id(db: Database) -> uuid.UUID | None:
+    event_id: uuid.UUID | None = await db.fetchval(
+        "SELECT id FROM events ORDER BY confirmed_count DESC, created_at, id LIMIT 1"
+    )
+    return event_id
+
+
+# --- attendees ---------------------------------------------------------------
+
+
+async def get_attendee(db: Database, attendee_id: uuid.UUID) -> Attendee | None:
+    row = await db.fetchrow(
+        f"SELECT {Attendee.COLUMNS} FROM attendees WHERE id = $1", attendee_id
+    )
+    return Attendee.from_row(row) if row else None
+
+
+async def list_attendees(
+    db: Database, search: str | None, page: int, limit: int
+) -> Page[Attendee]:
+    condition, args = "TRUE", []
+    if search:
+        condition, args = "(name ILIKE $1 OR email ILIKE $1)", [_like_pattern(search)]
+    n = len(args)
+    async with db.connection() as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM attendees WHERE {condition}", *args)
+        rows = await conn.fetch(
+            f"SELECT {Attendee.COLUMNS} FROM attendees WHERE {condition}"
+            f" ORDER BY created_at, id LIMIT ${n + 1} OFFSET ${n + 2}",
+            *args,
+            limit,
+            (page - 1) * limit,
+        )
+    return Page([Attendee.from_row(r) for r in rows], total, page, limit)
+
+
+# --- registrations -----------------------------------------------------------
+
+# A waitlisted registration's position: how many of its event's waitlist are
+# queued at or before it.
+_POSITION = (
+    "CASE WHEN r.status = 'waitlisted' THEN (SELECT count(*) FROM registrations w"
+    " WHERE w.event_id = r.event_id AND w.status = 'waitlisted' AND w.seq <= r.seq) END"
+)
+
+
+def _registration(row: Row) -> Registration:
+    return Registration(
+        id=row["id"],
+        event_id=row["event_id"],
+        attendee_id=row["attendee_id"],
+        status=row["status"],
+        waitlist_position=row["position"],
+        created_at=row["created_at"],
+    )
+
+
+async def get_registration(db: Database, registration_id: uuid.UUID) -> Registration | None:
+    row = await db.fetchrow(
+        f"SELECT r.id, r.event_id, r.attendee_id, r.status, r.created_at, {_POSITION} AS position"
+        " FROM registrations r WHERE r.id = $1",
+        registration_id,
+    )
+    return _registration(row) if row else None
+
+
+async def registration_event_id(db: Database, registration_id: uuid.UUID) -> uuid.UUID | None:
+    event_id: uuid.UUID | None = await db.fetchval(
+        "SELECT event_id FROM registrations WHERE id = $1", registration_id
+    )
+    return event_id
+
+
+@dataclasses.dataclass(frozen=True)
+class EventRegistration:
+    registration: Registration
+    attendee: Attendee
+
+
+async def list_event_registrations(
+    db: Database, event_id: uuid.UUID, status: str | None, page: int, limit: int
+) -> Page[EventRegistration]:
+    condition = "event_id = $1" + (" AND status = $2" if status else "")
+    args: list[Any] = [event_id] + ([status] if status else [])
+    n = len(args)
+    async with db.connection() as conn:
+        total = await conn.fetchval(
+            f"SELECT count(*) FROM registrations WHERE {condition}", *args
+        )
+        # Confirmed first in registration order, then the waitlist in queue order;
+        # positions are counted over the whole waitlist, before paging.
+        rows = await conn.fetch(
+            "SELECT r.*, a.name AS attendee_name, a.email AS attendee_email,"
+            " a.created_at AS attendee_created_at FROM ("
+            "  SELECT id, event_id, attendee_id, status, created_at, seq,"
+            "   CASE WHEN status = 'waitlisted' THEN row_number() OVER ("
+            "    PARTITION BY status ORDER BY seq) END AS position"
+            f"  FROM registrations WHERE {condition}"
+            " ) r JOIN attendees a ON a.id = r.attendee_id"
+            " ORDER BY r.status = 'waitlisted', r.seq"
+            f" LIMIT ${n + 1} OFFSET ${n + 2}",
+            *args,
+            limit,
+            (page - 1) * limit,
+        )
+    items = [
+        EventRegistration(
+            _registration(r),
+            Attendee(r["attendee_id"], r["attendee_name"], r["attendee_email"],
+                     r["attendee_created_at"]),
+        )
+        for r in rows
+    ]
+    return Page(items, total, page, limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttendeeRegistration:
+    registration: Registration
+    event: Event
+
+
+async def list_attendee_registrations(
+    db: Database, attendee_id: uuid.UUID, page: int, limit: int
+) -> Page[AttendeeRegistration]:
+    event_columns = ", ".join(f"e.{c.strip()} AS e_{c.strip()}" for c in Event.COLUMNS.split(","))
+    async with db.connection() as conn:
+        total = await conn.fetchval(
+            "SELECT count(*) FROM registrations WHERE attendee_id = $1", attendee_id
+        )
+        rows = await conn.fetch(
+            f"SELECT r.id, r.event_id, r.attendee_id, r.status, r.created_at,"
+            f" {_POSITION} AS position, {event_columns}"
+            " FROM registrations r JOIN events e ON e.id = r.event_id"
+            " WHERE r.attendee_id = $1 ORDER BY r.created_at, r.id LIMIT $2 OFFSET $3",
+            attendee_id,
+            limit,
+            (page - 1) * limit,
+        )
+    items = [
+        AttendeeRegistration(
+            _registration(r),
+            Event.from_row({k[2:]: v for k, v in r.items() if k.startswith("e_")}),
+        )
+        for r in rows
+    ]
+    return Page(items, total, page, limit)

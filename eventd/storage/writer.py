@@ -1,0 +1,189 @@
+"""The Writer: one task that turns many actors' commands into few transactions.
+
+Group commit: the writer takes every command waiting in its inbox (up to
+``MAX_BATCH_COMMANDS``), runs them all in one transaction, and delivers each
+command's result only after COMMIT. While one transaction runs, the next batch
+gathers, so batch size follows load with no timer to tune.
+
+If the batch transaction fails on a statement (a deadlock with another daemon,
+say), it is rolled back and each command is run again alone, so one command's
+trouble is that command's answer only. If the database is unreachable every
+command in the batch gets :class:`eventd.errors.Unavailable`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+import outcome
+import trio
+
+from eventd.errors import EventdError, Unavailable
+from eventd.storage.database import Connection, Database, QueryFailed
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_BATCH_COMMANDS = 256
+INBOX_SIZE = 1024
+
+
+class WriteCommand(Generic[T]):
+    """One unit of work. Subclasses implement :meth:`run`.
+
+    Rule: a command may raise an :class:`EventdError` only before it has
+    written anything, so answering it with that error leaves the batch's
+    transaction sound.
+    """
+
+    #: Commands of one class in one batch may be run together by run_batch.
+    batch_order: ClassVar[int] = 100
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._result: outcome.Outcome[T] | None = None
+
+    async def run(self, conn: Connection) -> T:
+        raise NotImplementedError
+
+    @classmethod
+    async def run_batch(
+        cls, conn: Connection, commands: Sequence[WriteCommand[Any]]
+    ) -> list[outcome.Outcome[Any]]:
+        results: list[outcome.Outcome[Any]] = []
+        for command in commands:
+            try:
+                results.append(outcome.Value(await command.run(conn)))
+            except EventdError as exc:
+                results.append(outcome.Error(exc))
+        return results
+
+    def _deliver(self, result: outcome.Outcome[T]) -> None:
+        if not self._done.is_set():
+            self._result = result
+            self._done.set()
+
+    async def wait(self) -> T:
+        await self._done.wait()
+        assert self._result is not None
+        return self._result.unwrap()
+
+
+@dataclasses.dataclass(frozen=True)
+class WriterStatistics:
+    transactions: int
+    commands: int
+    largest_batch: int
+    batch_size_counts: dict[int, int]
+    commit_seconds_total: float
+    queued: int
+
+
+class Writer:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._send, self._receive = trio.open_memory_channel[WriteCommand[Any]](INBOX_SIZE)
+        self._transactions = 0
+        self._commands = 0
+        self._largest_batch = 0
+        self._batch_size_counts: dict[int, int] = {}
+        self._commit_seconds_total = 0.0
+
+    async def submit(self, command: WriteCommand[T]) -> T:
+        """Queue ``command``; return its result once it is committed."""
+        try:
+            await self._send.send(command)
+        except trio.ClosedResourceError:
+            raise Unavailable("The daemon is shutting down.") from None
+        return await command.wait()
+
+    async def close(self) -> None:
+        """Stop taking commands; :meth:`run` finishes what is queued, then returns."""
+        await self._send.aclose()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with self._receive:
+            while True:
+                try:
+                    first = await self._receive.receive()
+                except trio.EndOfChannel:
+                    return
+                batch = [first]
+                while len(batch) < MAX_BATCH_COMMANDS:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                # A commit in flight is finished even when the daemon is told
+                # to stop: its callers are waiting for the truth.
+                with trio.CancelScope(shield=True):
+                    await self._commit(batch)
+
+    async def _commit(self, batch: list[WriteCommand[Any]]) -> None:
+        started = time.perf_counter()
+        try:
+            results = await self._run_together(batch)
+        except Unavailable as exc:
+            for command in batch:
+                command._deliver(outcome.Error(exc))
+            return
+        except QueryFailed as exc:
+            if len(batch) > 1:
+                log.info("batch of %d failed (%s); running each alone", len(batch), exc.sqlstate)
+            results = [await self._run_alone(command) for command in batch]
+        except Exception:  # a bug in a command: answer everyone, keep writing
+            log.exception("writer batch failed")
+            results = [await self._run_alone(command) for command in batch]
+        self._record(len(batch), time.perf_counter() - started)
+        for command, result in zip(batch, results, strict=True):
+            command._deliver(result)
+
+    async def _run_together(self, batch: list[WriteCommand[Any]]) -> list[outcome.Outcome[Any]]:
+        by_class: dict[type[WriteCommand[Any]], list[int]] = {}
+        for index, command in enumerate(batch):
+            by_class.setdefault(type(command), []).append(index)
+        results: list[outcome.Outcome[Any] | None] = [None] * len(batch)
+        async with self._db.transaction() as conn:
+            for cls in sorted(by_class, key=lambda c: c.batch_order):
+                indexes = by_class[cls]
+                group_results = await cls.run_batch(conn, [batch[i] for i in indexes])
+                for index, result in zip(indexes, group_results, strict=True):
+                    results[index] = result
+        return [r for r in results if r is not None]
+
+    async def _run_alone(self, command: WriteCommand[Any]) -> outcome.Outcome[Any]:
+        try:
+            async with self._db.transaction() as conn:
+                [result] = await type(command).run_batch(conn, [command])
+            return result
+        except QueryFailed as exc:
+            log.warning("write failed: %s", exc)
+            return outcome.Error(exc)
+        except Exception as exc:
+            log.exception("write command %s failed", type(command).__name__)
+            return outcome.Error(exc)
+
+    def _record(self, size: int, seconds: float) -> None:
+        self._transactions += 1
+        self._commands += size
+        self._largest_batch = max(self._largest_batch, size)
+        bucket = 2 ** math.ceil(math.log2(size))
+        self._batch_size_counts[bucket] = self._batch_size_counts.get(bucket, 0) + 1
+        self._commit_seconds_total += seconds
+
+    def statistics(self) -> WriterStatistics:
+        return WriterStatistics(
+            transactions=self._transactions,
+            commands=self._commands,
+            largest_batch=self._largest_batch,
+            batch_size_counts=dict(self._batch_size_counts),
+            commit_seconds_total=self._commit_seconds_total,
+            queued=self._receive.statistics().current_buffer_used,
+        )
