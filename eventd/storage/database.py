@@ -39,13 +39,16 @@ class QueryFailed(Exception):
 
 
 @contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
+def _translate_errors(*, connecting: bool = False) -> Iterator[None]:
+    """asyncpg's errors as ours; any refusal while connecting means unavailable."""
     try:
         yield
     except asyncpg.PostgresError as exc:
         sqlstate = getattr(exc, "sqlstate", None) or ""
-        if isinstance(exc, asyncpg.PostgresConnectionError) or sqlstate.startswith(
-            _UNAVAILABLE_SQLSTATE_CLASSES
+        if (
+            connecting
+            or isinstance(exc, asyncpg.PostgresConnectionError)
+            or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
         ):
             raise Unavailable("The database cannot be reached right now.") from exc
         raise QueryFailed(str(exc), sqlstate) from exc
@@ -108,7 +111,7 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        with _translate_errors():
+        with _translate_errors(connecting=True):
             raw = await trio_asyncio.aio_as_trio(self._pool.acquire, loop=self._loop)(
                 timeout=self._acquire_timeout_seconds
             )
@@ -157,7 +160,7 @@ async def open_database(
     """
     try:
         async with trio_asyncio.open_loop() as loop:
-            with _translate_errors():
+            with _translate_errors(connecting=True):
                 pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool, loop=loop)(
                     url,
                     min_size=1,

@@ -163,6 +163,8 @@ class Writer:
             async with self._db.transaction() as conn:
                 [result] = await type(command).run_batch(conn, [command])
             return result
+        except Unavailable as exc:
+            return outcome.Error(exc)
         except QueryFailed as exc:
             log.warning("write failed: %s", exc)
             return outcome.Error(exc)

@@ -1,0 +1,1 @@
+"""eventd benchmarks: real daemons, real PostgreSQL, load from a separate process."""

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import DaemonProcess, postgres_server, scratch_database
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """The shared daemon's database, fresh for this session."""
+    with scratch_database(pg_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A database of this test's own, for tests that count everything in it."""
+    with scratch_database(pg_admin_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def daemon(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """The real daemon, shared by the tests of a session."""
+    proc = DaemonProcess(database_url, tmp_path_factory.mktemp("daemon")).start()
+    yield proc
+    code = proc.stop()
+    assert code == 0, f"eventd exited {code}:\n{proc.log()}"
+
+
+@pytest.fixture
+async def client(daemon: DaemonProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def future(days: float = 30, hours: float = 0) -> str:
+    moment = datetime.now(UTC) + timedelta(days=days, hours=hours)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def unique_location() -> str:
+    return f"Room {uuid.uuid4().hex[:10]}"
+
+
+async def create_event(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    body = {
+        "name": "Test event",
+        "date": future(),
+        "location": unique_location(),
+        "maxAttendees": 10,
+        **fields,
+    }
+    response = await client.post("/events", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def create_attendee(client: httpx.AsyncClient, name: str = "Ada") -> dict[str, Any]:
+    email = f"{name.lower()}.{uuid.uuid4().hex[:10]}@example.com"
+    response = await client.post("/attendees", json={"name": name, "email": email})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def register(
+    client: httpx.AsyncClient, event_id: str, attendee_id: str, waitlist: bool = False
+) -> httpx.Response:
+    return await client.post(
+        "/registrations",
+        json={"eventId": event_id, "attendeeId": attendee_id, "waitlist": waitlist},
+    )

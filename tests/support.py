@@ -1,0 +1,170 @@
+"""Test support: a PostgreSQL to test against, and the real daemon as a process.
+
+Rules for every test here: loopback only, ports picked free, each test makes
+its own events at its own location (the daemon is shared within a session),
+and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+ADMIN_URL_ENV = "TEST_DATABASE_URL"  # an admin URL of another server, if wanted
+
+
+def run_sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    """Run one statement synchronously (from a thread, inside trio tests)."""
+
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def _reachable(url: str) -> bool:
+    try:
+        run_sql(url, "SELECT 1")
+        return True
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return False
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """An admin URL: $TEST_DATABASE_URL, the local server, or an embedded one."""
+    url = os.environ.get(ADMIN_URL_ENV) or LOCAL_POSTGRES
+    if _reachable(url):
+        yield url
+        return
+    print(f"\n{url} is not reachable; starting the embedded PostgreSQL (pgserver)",
+          file=sys.stderr)
+    import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="eventd-pg-") as data_dir:
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        try:
+            yield server.get_uri("postgres")
+        finally:
+            server.cleanup()
+
+
+@contextlib.contextmanager
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A fresh database with a unique name, dropped afterwards."""
+    name = f"eventd_test_{uuid.uuid4().hex[:12]}"
+    run_sql(admin_url, f"CREATE DATABASE {name}")
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        run_sql(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class DaemonProcess:
+    """``python -m eventd serve`` with a config of its own, on a free port."""
+
+    def __init__(self, database_url: str, workdir: Path, **sections: dict[str, Any]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        self.config_path = workdir / f"eventd-{self.port}.toml"
+        self.log_path = workdir / f"eventd-{self.port}.log"
+        config: dict[str, dict[str, Any]] = {
+            "server": {"bind": f"127.0.0.1:{self.port}", "request_timeout_seconds": 10},
+            "database": {"url": database_url, "pool_size": 10},
+            "log": {"level": "info"},
+        }
+        for section, values in sections.items():
+            config.setdefault(section, {}).update(values)
+        self.config_path.write_text(_toml(config))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> DaemonProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTD_")}
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "eventd", "serve", "--config", str(self.config_path)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"eventd exited at start:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"eventd did not become healthy in {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then wait; returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _toml(config: dict[str, dict[str, Any]]) -> str:
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return str(v)
+
+    return "\n".join(
+        f"[{section}]\n" + "\n".join(f"{k} = {value(v)}" for k, v in values.items()) + "\n"
+        for section, values in config.items()
+    )

@@ -1,0 +1,192 @@
+"""The invariant under load, across daemons and across a crash.
+
+Confirmed registrations never exceed maxAttendees; one registration per
+attendee and event; a 201 means the row is committed. Every test here runs
+the real daemon as a process on a database of its own, over loopback.
+"""
+
+from __future__ import annotations
+
+import collections
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from tests.conftest import future, unique_location
+from tests.support import DaemonProcess, run_sql
+
+pytestmark = pytest.mark.slow
+
+
+async def make_attendees(database_url: str, count: int) -> list[str]:
+    """Attendees straight into the table: the storm is about registrations."""
+    ids = [uuid.uuid4() for _ in range(count)]
+    await trio.to_thread.run_sync(
+        lambda: run_sql(
+            database_url,
+            "INSERT INTO attendees (id, name, email)"
+            " SELECT id, 'Storm ' || n, 'storm-' || id || '@example.com'"
+            " FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, n)",
+            ids,
+        )
+    )
+    return [str(i) for i in ids]
+
+
+async def storm(
+    urls: list[str], event_id: str, attendee_ids: list[str], connections: int = 200,
+    waitlist: bool = False,
+) -> list[httpx.Response]:
+    """Every attendee registers at once, spread round-robin over ``urls``."""
+    responses: list[httpx.Response] = []
+    limits = httpx.Limits(max_connections=connections // len(urls),
+                          max_keepalive_connections=connections // len(urls))
+    clients = [httpx.AsyncClient(base_url=u, timeout=60, limits=limits) for u in urls]
+    try:
+        async with trio.open_nursery() as nursery:
+            for n, attendee_id in enumerate(attendee_ids):
+                async def one(c: httpx.AsyncClient = clients[n % len(clients)],
+                              a: str = attendee_id) -> None:
+                    responses.append(await c.post("/registrations", json={
+                        "eventId": event_id, "attendeeId": a, "waitlist": waitlist}))
+                nursery.start_soon(one)
+    finally:
+        for c in clients:
+            await c.aclose()
+    return responses
+
+
+async def create_event(url: str, capacity: int) -> str:
+    async with httpx.AsyncClient(base_url=url) as c:
+        r = await c.post("/events", json={"name": "Ticket drop", "date": future(),
+                                          "location": unique_location(),
+                                          "maxAttendees": capacity})
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+
+def database_truth(database_url: str, event_id: str) -> tuple[dict[str, int], tuple[int, int, int]]:
+    rows = run_sql(database_url,
+                   "SELECT status, count(*) AS n FROM registrations WHERE event_id = $1"
+                   " GROUP BY status", uuid.UUID(event_id))
+    event = run_sql(database_url,
+                    "SELECT confirmed_count, waitlist_count, max_attendees FROM events"
+                    " WHERE id = $1", uuid.UUID(event_id))[0]
+    return ({r["status"]: r["n"] for r in rows},
+            (event["confirmed_count"], event["waitlist_count"], event["max_attendees"]))
+
+
+def outcome_counts(responses: list[httpx.Response]) -> collections.Counter[tuple[int, str]]:
+    return collections.Counter(
+        (r.status_code, r.json()["code"] if r.is_error else r.json()["status"])
+        for r in responses
+    )
+
+
+async def test_thousand_attempts_for_a_hundred_seats(fresh_database_url: str, workdir: Path):
+    daemon = DaemonProcess(fresh_database_url, workdir).start()
+    try:
+        event_id = await create_event(daemon.url, 100)
+        attendees = await make_attendees(fresh_database_url, 1000)
+        with trio.fail_after(120):
+            responses = await storm([daemon.url], event_id, attendees)
+        assert outcome_counts(responses) == {(201, "confirmed"): 100, (409, "event_full"): 900}
+        statuses, (confirmed, waitlisted, capacity) = await trio.to_thread.run_sync(
+            database_truth, fresh_database_url, event_id)
+        assert statuses == {"confirmed": 100}
+        assert (confirmed, waitlisted, capacity) == (100, 0, 100)
+        async with httpx.AsyncClient(base_url=daemon.url) as c:
+            event = (await c.get(f"/events/{event_id}")).json()
+        assert (event["registeredCount"], event["availableSpots"]) == (100, 0)
+        assert event["version"] == 101  # created at 1, one per confirmation
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+
+
+async def test_two_daemons_on_one_database_never_overbook(
+    fresh_database_url: str, workdir: Path
+):
+    first = DaemonProcess(fresh_database_url, workdir).start()
+    second = DaemonProcess(fresh_database_url, workdir).start()
+    try:
+        event_id = await create_event(first.url, 100)
+        attendees = await make_attendees(fresh_database_url, 1000)
+        with trio.fail_after(120):
+            responses = await storm([first.url, second.url], event_id, attendees,
+                                    waitlist=False)
+        assert outcome_counts(responses) == {(201, "confirmed"): 100, (409, "event_full"): 900}
+        statuses, (confirmed, waitlisted, _) = await trio.to_thread.run_sync(
+            database_truth, fresh_database_url, event_id)
+        assert statuses == {"confirmed": 100}
+        assert (confirmed, waitlisted) == (100, 0)
+    finally:
+        assert first.stop() == 0, first.log()
+        assert second.stop() == 0, second.log()
+
+
+async def test_two_daemons_same_attendee_registers_once(fresh_database_url: str, workdir: Path):
+    first = DaemonProcess(fresh_database_url, workdir).start()
+    second = DaemonProcess(fresh_database_url, workdir).start()
+    try:
+        event_id = await create_event(first.url, 10)
+        [attendee] = await make_attendees(fresh_database_url, 1)
+        with trio.fail_after(60):
+            responses = await storm([first.url, second.url] * 10, event_id, [attendee] * 20,
+                                    connections=20)
+        assert outcome_counts(responses) == {(201, "confirmed"): 1,
+                                             (409, "already_registered"): 19}
+    finally:
+        assert first.stop() == 0, first.log()
+        assert second.stop() == 0, second.log()
+
+
+async def test_kill_9_during_a_storm_loses_no_acknowledged_registration(
+    fresh_database_url: str, workdir: Path
+):
+    daemon = DaemonProcess(fresh_database_url, workdir).start()
+    event_id = await create_event(daemon.url, 300)
+    attendees = await make_attendees(fresh_database_url, 1000)
+    acknowledged: list[str] = []
+
+    async def register_all(client: httpx.AsyncClient) -> None:
+        async def one(attendee_id: str) -> None:
+            try:
+                r = await client.post("/registrations", json={
+                    "eventId": event_id, "attendeeId": attendee_id, "waitlist": True})
+            except httpx.HTTPError:
+                return  # the daemon died under this request: no promise was made
+            if r.status_code == 201:
+                acknowledged.append(r.json()["id"])
+
+        async with trio.open_nursery() as nursery:
+            for attendee_id in attendees:
+                nursery.start_soon(one, attendee_id)
+
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=daemon.url, timeout=30, limits=limits) as client:
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(register_all, client)
+                while len(acknowledged) < 200:
+                    await trio.sleep(0.005)
+                await trio.to_thread.run_sync(daemon.kill)
+    assert 200 <= len(acknowledged) < 1000
+
+    restarted = DaemonProcess(fresh_database_url, workdir).start()
+    try:
+        found = await trio.to_thread.run_sync(lambda: run_sql(
+            fresh_database_url, "SELECT id::text FROM registrations WHERE id = ANY($1::uuid[])",
+            acknowledged))
+        assert {r["id"] for r in found} == set(acknowledged)
+        statuses, (confirmed, waitlisted, capacity) = await trio.to_thread.run_sync(
+            database_truth, fresh_database_url, event_id)
+        assert statuses.get("confirmed", 0) == confirmed <= capacity == 300
+        assert statuses.get("waitlisted", 0) == waitlisted
+        async with httpx.AsyncClient(base_url=restarted.url) as c:
+            event = (await c.get(f"/events/{event_id}")).json()
+        assert (event["registeredCount"], event["waitlistCount"]) == (confirmed, waitlisted)
+    finally:
+        assert restarted.stop() == 0, restarted.log()
