@@ -164,10 +164,8 @@ class Config:
     source: str = "defaults"  # the file the values came from, for the start-up banner
 
     def validate(self) -> None:
-        for field in dataclasses.fields(self):
-            section = getattr(self, field.name)
-            if dataclasses.is_dataclass(section):
-                section.validate()
+        for name in _section_types():
+            getattr(self, name).validate()
         host = self.server.host
         if not self.auth.admin_tokens and not self.auth.allow_open_admin and not _is_loopback(host):
             raise ConfigError(
@@ -235,7 +233,11 @@ def split_bind(bind: str) -> tuple[str, int]:
 
 def _section_types() -> dict[str, type[Any]]:
     hints = typing.get_type_hints(Config)
-    return {name: tp for name, tp in hints.items() if dataclasses.is_dataclass(tp)}
+    return {
+        name: typing.cast(type[Any], tp)
+        for name, tp in hints.items()
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp)
+    }
 
 
 def _convert(section: str, key: str, value: Any, *, from_env: bool) -> Any:

@@ -45,7 +45,7 @@ def _reachable(url: str) -> bool:
     try:
         run_sql(url, "SELECT 1")
         return True
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (OSError, asyncpg.PostgresError, TimeoutError):
         return False
 
 

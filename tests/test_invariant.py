@@ -46,13 +46,13 @@ async def storm(
                           max_keepalive_connections=connections // len(urls))
     clients = [httpx.AsyncClient(base_url=u, timeout=60, limits=limits) for u in urls]
     try:
+        async def one(c: httpx.AsyncClient, a: str) -> None:
+            responses.append(await c.post("/registrations", json={
+                "eventId": event_id, "attendeeId": a, "waitlist": waitlist}))
+
         async with trio.open_nursery() as nursery:
             for n, attendee_id in enumerate(attendee_ids):
-                async def one(c: httpx.AsyncClient = clients[n % len(clients)],
-                              a: str = attendee_id) -> None:
-                    responses.append(await c.post("/registrations", json={
-                        "eventId": event_id, "attendeeId": a, "waitlist": waitlist}))
-                nursery.start_soon(one)
+                nursery.start_soon(one, clients[n % len(clients)], attendee_id)
     finally:
         for c in clients:
             await c.aclose()
@@ -150,6 +150,7 @@ async def test_kill_9_during_a_storm_loses_no_acknowledged_registration(
     event_id = await create_event(daemon.url, 300)
     attendees = await make_attendees(fresh_database_url, 1000)
     acknowledged: list[str] = []
+    enough_acknowledged = trio.Event()
 
     async def register_all(client: httpx.AsyncClient) -> None:
         async def one(attendee_id: str) -> None:
@@ -160,6 +161,8 @@ async def test_kill_9_during_a_storm_loses_no_acknowledged_registration(
                 return  # the daemon died under this request: no promise was made
             if r.status_code == 201:
                 acknowledged.append(r.json()["id"])
+                if len(acknowledged) >= 200:
+                    enough_acknowledged.set()
 
         async with trio.open_nursery() as nursery:
             for attendee_id in attendees:
@@ -170,8 +173,7 @@ async def test_kill_9_during_a_storm_loses_no_acknowledged_registration(
         with trio.fail_after(120):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(register_all, client)
-                while len(acknowledged) < 200:
-                    await trio.sleep(0.005)
+                await enough_acknowledged.wait()
                 await trio.to_thread.run_sync(daemon.kill)
     assert 200 <= len(acknowledged) < 1000
 

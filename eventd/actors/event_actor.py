@@ -140,7 +140,8 @@ class EventActor:
         event = self.state
         match result.outcome:
             case "confirmed" | "waitlisted":
-                assert isinstance(request, m.Register) and result.created_at is not None
+                assert isinstance(request, m.Register)
+                assert result.created_at is not None
                 assert result.counts is not None
                 request.reply.set(
                     Registration(

@@ -178,7 +178,9 @@ class Supervisor:
         event_id = slot.actor.state.id
         while True:
             try:
-                await slot.actor.run(slot.receive, self._idle_seconds, lambda: self._may_retire(slot))
+                await slot.actor.run(
+                    slot.receive, self._idle_seconds, lambda: self._may_retire(slot)
+                )
             except Exception as exc:
                 log.exception("event actor %s crashed; restarting it", event_id)
                 for message in slot.actor.in_hand:

@@ -23,5 +23,7 @@ async def health() -> Response:
         "actors": {"live": s.supervisor.statistics().live_actors},
     }
     if database["status"] == "down":
-        return json_response({"status": "down", "checks": checks}, 503)
+        response = json_response({"status": "down", "checks": checks}, 503)
+        response.headers["Retry-After"] = "2"
+        return response
     return json_response({"status": "ok", "checks": checks})

@@ -57,7 +57,7 @@ def problem(
 def from_error(error: e.EventdError) -> Response:
     for cls in type(error).__mro__:
         if cls in _TABLE:
-            status, title = _TABLE[cls]  # type: ignore[index]
+            status, title = _TABLE[cls]
             break
     else:
         log.error("unmapped domain error %s: %s", type(error).__name__, error.detail)

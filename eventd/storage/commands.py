@@ -266,7 +266,6 @@ class UpdateEvent(WriteCommand[EventUpdated]):
 class EventDeleted:
     event: Event
     version: int  # the version the deletion would have had: the eventDeleted seq
-    attendee_ids: tuple[uuid.UUID, ...]  # everyone who held a registration
 
 
 class DeleteEvent(WriteCommand[EventDeleted]):
@@ -283,7 +282,7 @@ class DeleteEvent(WriteCommand[EventDeleted]):
         # The registrations went with it (ON DELETE CASCADE); the row lock the
         # DELETE took kept every registration change of other daemons out.
         event = Event.from_row(row)
-        return EventDeleted(event, event.version + 1, ())
+        return EventDeleted(event, event.version + 1)
 
 
 # --- attendees ---------------------------------------------------------------

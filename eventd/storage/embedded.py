@@ -15,11 +15,12 @@ import trio
 DATABASE_NAME = "eventd"
 
 
-def _start(data_dir: Path) -> tuple[Any, str]:
+def _start(data_dir_setting: str) -> tuple[Any, str]:
     import pgserver  # imported here: only the embedded mode pays for it
 
+    data_dir = Path(data_dir_setting).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
@@ -28,4 +29,4 @@ def _start(data_dir: Path) -> tuple[Any, str]:
 
 async def start_embedded(data_dir: str) -> tuple[Any, str]:
     """Start (or join) the embedded server; returns it and a URL to its database."""
-    return await trio.to_thread.run_sync(_start, Path(data_dir).resolve())
+    return await trio.to_thread.run_sync(_start, data_dir)

@@ -24,10 +24,6 @@ class Page(Generic[T]):
     page: int
     limit: int
 
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.limit
-
 
 def _like_pattern(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
