@@ -78,10 +78,6 @@ class Event:
     def available_spots(self) -> int:
         return self.max_attendees - self.confirmed_count
 
-    @property
-    def is_full(self) -> bool:
-        return self.confirmed_count >= self.max_attendees
-
     def with_counts(self, counts: EventCounts) -> Event:
         """This event with newer counts; older news is ignored."""
         if counts.version <= self.version:

@@ -172,7 +172,7 @@ BEGIN
     IF NOT FOUND THEN
         outcome := 'not_found';
         promoted := '{}';
-        SELECT ROW(id, max_attendees, confirmed_count, waitlist_count, version, updated_at)
+        SELECT id, max_attendees, confirmed_count, waitlist_count, version, updated_at
         INTO counts FROM events WHERE id = p_event;
         RETURN;
     END IF;
@@ -182,7 +182,7 @@ BEGIN
     WHERE id = p_event;
     promoted := eventd_promote(p_event);
     UPDATE events SET version = version + 1, updated_at = now() WHERE id = p_event
-    RETURNING ROW(id, max_attendees, confirmed_count, waitlist_count, version, updated_at)
+    RETURNING id, max_attendees, confirmed_count, waitlist_count, version, updated_at
     INTO counts;
     outcome := 'cancelled';
 END $$;
@@ -214,7 +214,7 @@ END $$;
 -- Remove an attendee and every registration they hold, freeing spots and
 -- promoting waitlists. Returns one row per event whose counts changed.
 CREATE FUNCTION eventd_delete_attendee(p_attendee uuid)
-RETURNS TABLE (found boolean, promoted uuid[], counts eventd_event_counts)
+RETURNS TABLE (existed boolean, promoted uuid[], counts eventd_event_counts)
 LANGUAGE plpgsql AS $$
 DECLARE
     reg record;
@@ -222,11 +222,11 @@ DECLARE
 BEGIN
     PERFORM 1 FROM attendees WHERE id = p_attendee FOR UPDATE;
     IF NOT FOUND THEN
-        found := false;
+        existed := false;
         RETURN NEXT;
         RETURN;
     END IF;
-    found := true;
+    existed := true;
     -- Lock the events in id order, the same order every batch uses.
     FOR reg IN
         SELECT r.id, r.event_id FROM registrations r

@@ -7,8 +7,8 @@ command, so a hot event's requests share one transaction instead of queueing
 for one each. After COMMIT the actor adopts the database's counts, publishes
 one change per new version, and answers each request.
 
-The actor's own checks (started, full) are the fast path that spares the
-database a round trip; the database re-checks everything under the event's
+The actor's own check (has the event started?) is the fast path that spares
+the database a round trip; the database checks everything under the event's
 row lock, and its answer is the one the client gets.
 """
 
@@ -112,9 +112,9 @@ class EventActor:
                 if self.state.starts_at <= now:
                     request.reply.fail(_event_started(self.state))
                     continue
-                if self.state.is_full and not request.waitlist:
-                    request.reply.fail(_event_full(self.state))
-                    continue
+                # A full event still goes to the database: an attendee who already
+                # holds a registration (a client retrying after a timeout) must hear
+                # already_registered, not event_full.
                 ops.append(
                     c.RegistrationOp(
                         "register", request.registration_id, request.attendee_id, request.waitlist

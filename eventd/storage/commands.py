@@ -323,9 +323,9 @@ class DeleteAttendee(WriteCommand[AttendeeDeleted]):
 
     async def run(self, conn: Connection) -> AttendeeDeleted:
         rows = await conn.fetch(
-            "SELECT found, promoted, counts FROM eventd_delete_attendee($1)", self.attendee_id
+            "SELECT existed, promoted, counts FROM eventd_delete_attendee($1)", self.attendee_id
         )
-        if rows and not rows[0]["found"]:
+        if rows and not rows[0]["existed"]:
             raise NotFound(f"Attendee {self.attendee_id} does not exist.")
         return AttendeeDeleted(
             tuple(
