@@ -240,13 +240,18 @@ def _section_types() -> dict[str, type[Any]]:
     }
 
 
-def _convert(section: str, key: str, value: Any, *, from_env: bool) -> Any:
+def _toml_keys(section: str) -> dict[str, str]:
+    """A section's TOML keys, each with the dataclass field it sets."""
+    renamed = {field: key for (sec, key), field in _FIELD_ALIASES.items() if sec == section}
     cls = _section_types()[section]
-    field_name = _FIELD_ALIASES.get((section, key), key)
-    hints = typing.get_type_hints(cls)
-    if field_name not in hints or field_name == "source":
+    return {renamed.get(name, name): name for name in typing.get_type_hints(cls)}
+
+
+def _convert(section: str, key: str, value: Any, *, from_env: bool) -> Any:
+    field_name = _toml_keys(section).get(key)
+    if field_name is None:
         raise ConfigError(f"unknown config key {section}.{key}")
-    target = hints[field_name]
+    target = typing.get_type_hints(_section_types()[section])[field_name]
     where = f"{section}.{key}"
     if from_env:
         value = _parse_env(where, value, target)

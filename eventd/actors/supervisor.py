@@ -30,6 +30,8 @@ T = TypeVar("T")
 MAILBOX_SIZE = 1024
 IDLE_RETIRE_SECONDS = 300.0
 RESTART_BACKOFF_SECONDS = (0.0, 0.05, 0.2, 1.0)
+# A crash this long after the previous one counts as the first again.
+RESTART_WINDOW_SECONDS = 60.0
 
 LoadEvent = Callable[[uuid.UUID], Awaitable[Event | None]]
 
@@ -45,7 +47,8 @@ class _Slot:
     actor: EventActor
     send: trio.MemorySendChannel[m.Message]
     receive: trio.MemoryReceiveChannel[m.Message]
-    restarts: int = 0
+    restarts: int = 0  # crashes in a row, for the backoff
+    last_crash: float = float("-inf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,29 +184,40 @@ class Supervisor:
                 await slot.actor.run(
                     slot.receive, self._idle_seconds, lambda: self._may_retire(slot)
                 )
-            except Exception as exc:
+            except Exception:
                 log.exception("event actor %s crashed; restarting it", event_id)
                 for message in slot.actor.in_hand:
                     if not isinstance(message, m.CountsChanged):
                         message.reply.fail(ActorCrashed("The request failed; please retry."))
-                if not await self._restart(slot, exc):
+                if not await self._restart(slot):
                     return
                 continue
             if slot.actor.deleted:
                 self._forget(slot)
             return
 
-    async def _restart(self, slot: _Slot, exc: Exception) -> bool:
+    async def _restart(self, slot: _Slot) -> bool:
+        """Reload the crashed actor's event and give the slot a fresh actor.
+
+        Crashes in quick succession back off; a crash long after the last one
+        restarts at once. Returns False when the event is gone.
+        """
         event_id = slot.actor.state.id
         self._restarts += 1
-        slot.restarts += 1
+        now = trio.current_time()
+        if now - slot.last_crash > RESTART_WINDOW_SECONDS:
+            slot.restarts = 0
+        slot.last_crash = now
         backoff = RESTART_BACKOFF_SECONDS[min(slot.restarts, len(RESTART_BACKOFF_SECONDS) - 1)]
+        slot.restarts += 1
         while True:
             await trio.sleep(backoff)
             try:
                 event = await self._load_event(event_id)
                 break
-            except Unavailable:
+            except Exception as exc:  # the database's trouble must not stop the supervisor
+                if not isinstance(exc, Unavailable):
+                    log.exception("reloading event %s after a crash failed", event_id)
                 backoff = RESTART_BACKOFF_SECONDS[-1]
         if event is None:
             slot.actor.deleted = True

@@ -1,0 +1,904 @@
+"""The Supervisor and its EventActors in isolation.
+
+Rules of this file: no sockets and no database — ``FakeStore`` stands in for
+both ``load_event`` and the writer's ``submit``, and tests script it (a
+per-event gate that blocks the writer, a per-event error it raises once).
+Time only moves through trio's ``MockClock`` (the ``autojump_clock``
+fixture); nothing sleeps for real. Every wait is bounded by
+``trio.fail_after``. Scheduling points are made explicit with
+``trio.testing.wait_all_tasks_blocked`` so each assertion is deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import outcome
+import pytest
+import trio
+import trio.testing
+
+from eventd.actors import messages as m
+from eventd.actors.supervisor import ActorCrashed, Supervisor
+from eventd.errors import AlreadyRegistered, EventFull, EventStarted, NotFound
+from eventd.model import Event, EventCounts, Registration, utc_now
+from eventd.realtime.hub import Change
+from eventd.storage import commands as c
+from eventd.storage.database import QueryFailed
+from eventd.storage.writer import WriteCommand
+
+# Virtual seconds under the autojump clock, real seconds otherwise: generous,
+# because a hang, not slowness, is what they are there to catch.
+TIMEOUT_SECONDS = 10
+
+
+# --- the stand-in for PostgreSQL and the writer ------------------------------
+
+
+@dataclasses.dataclass
+class _Row:
+    event_id: uuid.UUID
+    attendee_id: uuid.UUID
+    status: str
+
+
+class FakeStore:
+    """Events and registrations in memory, with the writer's answers.
+
+    ``submit`` answers a ``RegistrationOps`` the way ``eventd_registration_ops``
+    does: confirm while confirmed < max, else waitlist (if asked) or
+    event_full; one version per change; a cancellation frees a spot and
+    promotes the head of the waitlist.
+    """
+
+    def __init__(self) -> None:
+        self.events: dict[uuid.UUID, Event] = {}
+        self.rows: dict[uuid.UUID, _Row] = {}
+        self.waitlists: dict[uuid.UUID, list[uuid.UUID]] = {}
+        self.loads: Counter[uuid.UUID] = Counter()
+        self.commands: list[WriteCommand[Any]] = []
+        # Scripting: submit waits on a gate of its event; raises a failure once.
+        self.gates: dict[uuid.UUID, trio.Event] = {}
+        self.failures: dict[uuid.UUID, BaseException] = {}
+
+    def add_event(
+        self,
+        *,
+        max_attendees: int = 10,
+        confirmed: int = 0,
+        starts_in: timedelta = timedelta(days=30),
+        version: int = 1,
+    ) -> Event:
+        now = utc_now()
+        event = Event(
+            id=uuid.uuid4(),
+            name="Launch",
+            description="",
+            starts_at=now + starts_in,
+            duration_minutes=60,
+            location=f"Room {uuid.uuid4().hex[:8]}",
+            max_attendees=max_attendees,
+            confirmed_count=confirmed,
+            waitlist_count=0,
+            version=version,
+            created_at=now,
+            updated_at=now,
+        )
+        self.events[event.id] = event
+        self.waitlists[event.id] = []
+        return event
+
+    def gate(self, event_id: uuid.UUID) -> trio.Event:
+        """Block the writer for this event until the returned event is set."""
+        gate = self.gates[event_id] = trio.Event()
+        return gate
+
+    def ops_commands(self, event_id: uuid.UUID) -> list[c.RegistrationOps]:
+        return [
+            cmd
+            for cmd in self.commands
+            if isinstance(cmd, c.RegistrationOps) and cmd.event_id == event_id
+        ]
+
+    def submitted_ids(self, event_id: uuid.UUID) -> list[uuid.UUID]:
+        return [op.registration_id for cmd in self.ops_commands(event_id) for op in cmd.ops]
+
+    # -- what the supervisor is given --
+
+    async def load_event(self, event_id: uuid.UUID) -> Event | None:
+        self.loads[event_id] += 1
+        await trio.lowlevel.checkpoint()
+        return self.events.get(event_id)
+
+    async def submit(self, command: WriteCommand[Any]) -> Any:
+        self.commands.append(command)
+        event_id: uuid.UUID = command.event_id  # type: ignore[attr-defined]
+        gate = self.gates.get(event_id)
+        if gate is not None:
+            await gate.wait()
+        await trio.lowlevel.checkpoint()
+        failure = self.failures.pop(event_id, None)
+        if failure is not None:
+            raise failure  # before any change, like a bug in the command
+        if isinstance(command, c.RegistrationOps):
+            return [self._apply(event_id, op) for op in command.ops]
+        if isinstance(command, c.DeleteEvent):
+            event = self.events.pop(event_id, None)
+            if event is None:
+                raise NotFound(f"Event {event_id} does not exist.")
+            return _event_deleted(event)
+        raise AssertionError(f"FakeStore cannot answer {command!r}")
+
+    # -- the registration rules --
+
+    def _counts(self, event: Event) -> EventCounts:
+        return EventCounts(
+            event.id,
+            event.max_attendees,
+            event.confirmed_count,
+            event.waitlist_count,
+            event.version,
+            event.updated_at,
+        )
+
+    def _apply(self, event_id: uuid.UUID, op: c.RegistrationOp) -> c.OpResult:
+        event = self.events.get(event_id)
+        if event is None:
+            return c.OpResult("event_not_found", None, (), None)
+        now = utc_now()
+        if op.kind == "register":
+            if event.starts_at <= now:
+                return c.OpResult("event_started", None, (), self._counts(event))
+            if any(
+                r.event_id == event_id and r.attendee_id == op.attendee_id
+                for r in self.rows.values()
+            ):
+                return c.OpResult("already_registered", None, (), self._counts(event))
+            if event.confirmed_count < event.max_attendees:
+                status, confirmed, waitlist = "confirmed", 1, 0
+            elif op.waitlist:
+                status, confirmed, waitlist = "waitlisted", 0, 1
+                self.waitlists[event_id].append(op.registration_id)
+            else:
+                return c.OpResult("event_full", None, (), self._counts(event))
+            assert op.attendee_id is not None
+            self.rows[op.registration_id] = _Row(event_id, op.attendee_id, status)
+            event = self._change(event, confirmed, waitlist, now)
+            return c.OpResult(status, now, (), self._counts(event))  # type: ignore[arg-type]
+        row = self.rows.get(op.registration_id)
+        if row is None or row.event_id != event_id:
+            return c.OpResult("not_found", None, (), self._counts(event))
+        del self.rows[op.registration_id]
+        promoted: tuple[uuid.UUID, ...] = ()
+        if row.status == "waitlisted":
+            self.waitlists[event_id].remove(op.registration_id)
+            event = self._change(event, 0, -1, now)
+        elif self.waitlists[event_id]:
+            head = self.waitlists[event_id].pop(0)
+            self.rows[head].status = "confirmed"
+            promoted = (head,)
+            event = self._change(event, 0, -1, now)
+        else:
+            event = self._change(event, -1, 0, now)
+        return c.OpResult("cancelled", None, promoted, self._counts(event))
+
+    def _change(self, event: Event, confirmed: int, waitlist: int, now: Any) -> Event:
+        event = dataclasses.replace(
+            event,
+            confirmed_count=event.confirmed_count + confirmed,
+            waitlist_count=event.waitlist_count + waitlist,
+            version=event.version + 1,
+            updated_at=now,
+        )
+        self.events[event.id] = event
+        return event
+
+
+def _event_deleted(event: Event) -> c.EventDeleted:
+    # EventDeleted(event, event.version + 1, ...): any further fields are
+    # collections of ids, empty here (the fake keeps no attendee list).
+    extra = {
+        f.name: () for f in dataclasses.fields(c.EventDeleted) if f.name not in ("event", "version")
+    }
+    return c.EventDeleted(event=event, version=event.version + 1, **extra)
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+@asynccontextmanager
+async def running(
+    store: FakeStore, changes: list[Change], **options: Any
+) -> AsyncIterator[Supervisor]:
+    supervisor = Supervisor(store.load_event, store.submit, changes.append, **options)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        yield supervisor
+        nursery.cancel_scope.cancel()
+
+
+async def register(
+    supervisor: Supervisor,
+    event_id: uuid.UUID,
+    *,
+    waitlist: bool = False,
+    registration_id: uuid.UUID | None = None,
+    attendee_id: uuid.UUID | None = None,
+) -> Registration:
+    rid = registration_id or uuid.uuid4()
+    aid = attendee_id or uuid.uuid4()
+    result: Registration = await supervisor.ask(
+        event_id, lambda reply: m.Register(rid, aid, waitlist, reply)
+    )
+    return result
+
+
+async def cancel(
+    supervisor: Supervisor, event_id: uuid.UUID, registration_id: uuid.UUID
+) -> tuple[uuid.UUID, ...]:
+    promoted: tuple[uuid.UUID, ...] = await supervisor.ask(
+        event_id, lambda reply: m.Cancel(registration_id, reply)
+    )
+    return promoted
+
+
+async def delete(supervisor: Supervisor, event_id: uuid.UUID) -> None:
+    await supervisor.ask(event_id, lambda reply: m.DeleteEvent(reply))
+
+
+async def capture(
+    into: dict[uuid.UUID, outcome.Outcome[Any]], key: uuid.UUID, fn: Any, *args: Any
+) -> None:
+    """Run ``fn`` and keep its value or error under ``key``."""
+    into[key] = await outcome.acapture(fn, *args)
+
+
+async def registering(
+    into: dict[uuid.UUID, outcome.Outcome[Any]],
+    supervisor: Supervisor,
+    event_id: uuid.UUID,
+    registration_id: uuid.UUID,
+) -> None:
+    """Register under ``registration_id``; keep the answer, value or error."""
+    into[registration_id] = await outcome.acapture(
+        functools.partial(register, supervisor, event_id, registration_id=registration_id)
+    )
+
+
+def error_of(result: outcome.Outcome[Any]) -> BaseException:
+    assert isinstance(result, outcome.Error), f"expected an error, got {result!r}"
+    return result.error
+
+
+def value_of(result: outcome.Outcome[Any]) -> Any:
+    assert isinstance(result, outcome.Value), f"expected a value, got {result!r}"
+    return result.value
+
+
+# --- registration ------------------------------------------------------------
+
+
+async def test_registration_is_confirmed_and_published() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=3, version=4)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            rid, aid = uuid.uuid4(), uuid.uuid4()
+            registration = await register(
+                supervisor, event.id, registration_id=rid, attendee_id=aid
+            )
+            assert registration.id == rid
+            assert registration.event_id == event.id
+            assert registration.attendee_id == aid
+            assert registration.status == "confirmed"
+            assert registration.waitlist_position is None
+            assert registration.created_at is not None
+
+            assert [(ch.type, ch.seq) for ch in changes] == [("eventCapacityUpdate", 5)]
+            assert changes[0].event.version == 5
+            assert changes[0].event.confirmed_count == 1
+
+            state = await supervisor.get_event(event.id)
+            assert (state.confirmed_count, state.waitlist_count, state.version) == (1, 0, 5)
+            assert state.available_spots == 2
+            assert store.loads[event.id] == 1
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.hydrations, stats.restarts) == (1, 1, 0)
+
+
+async def test_waitlist_on_a_full_event_goes_to_the_writer() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=1)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await register(supervisor, event.id)
+            waiting = await register(supervisor, event.id, waitlist=True)
+            assert waiting.status == "waitlisted"
+            assert waiting.waitlist_position == 1
+            state = await supervisor.get_event(event.id)
+            assert (state.confirmed_count, state.waitlist_count, state.version) == (1, 1, 3)
+            assert [ch.seq for ch in changes] == [2, 3]
+
+
+async def test_cancel_frees_the_spot_for_the_head_of_the_waitlist() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=1)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            first = await register(supervisor, event.id)
+            second = await register(supervisor, event.id, waitlist=True)
+            assert await cancel(supervisor, event.id, first.id) == (second.id,)
+            state = await supervisor.get_event(event.id)
+            assert (state.confirmed_count, state.waitlist_count, state.version) == (1, 0, 4)
+            assert [(ch.type, ch.seq) for ch in changes][-1] == ("eventCapacityUpdate", 4)
+            with pytest.raises(NotFound):
+                await cancel(supervisor, event.id, first.id)
+
+
+async def test_second_registration_of_an_attendee_is_refused() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            attendee = uuid.uuid4()
+            await register(supervisor, event.id, attendee_id=attendee)
+            with pytest.raises(AlreadyRegistered):
+                await register(supervisor, event.id, attendee_id=attendee)
+            assert (await supervisor.get_event(event.id)).confirmed_count == 1
+            assert len(changes) == 1
+
+
+async def test_concurrent_requests_share_one_command_and_capacity_holds() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=5)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)  # hydrate
+            gate = store.gate(event.id)
+            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
+            async with trio.open_nursery() as nursery:
+                first = uuid.uuid4()
+                nursery.start_soon(registering, results, supervisor, event.id, first)
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(store.ops_commands(event.id)) == 1  # the writer holds one turn
+                rest = [uuid.uuid4() for _ in range(29)]
+                for rid in rest:
+                    nursery.start_soon(registering, results, supervisor, event.id, rid)
+                await trio.testing.wait_all_tasks_blocked()
+                # The others wait in the mailbox, not in the writer.
+                assert len(store.ops_commands(event.id)) == 1
+                assert not results
+                gate.set()
+
+            commands = store.ops_commands(event.id)
+            assert [len(cmd.ops) for cmd in commands] == [1, 29]
+            assert [op.registration_id for op in commands[0].ops] == [first]
+            assert {op.registration_id for op in commands[1].ops} == set(rest)
+
+            assert len(results) == 30
+            confirmed = [k for k, r in results.items() if isinstance(r, outcome.Value)]
+            full = [k for k, r in results.items() if isinstance(error_of_or_none(r), EventFull)]
+            assert len(confirmed) == 5
+            assert len(full) == 25
+            assert first in confirmed
+            assert all(value_of(results[k]).status == "confirmed" for k in confirmed)
+
+            state = await supervisor.get_event(event.id)
+            assert (state.confirmed_count, state.version) == (5, 6)
+            assert state == store.events[event.id]
+            # One change per new version, in order.
+            assert [(ch.type, ch.seq) for ch in changes] == [
+                ("eventCapacityUpdate", v) for v in range(2, 7)
+            ]
+
+
+def error_of_or_none(result: outcome.Outcome[Any]) -> BaseException | None:
+    return result.error if isinstance(result, outcome.Error) else None
+
+
+# --- the fast path -----------------------------------------------------------
+
+
+async def test_full_event_answers_event_full_from_the_database() -> None:
+    # No fast path for a full event (commit 9eed074): the database decides, so
+    # a retrying attendee can hear already_registered instead.
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=2, confirmed=2)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            with pytest.raises(EventFull):
+                await register(supervisor, event.id)
+            assert [len(cmd.ops) for cmd in store.ops_commands(event.id)] == [1]
+            assert changes == []
+            assert (await supervisor.get_event(event.id)).version == event.version
+
+
+async def test_registered_attendee_of_a_full_event_hears_already_registered() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=1)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            attendee = uuid.uuid4()
+            await register(supervisor, event.id, attendee_id=attendee)
+            with pytest.raises(AlreadyRegistered):
+                await register(supervisor, event.id, attendee_id=attendee)
+            with pytest.raises(EventFull):
+                await register(supervisor, event.id)
+
+
+async def test_started_event_answers_without_the_writer() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(starts_in=-timedelta(minutes=1))
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            with pytest.raises(EventStarted):
+                await register(supervisor, event.id)
+            with pytest.raises(EventStarted):
+                await register(supervisor, event.id, waitlist=True)
+            assert store.commands == []
+            assert changes == []
+
+
+# --- supervision -------------------------------------------------------------
+
+
+async def test_crash_fails_the_request_in_hand_and_the_actor_restarts(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, changes = FakeStore(), []
+    crashing = store.add_event()
+    busy = store.add_event()
+    bystander = store.add_event()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            for event in (crashing, busy, bystander):
+                await register(supervisor, event.id)
+            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
+            async with trio.open_nursery() as nursery:
+                # Another actor is in the middle of a write when the crash happens.
+                gate = store.gate(busy.id)
+                in_flight = uuid.uuid4()
+                nursery.start_soon(registering, results, supervisor, busy.id, in_flight)
+                await trio.testing.wait_all_tasks_blocked()
+
+                store.failures[crashing.id] = RuntimeError("a bug in the command")
+                with pytest.raises(ActorCrashed):
+                    await register(supervisor, crashing.id)
+                assert supervisor.statistics().restarts == 1
+                assert any("crashed" in r.getMessage() for r in caplog.records)
+
+                # Other actors keep working meanwhile.
+                assert (await register(supervisor, bystander.id)).status == "confirmed"
+                assert not results
+                gate.set()
+
+            assert value_of(results[in_flight]).status == "confirmed"
+
+            # The next request to the crashed event succeeds on a reloaded actor.
+            after = await register(supervisor, crashing.id)
+            assert after.status == "confirmed"
+            assert store.loads[crashing.id] == 2
+            state = await supervisor.get_event(crashing.id)
+            assert state == store.events[crashing.id]
+            assert (state.confirmed_count, state.version) == (2, 3)
+
+            stats = supervisor.statistics()
+            assert stats.restarts == 1
+            assert stats.live_actors == 3
+            assert stats.hydrations == 3  # a restart reloads; it is not a new actor
+            assert store.loads[busy.id] == 1
+            assert store.loads[bystander.id] == 1
+            assert (await supervisor.get_event(busy.id)).confirmed_count == 2
+            assert (await supervisor.get_event(bystander.id)).confirmed_count == 2
+
+
+async def test_restarted_actor_starts_from_the_database(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=2)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await register(supervisor, event.id)
+            # Another daemon fills the last spot; this actor has not heard of it.
+            store.events[event.id] = dataclasses.replace(
+                store.events[event.id], confirmed_count=2, version=3
+            )
+            store.failures[event.id] = RuntimeError("a bug")
+            with pytest.raises(ActorCrashed):
+                await register(supervisor, event.id)
+            await trio.sleep(5)  # past the restart backoff; no request since
+            commands_before = len(store.commands)
+            # The reloaded actor holds what the database holds, without a write.
+            state = await supervisor.get_event(event.id)
+            assert (state.confirmed_count, state.version) == (2, 3)
+            assert len(store.commands) == commands_before
+            assert store.loads[event.id] == 2
+
+
+async def test_requests_queued_behind_a_crash_are_answered_by_the_new_actor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            gate = store.gate(event.id)
+            store.failures[event.id] = RuntimeError("a bug")
+            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
+            in_hand = uuid.uuid4()
+            queued = [uuid.uuid4() for _ in range(3)]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(registering, results, supervisor, event.id, in_hand)
+                await trio.testing.wait_all_tasks_blocked()
+                for rid in queued:
+                    nursery.start_soon(registering, results, supervisor, event.id, rid)
+                await trio.testing.wait_all_tasks_blocked()
+                gate.set()
+            assert isinstance(error_of(results[in_hand]), ActorCrashed)
+            # The mailbox outlives the crash: nothing queued is lost.
+            assert all(value_of(results[rid]).status == "confirmed" for rid in queued)
+            assert store.submitted_ids(event.id)[0] == in_hand
+            assert sorted(store.submitted_ids(event.id)[1:]) == sorted(queued)
+            state = await supervisor.get_event(event.id)
+            assert (state.confirmed_count, state.version) == (3, 4)
+            assert supervisor.statistics().restarts == 1
+            assert store.loads[event.id] == 2
+
+
+async def test_crashed_actor_of_a_deleted_event_is_not_restarted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            # Deleted through another daemon before the restart reloads it.
+            del store.events[event.id]
+            store.failures[event.id] = RuntimeError("a bug")
+            with pytest.raises(ActorCrashed):
+                await register(supervisor, event.id)
+            with pytest.raises(NotFound):
+                await register(supervisor, event.id)
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.restarts) == (0, 1)
+
+
+async def test_failed_reload_after_a_crash_does_not_stop_the_supervisor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """DESIGN rule 6: a crash is logged, the actor restarted, and nothing else stops.
+
+    The real ``load_event`` raises ``QueryFailed`` for any refusal that is not
+    an outage; the restart must survive it like it survives ``Unavailable``.
+    """
+    store, changes = FakeStore(), []
+    crashing = store.add_event()
+    bystander = store.add_event()
+    load = store.load_event
+    refusals = 1
+
+    async def load_refusing_once(event_id: uuid.UUID) -> Event | None:
+        nonlocal refusals
+        if event_id == crashing.id and store.loads[event_id] and refusals:
+            refusals -= 1
+            store.loads[event_id] += 1
+            raise QueryFailed("internal error", "XX000")
+        return await load(event_id)
+
+    store.load_event = load_refusing_once  # type: ignore[method-assign]
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            for event in (crashing, bystander):
+                await register(supervisor, event.id)
+            store.failures[crashing.id] = RuntimeError("a bug")
+            with pytest.raises(ActorCrashed):
+                await register(supervisor, crashing.id)
+            await trio.sleep(5)  # past every restart backoff
+            assert (await register(supervisor, bystander.id)).status == "confirmed"
+            assert (await register(supervisor, crashing.id)).status == "confirmed"
+            assert store.events[crashing.id].confirmed_count == 2
+
+
+# --- retirement --------------------------------------------------------------
+
+
+async def test_idle_actor_retires_and_comes_back(autojump_clock: trio.testing.MockClock) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes, idle_seconds=60) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS * 60):
+            await register(supervisor, event.id)
+            await trio.sleep(59)
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.retirements) == (1, 0)
+            await trio.sleep(2)
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.retirements, stats.hydrations) == (0, 1, 1)
+
+            again = await register(supervisor, event.id)
+            assert again.status == "confirmed"
+            assert store.loads[event.id] == 2
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.retirements, stats.hydrations) == (1, 1, 2)
+            state = await supervisor.get_event(event.id)
+            assert (state.confirmed_count, state.version) == (2, 3)
+
+
+async def test_actor_that_keeps_getting_messages_does_not_retire(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=100)
+    async with running(store, changes, idle_seconds=60) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS * 60):
+            for _ in range(6):  # 300 s in all, never 60 s quiet
+                await register(supervisor, event.id)
+                await trio.sleep(50)
+            # A long write is work, not idleness.
+            gate = store.gate(event.id)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(register, supervisor, event.id)
+                await trio.sleep(200)
+                assert supervisor.statistics().live_actors == 1
+                gate.set()
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.retirements, stats.hydrations) == (1, 0, 1)
+            assert store.loads[event.id] == 1
+            assert (await supervisor.get_event(event.id)).confirmed_count == 7
+
+
+async def test_ask_at_the_moment_of_retirement_is_answered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=100)
+    async with running(store, changes, idle_seconds=60) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS * 120):
+            for _ in range(10):
+                # The idle deadline and this ask fall on the same clock tick:
+                # either the actor stays, or the ask wakes a new one.
+                assert (await register(supervisor, event.id)).status == "confirmed"
+                await trio.sleep(60)
+            assert (await supervisor.get_event(event.id)).confirmed_count == 10
+            assert store.events[event.id].confirmed_count == 10
+            stats = supervisor.statistics()
+            assert stats.hydrations == stats.retirements + 1
+            assert stats.live_actors == 1
+
+
+# --- backpressure ------------------------------------------------------------
+
+
+async def test_full_mailbox_makes_senders_wait() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=100)
+    async with running(store, changes, mailbox_size=4) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            gate = store.gate(event.id)
+            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
+            gave_up = uuid.uuid4()
+            late = uuid.uuid4()
+            blocked_scope = trio.CancelScope()
+
+            async def impatient() -> None:
+                with blocked_scope:
+                    await register(supervisor, event.id, registration_id=gave_up)
+
+            async with trio.open_nursery() as nursery:
+                in_hand = uuid.uuid4()
+                nursery.start_soon(registering, results, supervisor, event.id, in_hand)
+                await trio.testing.wait_all_tasks_blocked()
+                queued = [uuid.uuid4() for _ in range(4)]  # exactly the mailbox
+                for rid in queued:
+                    nursery.start_soon(registering, results, supervisor, event.id, rid)
+                await trio.testing.wait_all_tasks_blocked()
+                # The mailbox is full: these two cannot even hand their message over.
+                nursery.start_soon(impatient)
+                nursery.start_soon(registering, results, supervisor, event.id, late)
+                await trio.testing.wait_all_tasks_blocked()
+                assert not results
+                # Give up the send: a message that was never accepted is never written.
+                blocked_scope.cancel()
+                await trio.testing.wait_all_tasks_blocked()
+                assert blocked_scope.cancelled_caught
+                assert len(store.ops_commands(event.id)) == 1
+                gate.set()
+
+            submitted = store.submitted_ids(event.id)
+            assert gave_up not in submitted
+            assert sorted(submitted) == sorted([in_hand, *queued, late])
+            assert set(results) == {in_hand, *queued, late}
+            assert all(value_of(r).status == "confirmed" for r in results.values())
+            assert (await supervisor.get_event(event.id)).confirmed_count == 6
+
+
+# --- deletion ----------------------------------------------------------------
+
+
+async def test_delete_publishes_and_fails_requests_behind_it() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            kept = await register(supervisor, event.id)  # version 2
+            gate = store.gate(event.id)
+            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
+            before, deletion, after, again, cancelling = (uuid.uuid4() for _ in range(5))
+            async with trio.open_nursery() as nursery:
+                # In hand at the writer, then [delete, register, delete, cancel] in one turn.
+                nursery.start_soon(registering, results, supervisor, event.id, before)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(capture, results, deletion, delete, supervisor, event.id)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(registering, results, supervisor, event.id, after)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(capture, results, again, delete, supervisor, event.id)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(
+                    capture, results, cancelling, cancel, supervisor, event.id, kept.id
+                )
+                await trio.testing.wait_all_tasks_blocked()
+                gate.set()
+
+            assert value_of(results[before]).status == "confirmed"
+            assert value_of(results[deletion]) is None
+            assert isinstance(error_of(results[after]), NotFound)
+            assert isinstance(error_of(results[again]), NotFound)
+            assert isinstance(error_of(results[cancelling]), NotFound)
+            # Nothing reached the writer for the requests behind the deletion.
+            assert store.submitted_ids(event.id) == [kept.id, before]
+            assert isinstance(store.commands[-1], c.DeleteEvent)
+
+            assert [(ch.type, ch.seq) for ch in changes] == [
+                ("eventCapacityUpdate", 2),
+                ("eventCapacityUpdate", 3),
+                ("eventDeleted", 4),
+            ]
+            assert changes[-1].event.id == event.id
+            assert supervisor.statistics().live_actors == 0
+
+            with pytest.raises(NotFound):
+                await register(supervisor, event.id)
+            with pytest.raises(NotFound):
+                await supervisor.get_event(event.id)
+            assert store.loads[event.id] == 3
+            assert supervisor.statistics().live_actors == 0
+
+
+async def test_delete_fails_requests_waiting_in_and_outside_the_mailbox() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes, mailbox_size=1) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            gate = store.gate(event.id)
+            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
+            deletion, queued, blocked = (uuid.uuid4() for _ in range(3))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(capture, results, deletion, delete, supervisor, event.id)
+                await trio.testing.wait_all_tasks_blocked()
+                for rid in (queued, blocked):  # one in the mailbox, one waiting to send
+                    nursery.start_soon(registering, results, supervisor, event.id, rid)
+                    await trio.testing.wait_all_tasks_blocked()
+                gate.set()
+
+            assert value_of(results[deletion]) is None
+            assert isinstance(error_of(results[queued]), NotFound)
+            assert isinstance(error_of(results[blocked]), NotFound)
+            assert store.ops_commands(event.id) == []
+            assert [(ch.type, ch.seq) for ch in changes] == [("eventDeleted", 2)]
+            assert supervisor.statistics().live_actors == 0
+
+
+async def test_delete_of_an_event_deleted_elsewhere_is_not_found() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            del store.events[event.id]
+            with pytest.raises(NotFound):
+                await delete(supervisor, event.id)
+            assert changes == []
+            await trio.testing.wait_all_tasks_blocked()
+            assert supervisor.statistics().live_actors == 0
+
+
+async def test_unknown_event_is_not_found() -> None:
+    store, changes = FakeStore(), []
+    missing = uuid.uuid4()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            with pytest.raises(NotFound):
+                await register(supervisor, missing)
+            with pytest.raises(NotFound):
+                await supervisor.get_event(missing)
+            assert store.loads[missing] == 2
+            assert store.commands == []
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.hydrations) == (0, 0)
+
+
+async def test_concurrent_first_asks_hydrate_once() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=100)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            async with trio.open_nursery() as nursery:
+                for _ in range(10):
+                    nursery.start_soon(register, supervisor, event.id)
+            assert store.loads[event.id] == 1
+            assert supervisor.statistics().hydrations == 1
+            assert (await supervisor.get_event(event.id)).confirmed_count == 10
+
+
+# --- news from outside -------------------------------------------------------
+
+
+async def test_counts_changed_adopts_only_newer_counts() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=10, version=5)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            now = utc_now()
+            supervisor.tell(event.id, m.CountsChanged(EventCounts(event.id, 10, 3, 1, 7, now)))
+            await trio.testing.wait_all_tasks_blocked()
+            state = await supervisor.get_event(event.id)
+            assert (state.confirmed_count, state.waitlist_count, state.version) == (3, 1, 7)
+            assert [(ch.type, ch.seq) for ch in changes] == [("eventCapacityUpdate", 7)]
+            assert changes[0].event.confirmed_count == 3
+
+            for stale in (
+                EventCounts(event.id, 10, 9, 0, 6, now),  # older
+                EventCounts(event.id, 10, 8, 0, 7, now),  # same version
+            ):
+                supervisor.tell(event.id, m.CountsChanged(stale))
+                await trio.testing.wait_all_tasks_blocked()
+            state = await supervisor.get_event(event.id)
+            assert (state.confirmed_count, state.waitlist_count, state.version) == (3, 1, 7)
+            assert len(changes) == 1
+            assert store.commands == []
+
+
+async def test_tell_does_not_wake_a_sleeping_actor() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            supervisor.tell(
+                event.id, m.CountsChanged(EventCounts(event.id, 10, 3, 0, 9, utc_now()))
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.loads[event.id] == 0
+            assert supervisor.statistics().live_actors == 0
+            assert changes == []
+
+
+async def test_crash_is_logged_not_raised(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            with caplog.at_level(logging.ERROR, logger="eventd.actors.supervisor"):
+                store.failures[event.id] = RuntimeError("boom")
+                with pytest.raises(ActorCrashed):
+                    await register(supervisor, event.id)
+            crash = [r for r in caplog.records if r.name == "eventd.actors.supervisor"]
+            assert len(crash) == 1
+            assert crash[0].exc_info is not None
+            assert isinstance(crash[0].exc_info[1], RuntimeError)
