@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from tests.conftest import future, unique_location
-from tests.support import DaemonProcess, run_sql, scratch_database
+from tests.support import DaemonProcess, run_sql
 
 pytestmark = pytest.mark.slow
 
@@ -59,42 +59,43 @@ async def test_sigterm_finishes_in_flight_requests_and_exits_zero(
     assert "stopped: writer flushed" in daemon.log()
 
 
-async def test_lost_database_gives_503_then_recovers(pg_admin_url: str, workdir: Path):
-    with scratch_database(pg_admin_url) as url:
-        daemon = DaemonProcess(url, workdir, server={"request_timeout_seconds": 3}).start()
-        try:
-            async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as client:
-                ok = await client.post("/attendees", json={"name": "A", "email": "a@x.org"})
-                assert ok.status_code == 201
-                name = url.rsplit("/", 1)[1]
-                # Refuse new connections to this database and cut the open ones:
-                # to the daemon it is a database that went away.
-                await trio.to_thread.run_sync(lambda: run_sql(
-                    pg_admin_url, f"ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
-                await trio.to_thread.run_sync(lambda: run_sql(
-                    pg_admin_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = $1", name))
-                with trio.fail_after(10):
-                    down = await client.post(
-                        "/attendees", json={"name": "B", "email": "b@x.org"})
-                assert down.status_code == 503
-                assert down.headers["content-type"] == "application/problem+json"
-                assert down.json()["code"] == "unavailable"
-                assert int(down.headers["retry-after"]) >= 1
-                health = await client.get("/health")
-                assert health.status_code == 503
-                assert health.json()["status"] == "down"
+async def test_lost_database_gives_503_then_recovers(
+    pg_admin_url: str, fresh_database_url: str, workdir: Path
+):
+    url = fresh_database_url
+    daemon = DaemonProcess(url, workdir, server={"request_timeout_seconds": 3}).start()
+    try:
+        async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as client:
+            ok = await client.post("/attendees", json={"name": "A", "email": "a@x.org"})
+            assert ok.status_code == 201
+            name = url.rsplit("/", 1)[1]
+            # Refuse new connections to this database and cut the open ones:
+            # to the daemon it is a database that went away.
+            await trio.to_thread.run_sync(lambda: run_sql(
+                pg_admin_url, f"ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+            await trio.to_thread.run_sync(lambda: run_sql(
+                pg_admin_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1", name))
+            with trio.fail_after(10):
+                down = await client.post("/attendees", json={"name": "B", "email": "b@x.org"})
+            assert down.status_code == 503
+            assert down.headers["content-type"] == "application/problem+json"
+            assert down.json()["code"] == "unavailable"
+            assert int(down.headers["retry-after"]) >= 1
+            health = await client.get("/health")
+            assert health.status_code == 503
+            assert health.json()["status"] == "down"
 
-                await trio.to_thread.run_sync(lambda: run_sql(
-                    pg_admin_url, f"ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
-                for _ in range(150):  # the daemon reconnects by itself
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                    await trio.sleep(0.1)
-                again = await client.post("/attendees", json={"name": "B", "email": "b@x.org"})
-                assert again.status_code == 201
-        finally:
-            assert daemon.stop() == 0, daemon.log()
+            await trio.to_thread.run_sync(lambda: run_sql(
+                pg_admin_url, f"ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            for _ in range(150):  # the daemon reconnects by itself
+                if (await client.get("/health")).status_code == 200:
+                    break
+                await trio.sleep(0.1)
+            again = await client.post("/attendees", json={"name": "B", "email": "b@x.org"})
+            assert again.status_code == 201
+    finally:
+        assert daemon.stop() == 0, daemon.log()
 
 
 def test_version_and_migrate_commands(fresh_database_url: str, workdir: Path):
