@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import signal
 import urllib.parse
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from eventd.storage.writer import Writer
 log = logging.getLogger("eventd")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+GOING_AWAY = 1001  # WebSocket close code: the server is going down
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,10 @@ async def serve(
         hub = Hub()
         writer = Writer(db)
         supervisor = Supervisor(
-            functools.partial(queries.load_event, db), writer.submit, hub.publish
+            functools.partial(queries.load_event, db),
+            writer.submit,
+            hub.publish,
+            is_watched=hub.is_watched,
         )
         services = Services(config, db, writer, supervisor, hub)
         async with trio.open_nursery() as writer_nursery:
@@ -106,7 +111,7 @@ async def serve(
                             hypercorn.trio.serve,
                             create_app(services),
                             _hypercorn_config(config),
-                            shutdown_trigger=stop.wait,
+                            shutdown_trigger=functools.partial(_closing_streams, stop, hub),
                         )
                     )
                     log.info("listening on %s", ", ".join(urls))
@@ -115,6 +120,12 @@ async def serve(
                 actor_nursery.cancel_scope.cancel()
             await writer.close()
         log.info("stopped: writer flushed")
+
+
+async def _closing_streams(stop: trio.Event, hub: Hub) -> None:
+    """hypercorn's shutdown trigger: on stop, ask every websocket to close with 1001."""
+    await stop.wait()
+    hub.close_all(GOING_AWAY)
 
 
 def _hypercorn_config(config: Config) -> hypercorn.config.Config:
@@ -126,6 +137,10 @@ def _hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.backlog = 1024
     hc.keep_alive_timeout = 30
+    # hypercorn pings every websocket this often; a peer that answers nothing
+    # (no pong, no data) for a few intervals is dead and its connection dropped.
+    hc.websocket_ping_interval = config.websocket.ping_interval_seconds
+    hc.read_timeout = max(1, math.ceil(3 * config.websocket.ping_interval_seconds))
     return hc
 
 

@@ -854,7 +854,7 @@ async def test_counts_changed_adopts_only_newer_counts() -> None:
         with trio.fail_after(TIMEOUT_SECONDS):
             await supervisor.get_event(event.id)
             now = utc_now()
-            supervisor.tell(event.id, m.CountsChanged(EventCounts(event.id, 10, 3, 1, 7, now)))
+            await supervisor.tell(event.id, m.CountsChanged(EventCounts(event.id, 10, 3, 1, 7, now)))
             await trio.testing.wait_all_tasks_blocked()
             state = await supervisor.get_event(event.id)
             assert (state.confirmed_count, state.waitlist_count, state.version) == (3, 1, 7)
@@ -865,7 +865,7 @@ async def test_counts_changed_adopts_only_newer_counts() -> None:
                 EventCounts(event.id, 10, 9, 0, 6, now),  # older
                 EventCounts(event.id, 10, 8, 0, 7, now),  # same version
             ):
-                supervisor.tell(event.id, m.CountsChanged(stale))
+                await supervisor.tell(event.id, m.CountsChanged(stale))
                 await trio.testing.wait_all_tasks_blocked()
             state = await supervisor.get_event(event.id)
             assert (state.confirmed_count, state.waitlist_count, state.version) == (3, 1, 7)
@@ -878,7 +878,7 @@ async def test_tell_does_not_wake_a_sleeping_actor() -> None:
     event = store.add_event()
     async with running(store, changes) as supervisor:
         with trio.fail_after(TIMEOUT_SECONDS):
-            supervisor.tell(
+            await supervisor.tell(
                 event.id, m.CountsChanged(EventCounts(event.id, 10, 3, 0, 9, utc_now()))
             )
             await trio.testing.wait_all_tasks_blocked()

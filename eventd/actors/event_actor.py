@@ -14,6 +14,7 @@ row lock, and its answer is the one the client gets.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # How many messages one turn of the actor takes from its mailbox at most.
 MAX_MESSAGES_PER_TURN = 512
+# How many of its latest changes an actor keeps for clients resuming a stream.
+REPLAY_BUFFER_SIZE = 256
 
 Submit = Callable[[WriteCommand[Any]], Awaitable[Any]]
 Publish = Callable[[Change], None]
@@ -49,6 +52,16 @@ class EventActor:
         self.in_hand: list[m.Message] = []  # the turn being handled, for the supervisor
         self._submit = submit
         self._publish = publish
+        # Made on the first change: an event nobody changes costs no buffer.
+        self._replay: collections.deque[Change] | None = None
+
+    def changes_since(self, seq: int) -> list[Change] | None:
+        """Every change after ``seq``, or None when they are not all held."""
+        if seq == self.state.version:
+            return []
+        if seq > self.state.version or not self._replay or self._replay[0].seq > seq + 1:
+            return None
+        return [change for change in self._replay if change.seq > seq]
 
     # --- the loop -------------------------------------------------------------
 
@@ -225,7 +238,11 @@ class EventActor:
         request.reply.set(None)
 
     def _emit(self, kind: ChangeType, event: Event, seq: int) -> None:
-        self._publish(Change(kind, event, seq, utc_now()))
+        change = Change(kind, event, seq, utc_now())
+        if self._replay is None:
+            self._replay = collections.deque(maxlen=REPLAY_BUFFER_SIZE)
+        self._replay.append(change)
+        self._publish(change)
 
 
 def _event_full(event: Event) -> EventFull:

@@ -10,6 +10,7 @@ for ``idle_seconds`` retires, so memory follows the working set.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import uuid
@@ -68,11 +69,13 @@ class Supervisor:
         *,
         idle_seconds: float = IDLE_RETIRE_SECONDS,
         mailbox_size: int = MAILBOX_SIZE,
+        is_watched: Callable[[uuid.UUID], bool] = lambda event_id: False,
     ) -> None:
         self._load_event = load_event
         self._submit = submit
         self._publish = publish
         self._idle_seconds = idle_seconds
+        self._is_watched = is_watched
         self._mailbox_size = mailbox_size
         self._slots: dict[uuid.UUID, _Slot] = {}
         self._hydrating: dict[uuid.UUID, trio.Event] = {}
@@ -100,16 +103,18 @@ class Supervisor:
                 continue  # it retired between lookup and send; wake it again
             return await reply.wait()
 
-    def tell(self, event_id: uuid.UUID, message: m.CountsChanged) -> None:
-        """Give a live actor news without waiting; a retired one reloads anyway."""
+    async def tell(self, event_id: uuid.UUID, message: m.CountsChanged) -> None:
+        """Give a live actor news; a retired one reads the news from the database anyway."""
         slot = self._slots.get(event_id)
         if slot is None:
             return
-        try:
-            slot.send.send_nowait(message)
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            # A full mailbox: it is busy and will hear the news from the database.
-            pass
+        # Waits for room rather than dropping: every version reaches the streams.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await slot.send.send(message)
+
+    async def watch(self, event_id: uuid.UUID) -> EventActor:
+        """The event's live actor, for a stream to take its snapshot and replay from."""
+        return (await self._slot(event_id)).actor
 
     async def get_event(self, event_id: uuid.UUID) -> Event:
         """The event as its actor holds it: no query for a live event."""
@@ -159,6 +164,8 @@ class Supervisor:
         # channel and asks again.
         if slot.receive.statistics().current_buffer_used:
             return False
+        if self._is_watched(slot.actor.state.id):
+            return False  # a stream is open on it: keep its replay buffer
         self._forget(slot)
         self._retirements += 1
         return True

@@ -10,7 +10,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from eventd.errors import EventdError, Unavailable
-from eventd.http import attendees, events, health, problems, registrations
+from eventd.http import attendees, events, health, problems, registrations, streams
 from eventd.services import Services
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def create_app(services: Services) -> EventdApp:
     app.request_timeout_seconds = services.config.server.request_timeout_seconds
     app.config["MAX_CONTENT_LENGTH"] = services.config.limits.max_body_bytes
     app.extensions["eventd"] = services
-    for module in (events, attendees, registrations, health):
+    for module in (events, attendees, registrations, health, streams):
         app.register_blueprint(module.blueprint)
 
     @app.errorhandler(EventdError)

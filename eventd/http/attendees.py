@@ -87,5 +87,5 @@ async def delete_attendee(attendee_id: str) -> Response:
     result: commands.AttendeeDeleted = await s.writer.submit(commands.DeleteAttendee(aid))
     # The database cancelled the registrations; each event's actor adopts the new counts.
     for counts, _promoted in result.changes:
-        s.supervisor.tell(counts.event_id, m.CountsChanged(counts))
+        await s.supervisor.tell(counts.event_id, m.CountsChanged(counts))
     return no_content()

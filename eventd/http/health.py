@@ -21,6 +21,7 @@ async def health() -> Response:
     checks = {
         "database": database,
         "actors": {"live": s.supervisor.statistics().live_actors},
+        "websocket": {"connections": s.hub.statistics().connections},
     }
     if database["status"] == "down":
         response = json_response({"status": "down", "checks": checks}, 503)

@@ -1,45 +1,145 @@
-"""The hub between event actors and whoever follows their changes.
+"""The hub between event actors and the WebSocket connections that follow them.
 
-Actors call :meth:`Hub.publish` and never wait: every subscriber takes a
-change synchronously and must not block (a WebSocket connection queues it).
+Actors call :meth:`Hub.publish` and never wait: the hub puts the change into
+each interested connection's :class:`~eventd.realtime.outbox.Outbox` without
+blocking, and the connection's own task writes it to its socket. A connection
+that falls too far behind is told to close; nobody else slows down.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from eventd.model import Event
+import orjson
+
+from eventd.model import Event, format_time, utc_now
 
 ChangeType = Literal["newEvent", "eventUpdated", "eventDeleted", "eventCapacityUpdate"]
+MessageType = ChangeType | Literal["snapshot"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    type: ChangeType
+    """One message of an event's stream: what changed, as of which version."""
+
+    type: MessageType
     event: Event  # the event as of this change
     seq: int  # the event's version after the change
     at: datetime
 
+    @classmethod
+    def snapshot(cls, event: Event) -> Change:
+        return cls("snapshot", event, event.version, utc_now())
 
-Subscriber = Callable[[Change], None]
+    def encode(self, almost_full_ratio: float) -> str:
+        """The JSON text frame, encoded once however many clients receive it."""
+        cached: tuple[float, str] | None = self.__dict__.get("_encoded")
+        if cached is None or cached[0] != almost_full_ratio:
+            cached = (almost_full_ratio, self._render(almost_full_ratio))
+            object.__setattr__(self, "_encoded", cached)
+        return cached[1]
+
+    def _render(self, almost_full_ratio: float) -> str:
+        event = self.event
+        data: dict[str, Any]
+        if self.type == "eventDeleted":
+            data = {"id": str(event.id)}
+        elif self.type == "eventCapacityUpdate":
+            data = {
+                "maxAttendees": event.max_attendees,
+                "registeredCount": event.confirmed_count,
+                "availableSpots": event.available_spots,
+                "waitlistCount": event.waitlist_count,
+                "warning": capacity_warning(event, almost_full_ratio),
+            }
+        else:
+            data = event.to_json()
+        return orjson.dumps(
+            {
+                "type": self.type,
+                "eventId": str(event.id),
+                "seq": self.seq,
+                "at": format_time(self.at),
+                "data": data,
+            }
+        ).decode()
+
+
+def capacity_warning(event: Event, almost_full_ratio: float) -> str | None:
+    """"full" at no spots; "almostFull" at or under the ratio (at least one spot)."""
+    available = event.available_spots
+    if available <= 0:
+        return "full"
+    if available <= max(1.0, almost_full_ratio * event.max_attendees):
+        return "almostFull"
+    return None
+
+
+class Subscriber:
+    """What the hub needs of a connection: a non-blocking put."""
+
+    def put_nowait(self, change: Change) -> None:
+        raise NotImplementedError
+
+    def close_nowait(self, code: int) -> None:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class HubStatistics:
+    connections: int
+    watched_events: int
+    dropped_slow_clients: int
 
 
 class Hub:
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._everything: set[Subscriber] = set()
+        self._by_event: dict[uuid.UUID, set[Subscriber]] = {}
+        self.dropped_slow_clients = 0
 
     def publish(self, change: Change) -> None:
-        for subscriber in list(self._subscribers):
-            subscriber(change)
+        for subscriber in tuple(self._everything):
+            subscriber.put_nowait(change)
+        for subscriber in tuple(self._by_event.get(change.event.id, ())):
+            subscriber.put_nowait(change)
 
     @contextmanager
-    def subscribe(self, subscriber: Subscriber) -> Iterator[None]:
-        self._subscribers.append(subscriber)
+    def subscribe(
+        self, subscriber: Subscriber, event_id: uuid.UUID | None = None
+    ) -> Iterator[None]:
+        """Deliver every change (``event_id`` None) or one event's, for the block."""
+        group = self._everything if event_id is None else self._by_event.setdefault(event_id, set())
+        group.add(subscriber)
         try:
             yield
         finally:
-            self._subscribers.remove(subscriber)
+            group.discard(subscriber)
+            if event_id is not None and not group:
+                del self._by_event[event_id]
+
+    def is_watched(self, event_id: uuid.UUID) -> bool:
+        return event_id in self._by_event
+
+    def close_all(self, code: int) -> None:
+        """Ask every connection to close (1001 when the daemon stops)."""
+        for subscriber in self._all():
+            subscriber.close_nowait(code)
+
+    def _all(self) -> set[Subscriber]:
+        everyone = set(self._everything)
+        for group in self._by_event.values():
+            everyone |= group
+        return everyone
+
+    def statistics(self) -> HubStatistics:
+        return HubStatistics(
+            connections=len(self._all()),
+            watched_events=len(self._by_event),
+            dropped_slow_clients=self.dropped_slow_clients,
+        )
