@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import signal
 import urllib.parse
 from dataclasses import dataclass
 
-import hypercorn.config
-import hypercorn.trio
 import trio
 
 from eventd import __version__
 from eventd.actors.supervisor import Supervisor
 from eventd.config import Config
 from eventd.http.app import create_app
+from eventd.http.server import serve_http
 from eventd.realtime.hub import Hub
 from eventd.services import Services
 from eventd.storage import queries
@@ -39,7 +37,6 @@ from eventd.storage.writer import Writer
 
 log = logging.getLogger("eventd")
 
-SHUTDOWN_GRACE_SECONDS = 10.0
 GOING_AWAY = 1001  # WebSocket close code: the server is going down
 
 
@@ -107,12 +104,10 @@ async def serve(
                 await actor_nursery.start(supervisor.run)
                 async with trio.open_nursery() as front:
                     urls = await front.start(
-                        functools.partial(
-                            hypercorn.trio.serve,
-                            create_app(services),
-                            _hypercorn_config(config),
-                            shutdown_trigger=functools.partial(_closing_streams, stop, hub),
-                        )
+                        serve_http,
+                        create_app(services),
+                        config,
+                        functools.partial(_closing_streams, stop, hub),
                     )
                     log.info("listening on %s", ", ".join(urls))
                     task_status.started(Running(urls, services))
@@ -126,22 +121,6 @@ async def _closing_streams(stop: trio.Event, hub: Hub) -> None:
     """hypercorn's shutdown trigger: on stop, ask every websocket to close with 1001."""
     await stop.wait()
     hub.close_all(GOING_AWAY)
-
-
-def _hypercorn_config(config: Config) -> hypercorn.config.Config:
-    hc = hypercorn.config.Config()
-    host, port = config.server.host, config.server.port
-    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    hc.graceful_timeout = SHUTDOWN_GRACE_SECONDS
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.backlog = 1024
-    hc.keep_alive_timeout = 30
-    # hypercorn pings every websocket this often; a peer that answers nothing
-    # (no pong, no data) for a few intervals is dead and its connection dropped.
-    hc.websocket_ping_interval = config.websocket.ping_interval_seconds
-    hc.read_timeout = max(1, math.ceil(3 * config.websocket.ping_interval_seconds))
-    return hc
 
 
 async def run_until_signalled(config: Config) -> None:

@@ -854,7 +854,8 @@ async def test_counts_changed_adopts_only_newer_counts() -> None:
         with trio.fail_after(TIMEOUT_SECONDS):
             await supervisor.get_event(event.id)
             now = utc_now()
-            await supervisor.tell(event.id, m.CountsChanged(EventCounts(event.id, 10, 3, 1, 7, now)))
+            news = m.CountsChanged(EventCounts(event.id, 10, 3, 1, 7, now))
+            await supervisor.tell(event.id, news)
             await trio.testing.wait_all_tasks_blocked()
             state = await supervisor.get_event(event.id)
             assert (state.confirmed_count, state.waitlist_count, state.version) == (3, 1, 7)

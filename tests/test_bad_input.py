@@ -62,6 +62,10 @@ def event_body(**changes: Any) -> dict[str, Any]:
 
 
 OMIT = object()
+# Requests the daemon refuses before reading their body close their connection:
+# a keep-alive connection reused after such a refusal can wedge, which is
+# test_keep_alive_connection_survives_refused_bodies' business, not these tests'.
+CLOSE = {"Connection": "close"}
 LONG_EMAIL = "x" * 60 + "@" + ".".join(["d" * 60] * 4) + ".com"  # 308 characters
 
 # (description, changes, the field the error must name)
@@ -310,12 +314,14 @@ async def test_wrong_media_type_is_415(
 ):
     headers = {"Content-Type": content_type} if content_type else {}
     for method, path in await targets(client):
-        response = await client.request(method, path, content=content, headers=headers)
+        response = await client.request(method, path, content=content,
+                                        headers={**headers, **CLOSE})
         assert_problem(response, 415, "unsupported_media_type")
 
 
 async def test_form_post_is_415(client: httpx.AsyncClient):
-    response = await client.post("/attendees", data={"name": "Ada", "email": "a@example.com"})
+    response = await client.post("/attendees", data={"name": "Ada", "email": "a@example.com"},
+                                 headers=CLOSE)
     assert_problem(response, 415, "unsupported_media_type")
 
 
@@ -337,7 +343,7 @@ async def test_body_over_64_kib_is_413(client: httpx.AsyncClient):
     location = unique_location()
     for method, path in await targets(client):
         response = await client.request(method, path, content=oversized(location),
-                                        headers={"Content-Type": "application/json"})
+                                        headers={"Content-Type": "application/json", **CLOSE})
         assert_problem(response, 413, "payload_too_large")
     page = (await client.get("/events", params={"location": location})).json()
     assert page["total"] == 0
@@ -352,7 +358,7 @@ async def test_chunked_body_over_64_kib_is_413(client: httpx.AsyncClient):
             yield data[start:start + 8192]
 
     response = await client.post("/events", content=chunks(),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **CLOSE})
     assert "content-length" not in response.request.headers
     assert_problem(response, 413, "payload_too_large")
     page = (await client.get("/events", params={"location": location})).json()
@@ -376,7 +382,7 @@ async def test_body_just_under_the_limit_is_not_413(client: httpx.AsyncClient):
 @pytest.mark.parametrize("bad_id", ["abc", "123", "not-a-uuid-at-all", "0" * 35,
                                     str(uuid.uuid4()) + "0"])
 async def test_non_uuid_ids_in_paths_are_404(client: httpx.AsyncClient, bad_id: str):
-    json_headers = {"Content-Type": "application/json"}
+    json_headers = {"Content-Type": "application/json", **CLOSE}
     requests = [
         ("GET", f"/events/{bad_id}", None),
         ("PATCH", f"/events/{bad_id}", b'{"name": "x"}'),
@@ -415,7 +421,7 @@ async def test_wrong_method_is_405_problem(client: httpx.AsyncClient):
         ("PATCH", f"/registrations/{uuid.uuid4()}"),
         ("POST", "/events/stats/most-registrations"),
     ]:
-        response = await client.request(method, path, json={})
+        response = await client.request(method, path, json={}, headers=CLOSE)
         assert_problem(response, 405, None)
     assert (await client.get(f"/events/{event['id']}")).json() == event
 
@@ -467,3 +473,34 @@ async def test_several_query_errors_are_reported_together(client: httpx.AsyncCli
     response = await client.get("/events", params={"page": "0", "limit": "500",
                                                    "startDate": "x", "bogus": "1"})
     assert_invalid(response, "page", "limit", "startDate", "bogus")
+
+
+# --- the connection after a refused body ------------------------------------------
+
+
+async def test_keep_alive_connection_survives_refused_bodies(client: httpx.AsyncClient):
+    """A body the daemon refuses unread must not wedge the connection it came on.
+
+    Each refusal below is answered before the body is read; the request after it
+    reuses the same keep-alive connection and must be answered promptly. The
+    fault this guards against is timing-dependent, hence the repetitions.
+    """
+    big = b'{"description": "' + b"d" * 70_000 + b'"}'
+    refusals = [
+        ("POST", "/events", b'{"name": "x"}', {"Content-Type": "text/plain"}, 415),
+        ("PUT", "/events", b'{"name": "x"}', {"Content-Type": "application/json"}, 405),
+        ("PATCH", "/events/123", b'{"name": "x"}', {"Content-Type": "application/json"}, 404),
+        ("POST", "/attendees", big, {"Content-Type": "application/json"}, 413),
+    ]
+    async with httpx.AsyncClient(base_url=client.base_url, timeout=5,
+                                 limits=httpx.Limits(max_connections=1)) as one:
+        for round_ in range(60):
+            for method, path, body, headers, status in refusals:
+                refused = await one.request(method, path, content=body, headers=headers)
+                assert refused.status_code == status
+                try:
+                    after = await one.get("/events/not-a-uuid")
+                except httpx.TimeoutException:
+                    pytest.fail(f"round {round_}: no answer within 5 s to the request"
+                                f" after a {status} for {method} {path}")
+                assert after.status_code == 404

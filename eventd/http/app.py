@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 import trio
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from eventd.errors import EventdError, Unavailable
+from eventd.errors import EventdError, PayloadTooLarge, Unavailable
 from eventd.http import attendees, events, health, problems, registrations, streams
 from eventd.services import Services
 
@@ -34,6 +34,17 @@ def create_app(services: Services) -> EventdApp:
     app.extensions["eventd"] = services
     for module in (events, attendees, registrations, health, streams):
         app.register_blueprint(module.blueprint)
+
+    @app.before_request
+    async def read_whole_body() -> None:
+        # hypercorn takes the next request on a keep-alive connection only once
+        # this one's body is read, so read it (within the limit) even when the
+        # answer — a 404, 405 or 415 — will not need it.
+        try:
+            await request.get_data(cache=True)
+        except RequestEntityTooLarge:
+            limit = services.config.limits.max_body_bytes
+            raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.") from None
 
     @app.errorhandler(EventdError)
     async def domain_error(error: EventdError) -> Response:

@@ -10,11 +10,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 from quart import Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from eventd.errors import (
     NotFound,
-    PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -36,13 +34,7 @@ async def read_body(model: type[M]) -> M:
         raise UnsupportedMediaType(
             f"Send the body as application/json, not {request.mimetype or 'nothing'}."
         )
-    limit = services().config.limits.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
-    try:
-        raw = await request.get_data(cache=False, as_text=False)
-    except RequestEntityTooLarge:
-        raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.") from None
+    raw = await request.get_data(cache=True, as_text=False)  # read before dispatch
     assert isinstance(raw, bytes)
     return parse_body(model, raw)
 

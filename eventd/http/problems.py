@@ -72,6 +72,8 @@ def from_error(error: e.EventdError) -> Response:
         headers["Retry-After"] = str(error.retry_after_seconds)
     if isinstance(error, e.Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="eventd"'
+    if isinstance(error, e.PayloadTooLarge):
+        headers["Connection"] = "close"  # the rest of the body is never read
     return problem(status, error.code, title, error.detail, headers, **extra)
 
 

@@ -86,6 +86,10 @@ class Subscriber:
     def put_nowait(self, change: Change) -> None:
         raise NotImplementedError
 
+    @property
+    def closed(self) -> bool:
+        raise NotImplementedError
+
     def close_nowait(self, code: int) -> None:
         raise NotImplementedError
 
@@ -104,10 +108,12 @@ class Hub:
         self.dropped_slow_clients = 0
 
     def publish(self, change: Change) -> None:
-        for subscriber in tuple(self._everything):
-            subscriber.put_nowait(change)
-        for subscriber in tuple(self._by_event.get(change.event.id, ())):
-            subscriber.put_nowait(change)
+        for group in (self._everything, self._by_event.get(change.event.id, ())):
+            for subscriber in tuple(group):
+                subscriber.put_nowait(change)
+                if subscriber.closed:  # it fell too far behind: it hears nothing more
+                    self.unsubscribe(subscriber)
+                    self.dropped_slow_clients += 1
 
     @contextmanager
     def subscribe(
@@ -119,8 +125,14 @@ class Hub:
         try:
             yield
         finally:
+            self.unsubscribe(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Deliver nothing more to ``subscriber``; it may already be gone."""
+        self._everything.discard(subscriber)
+        for event_id, group in list(self._by_event.items()):
             group.discard(subscriber)
-            if event_id is not None and not group:
+            if not group:
                 del self._by_event[event_id]
 
     def is_watched(self, event_id: uuid.UUID) -> bool:

@@ -1,11 +1,12 @@
 """Outbox: one WebSocket connection's bounded, conflating queue.
 
 The hub puts changes in without ever waiting; the connection's task takes
-them out as fast as its socket accepts. A queued ``eventCapacityUpdate`` is
-replaced by a newer one for the same event (the newer carries the full
-counts), moving to the back so that ``seq`` still only rises. When more than
-``size`` messages that cannot be collapsed are waiting, the client is too
-slow: the outbox drops what it holds and asks for a close with 1013.
+them out as fast as its socket accepts. A client that keeps up gets every
+message. Only when more than ``size`` messages wait does the outbox collapse
+queued ``eventCapacityUpdate``s of one event into the newest (it carries the
+full counts; ``seq`` still only rises). If that is not enough — too many
+messages that cannot be collapsed — the client is too slow: the outbox drops
+what it holds and asks for a close with 1013.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from eventd.realtime.hub import Change, Subscriber
 
 TRY_AGAIN_LATER = 1013  # WebSocket close code: the server is overloaded for this client
 
+# A queued message; a collapsed capacity update is emptied in place.
+_Slot = list[Change | None]
+
 
 class Closing(Exception):
     """The connection is to be closed with ``code``."""
@@ -31,37 +35,30 @@ class Closing(Exception):
 class Outbox(Subscriber):
     def __init__(self, size: int) -> None:
         self._size = size
-        # Slots are one-item lists so a collapsed update can be emptied in place.
-        self._queue: collections.deque[list[Change | None]] = collections.deque()
-        self._pending_capacity: dict[uuid.UUID, list[Change | None]] = {}
+        self._queue: collections.deque[_Slot] = collections.deque()
+        self._capacity_updates: dict[uuid.UUID, list[_Slot]] = {}
         self._live = 0
         self._close_code: int | None = None
         self._ready = trio.Event()
         self.collapsed = 0
 
     @property
-    def overflowed(self) -> bool:
-        return self._close_code == TRY_AGAIN_LATER
+    def closed(self) -> bool:
+        return self._close_code is not None
 
     def put_nowait(self, change: Change) -> None:
         if self._close_code is not None:
             return
-        if change.type == "eventCapacityUpdate":
-            older = self._pending_capacity.get(change.event.id)
-            if older is not None and older[0] is not None:
-                older[0] = None
-                self._live -= 1
-                self.collapsed += 1
-        slot: list[Change | None] = [change]
+        slot: _Slot = [change]
         self._queue.append(slot)
         self._live += 1
         if change.type == "eventCapacityUpdate":
-            self._pending_capacity[change.event.id] = slot
+            self._capacity_updates.setdefault(change.event.id, []).append(slot)
         if self._live > self._size:
-            self.close_nowait(TRY_AGAIN_LATER)
-            return
-        if len(self._queue) > 2 * self._size:
-            self._compact()
+            self._collapse()
+            if self._live > self._size:
+                self.close_nowait(TRY_AGAIN_LATER)
+                return
         self._ready.set()
 
     def close_nowait(self, code: int) -> None:
@@ -69,7 +66,7 @@ class Outbox(Subscriber):
         if self._close_code is None:
             self._close_code = code
             self._queue.clear()
-            self._pending_capacity.clear()
+            self._capacity_updates.clear()
             self._live = 0
             self._ready.set()
 
@@ -79,17 +76,27 @@ class Outbox(Subscriber):
             if self._close_code is not None:
                 raise Closing(self._close_code)
             while self._queue:
-                [change] = self._queue.popleft()
+                slot = self._queue.popleft()
+                change = slot[0]
                 if change is None:
                     continue
                 self._live -= 1
-                if self._pending_capacity.get(change.event.id, [None])[0] is change:
-                    del self._pending_capacity[change.event.id]
+                if change.type == "eventCapacityUpdate":
+                    pending = self._capacity_updates[change.event.id]
+                    pending.remove(slot)  # it is the oldest live one: first in the list
+                    if not pending:
+                        del self._capacity_updates[change.event.id]
                 return change
             self._ready = trio.Event()
             await self._ready.wait()
 
-    def _compact(self) -> None:
+    def _collapse(self) -> None:
+        for event_id, pending in self._capacity_updates.items():
+            for slot in pending[:-1]:
+                slot[0] = None
+                self._live -= 1
+                self.collapsed += 1
+            self._capacity_updates[event_id] = pending[-1:]
         self._queue = collections.deque(slot for slot in self._queue if slot[0] is not None)
 
     def __len__(self) -> int:
