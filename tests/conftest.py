@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,37 @@ async def client(daemon: DaemonProcess) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+PROBLEM_KEYS = {"type", "title", "status", "code", "detail"}
+LEAK_MARKERS = ("Traceback", 'File "', "asyncpg", "psycopg", "SELECT ", "INSERT ", "pydantic")
+
+
+def assert_problem(
+    response: httpx.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
+    """A problem+json answer with this status (and code), leaking no internals."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].split(";")[0] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert PROBLEM_KEYS <= body.keys(), body
+    assert body["status"] == status
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    if code is not None:
+        assert body["code"] == code
+    else:
+        assert isinstance(body["code"], str)
+        assert body["code"]
+    for marker in LEAK_MARKERS:
+        assert marker not in response.text, marker
+    return body
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def future(days: float = 30, hours: float = 0) -> str:

@@ -6,30 +6,19 @@ unique token in the name or email.
 
 from __future__ import annotations
 
-import re
 import uuid
-from datetime import datetime
 from typing import Any
 
 import httpx
 
-from tests.conftest import create_attendee, create_event, register
-
-UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].split(";")[0] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status", "code", "detail"} <= body.keys()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
-
-
-def parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+from tests.conftest import (
+    UTC_Z,
+    assert_problem,
+    create_attendee,
+    create_event,
+    parse_time,
+    register,
+)
 
 
 async def post_attendee(client: httpx.AsyncClient, name: str, email: str) -> httpx.Response:
@@ -97,7 +86,7 @@ async def test_list_is_ordered_by_creation_and_searches_name_or_email(
         page = await get_json(client, "/attendees", search=query)
         assert page["items"] == made, query
         assert page["total"] == 3
-    stamps = [(parse(a["createdAt"]), a["id"]) for a in made]
+    stamps = [(parse_time(a["createdAt"]), a["id"]) for a in made]
     assert stamps == sorted(stamps)
     by_email = await get_json(client, "/attendees", search=f"TWO.{token.upper()}@X")
     assert [a["id"] for a in by_email["items"]] == [made[1]["id"]]
@@ -122,7 +111,7 @@ async def test_list_pages_and_default_envelope(client: httpx.AsyncClient):
     assert (default["page"], default["limit"]) == (1, 20)
     assert default["total"] >= 5
     assert len(default["items"]) == min(20, default["total"])
-    ordered = [(parse(a["createdAt"]), a["id"]) for a in default["items"]]
+    ordered = [(parse_time(a["createdAt"]), a["id"]) for a in default["items"]]
     assert [p[0] for p in ordered] == sorted(p[0] for p in ordered)
     body = assert_problem(await client.get("/attendees", params={"limit": 101}),
                           400, "validation_failed")

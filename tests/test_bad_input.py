@@ -15,29 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import create_attendee, create_event, future, unique_location
-
-PROBLEM_KEYS = {"type", "title", "status", "code", "detail"}
-LEAK_MARKERS = ("Traceback", 'File "', "asyncpg", "psycopg", "SELECT ", "INSERT ", "pydantic")
-
-
-def assert_problem(response: httpx.Response, status: int, code: str | None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].split(";")[0] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert PROBLEM_KEYS <= body.keys(), body
-    assert body["status"] == status
-    assert isinstance(body["title"], str)
-    assert body["title"]
-    assert isinstance(body["detail"], str)
-    if code is not None:
-        assert body["code"] == code
-    else:
-        assert isinstance(body["code"], str)
-        assert body["code"]
-    for marker in LEAK_MARKERS:
-        assert marker not in response.text, marker
-    return body
+from tests.conftest import (
+    assert_problem,
+    create_attendee,
+    create_event,
+    future,
+    unique_location,
+)
 
 
 def assert_invalid(response: httpx.Response, *fields: str) -> list[dict[str, Any]]:

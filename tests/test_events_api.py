@@ -6,7 +6,6 @@ list tests isolate their events with a unique search token in the name.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,10 +14,18 @@ from typing import Any
 import httpx
 import trio
 
-from tests.conftest import create_attendee, create_event, future, register, unique_location
+from tests.conftest import (
+    UTC_Z,
+    assert_problem,
+    create_attendee,
+    create_event,
+    future,
+    parse_time,
+    register,
+    unique_location,
+)
 from tests.support import DaemonProcess
 
-UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 EVENT_KEYS = {
     "id", "name", "description", "date", "durationMinutes", "endsAt", "location",
     "maxAttendees", "registeredCount", "availableSpots", "waitlistCount", "version",
@@ -36,18 +43,6 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].split(";")[0] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status", "code", "detail"} <= body.keys()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 async def get_event(client: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
@@ -199,7 +194,7 @@ async def test_patch_changes_only_the_given_fields_and_bumps_version(
     patched = response.json()
     assert patched["name"] == "Renamed"
     assert patched["version"] == event["version"] + 1
-    assert parse(patched["updatedAt"]) >= parse(event["updatedAt"])
+    assert parse_time(patched["updatedAt"]) >= parse_time(event["updatedAt"])
     unchanged = {k: v for k, v in event.items() if k not in ("name", "version", "updatedAt")}
     assert {k: patched[k] for k in unchanged} == unchanged
     assert await get_event(client, event["id"]) == patched
@@ -222,7 +217,7 @@ async def test_patch_date_and_duration_recompute_ends_at(client: httpx.AsyncClie
     assert patched["endsAt"] == f"{day}T10:45:00Z"
     response = await client.patch(f"/events/{event['id']}", json={"durationMinutes": 10080})
     assert response.status_code == 200, response.text
-    assert response.json()["endsAt"] == iso(parse(f"{day}T10:00:00Z") + timedelta(days=7))
+    assert response.json()["endsAt"] == iso(parse_time(f"{day}T10:00:00Z") + timedelta(days=7))
 
 
 async def test_patch_onto_another_event_is_409_and_changes_nothing(client: httpx.AsyncClient):
@@ -390,7 +385,7 @@ async def test_list_orders_by_date_then_id(client: httpx.AsyncClient):
     made = await make_tagged(client, token, starts)
     page = await listed(client, search=token)
     assert page["total"] == 5
-    expected = sorted(made, key=lambda e: (parse(e["date"]), uuid.UUID(e["id"])))
+    expected = sorted(made, key=lambda e: (parse_time(e["date"]), uuid.UUID(e["id"])))
     assert [e["id"] for e in page["items"]] == [e["id"] for e in expected]
     assert page["items"] == expected
 

@@ -5,7 +5,6 @@ Runs against the shared daemon; every event is made by the test that uses it.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,20 +12,15 @@ from typing import Any
 import httpx
 import trio
 
-from tests.conftest import create_attendee, create_event, register, unique_location
+from tests.conftest import (
+    UTC_Z,
+    assert_problem,
+    create_attendee,
+    create_event,
+    register,
+    unique_location,
+)
 from tests.support import run_sql
-
-UTC_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].split(";")[0] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status", "code", "detail"} <= body.keys()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 async def get_json(client: httpx.AsyncClient, path: str, **params: Any) -> Any:

@@ -177,6 +177,11 @@ async def test_resume_older_than_the_buffer_or_from_the_future_gets_a_snapshot(
     async with open_websocket_url(url) as ws:
         first = await next_message(ws)
     assert (first["type"], first["seq"]) == ("eventCapacityUpdate", 291)
+    # A replay longer than websocket.queue_size (64) arrives whole, uncollapsed.
+    url = ws_url(daemon.url, f"/ws/events/{event['id']}?since=100")
+    async with open_websocket_url(url) as ws:
+        replayed = [await next_message(ws) for _ in range(201)]
+    assert [m["seq"] for m in replayed] == list(range(101, 302))
 
 
 async def test_event_stream_closes_with_1000_after_deletion(client: httpx.AsyncClient, daemon):

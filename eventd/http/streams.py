@@ -47,11 +47,13 @@ async def one_event(event_id: str) -> Response | None:
             raise NotFound(f"Event {event_id} does not exist.")
     except EventdError as error:
         return problems.from_error(error)  # the handshake is refused with this response
-    outbox = Outbox(s.config.websocket.queue_size)
     # No checkpoint from here to the subscription: the snapshot (or replay)
     # and the live changes after it meet without a gap or an overlap.
     replay = actor.changes_since(since) if since is not None else None
-    for change in replay if replay is not None else [Change.snapshot(actor.state)]:
+    first = replay if replay is not None else [Change.snapshot(actor.state)]
+    # Room for the replay on top of the usual bound: resuming must not overflow.
+    outbox = Outbox(s.config.websocket.queue_size + len(first))
+    for change in first:
         outbox.put_nowait(change)
     with s.hub.subscribe(outbox, eid):
         await _pump(outbox, close_after_delete=True)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from fractions import Fraction
 from typing import Any, Literal
 
 import orjson
@@ -75,7 +76,9 @@ def capacity_warning(event: Event, almost_full_ratio: float) -> str | None:
     available = event.available_spots
     if available <= 0:
         return "full"
-    if available <= max(1.0, almost_full_ratio * event.max_attendees):
+    # The ratio as written (0.29, not 0.28999…), so "≤ ratio × max" holds exactly.
+    threshold: Fraction = Fraction(repr(almost_full_ratio)) * event.max_attendees
+    if available <= max(Fraction(1), threshold):
         return "almostFull"
     return None
 
@@ -110,6 +113,8 @@ class Hub:
     def publish(self, change: Change) -> None:
         for group in (self._everything, self._by_event.get(change.event.id, ())):
             for subscriber in tuple(group):
+                if subscriber.closed:  # closing already (shutdown): not this change's doing
+                    continue
                 subscriber.put_nowait(change)
                 if subscriber.closed:  # it fell too far behind: it hears nothing more
                     self.unsubscribe(subscriber)
