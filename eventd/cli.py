@@ -10,6 +10,7 @@ import trio
 from eventd import __version__
 from eventd.config import ConfigError, load_config
 from eventd.errors import Unavailable
+from eventd.http.server import CannotListen
 from eventd.logs import configure_logging
 
 
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except* Unavailable as group:
         cause = group.exceptions[0].__cause__ or group.exceptions[0]
         print(f"eventd: the database cannot be reached: {cause}", file=sys.stderr)
+        status = 1
+    except* CannotListen as group:
+        print(f"eventd: {group.exceptions[0]}", file=sys.stderr)
         status = 1
     except* KeyboardInterrupt:
         status = 130

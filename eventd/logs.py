@@ -34,5 +34,7 @@ def configure_logging(config: LogConfig) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level.upper())
-    # hypercorn's per-connection chatter is noise at info.
-    logging.getLogger("hypercorn.error").setLevel(max(root.level, logging.WARNING))
+    # hypercorn's per-connection chatter and pgserver's command dumps are
+    # noise at info; eventd says what matters about both.
+    for noisy in ("hypercorn.error", "pgserver"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))

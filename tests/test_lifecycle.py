@@ -5,6 +5,7 @@ Each test runs its own daemon process on its own database.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import uuid
@@ -121,3 +122,19 @@ def test_bad_config_stops_the_start_naming_the_key(workdir: Path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "server.bindd" in result.stderr
+
+
+def test_a_taken_port_stops_the_start_with_a_clear_message(database_url: str, workdir: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = workdir / "taken.toml"
+        config.write_text(f'[server]\nbind = "127.0.0.1:{port}"\n'
+                          f'[database]\nurl = "{database_url}"\n')
+        result = subprocess.run(
+            [sys.executable, "-m", "eventd", "serve", "--config", str(config)],
+            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

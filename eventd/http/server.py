@@ -29,6 +29,10 @@ from eventd.config import Config
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
+class CannotListen(Exception):
+    """``server.bind`` cannot be bound (in use, not permitted, no such address)."""
+
+
 def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc = hypercorn.config.Config()
     host, port = config.server.host, config.server.port
@@ -58,7 +62,10 @@ async def serve_http(
 ) -> None:
     """Serve ``app`` on ``server.bind`` until ``shutdown_trigger`` returns."""
     hc = hypercorn_config(config)
-    sockets = hc.create_sockets()
+    try:
+        sockets = hc.create_sockets()
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {config.server.bind}: {exc.strerror}") from exc
     user_timeout_ms = max(1000, int(peer_timeout_seconds(config) * 1000))
     for sock in sockets.insecure_sockets:
         # Inherited by every accepted connection.

@@ -7,6 +7,7 @@ Starting it is blocking work (initdb, pg_ctl), so it runs in a thread.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ DATABASE_NAME = "eventd"
 
 
 def _start(data_dir_setting: str) -> tuple[Any, str]:
+    # pgserver asks platformdirs for a runtime directory it does not need here.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", module="platformdirs")
     import pgserver  # imported here: only the embedded mode pays for it
 
     data_dir = Path(data_dir_setting).resolve()
