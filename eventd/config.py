@@ -226,7 +226,7 @@ def load_config(
 def split_bind(bind: str) -> tuple[str, int]:
     host, sep, port = bind.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ConfigError(f'server.bind: "{bind}" is not HOST:PORT')
     return host, int(port)
 

@@ -130,9 +130,13 @@ async def run_until_signalled(config: Config) -> None:
         async with trio.open_nursery() as nursery:
             async def watch_signals() -> None:
                 async for signum in signals:
-                    log.info("received %s; shutting down", signal.Signals(signum).name)
-                    stop.set()
-                    return
+                    name = signal.Signals(signum).name
+                    if not stop.is_set():
+                        log.info("received %s; shutting down (again to stop at once)", name)
+                        stop.set()
+                    else:
+                        log.warning("received %s again; stopping now", name)
+                        raise KeyboardInterrupt
 
             nursery.start_soon(watch_signals)
             await serve(config, stop)

@@ -21,7 +21,8 @@ their own failures into these (the store turns a lost connection into
     │   ├── EventStarted
     │   └── IdempotencyKeyReused
     ├── RateLimited                 carries Retry-After
-    └── Unavailable                 the database cannot be reached; carries Retry-After
+    ├── Unavailable                 the database cannot be reached; carries Retry-After
+    └── InternalError               our fault: answered 500, details only in the log
 """
 
 from __future__ import annotations
@@ -123,3 +124,7 @@ class Unavailable(EventdError):
     def __init__(self, detail: str, retry_after_seconds: int = 2) -> None:
         super().__init__(detail)
         self.retry_after_seconds = retry_after_seconds
+
+
+class InternalError(EventdError):
+    code = "internal_error"

@@ -135,7 +135,7 @@ DECLARE
     promoted uuid[];
 BEGIN
     SELECT max_attendees - confirmed_count INTO free FROM events WHERE id = p_event;
-    IF free <= 0 THEN
+    IF free IS NULL OR free <= 0 THEN
         RETURN '{}';
     END IF;
     WITH next AS (
@@ -213,6 +213,8 @@ END $$;
 
 -- Remove an attendee and every registration they hold, freeing spots and
 -- promoting waitlists. Returns one row per event whose counts changed.
+-- Locks the events first (in id order), then the attendee: the order
+-- eventd_register takes them in, so the two never deadlock.
 CREATE FUNCTION eventd_delete_attendee(p_attendee uuid)
 RETURNS TABLE (existed boolean, promoted uuid[], counts eventd_event_counts)
 LANGUAGE plpgsql AS $$
@@ -220,6 +222,9 @@ DECLARE
     reg record;
     c record;
 BEGIN
+    PERFORM 1 FROM events WHERE id IN (
+        SELECT event_id FROM registrations WHERE attendee_id = p_attendee
+    ) ORDER BY id FOR UPDATE;
     PERFORM 1 FROM attendees WHERE id = p_attendee FOR UPDATE;
     IF NOT FOUND THEN
         existed := false;

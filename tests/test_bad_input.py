@@ -488,3 +488,23 @@ async def test_keep_alive_connection_survives_refused_bodies(client: httpx.Async
                     pytest.fail(f"round {round_}: no answer within 5 s to the request"
                                 f" after a {status} for {method} {path}")
                 assert after.status_code == 404
+
+
+async def test_text_the_database_cannot_store_is_refused(client: httpx.AsyncClient):
+    attendee = await client.post("/attendees", json={"name": "A\x00B", "email": "nul@example.com"})
+    assert_invalid(attendee, "name")
+    search = await client.get("/events", params={"search": "x\x00y"})
+    assert_invalid(search, "search")
+    event = await client.post("/events", json=event_body(description="bad\x00byte"))
+    assert_invalid(event, "description")
+
+
+async def test_dates_at_the_end_of_time_are_refused(client: httpx.AsyncClient):
+    response = await client.post("/events", json=event_body(
+        date="9999-12-31T23:00:00Z", durationMinutes=120))
+    assert_invalid(response, "date")
+
+
+async def test_integers_in_queries_are_plain_ascii_digits(client: httpx.AsyncClient):
+    for text in ("1_0", " 7", "٣", "+2"):
+        assert_invalid(await client.get("/events", params={"limit": text}), "limit")

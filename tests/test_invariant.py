@@ -192,3 +192,43 @@ async def test_kill_9_during_a_storm_loses_no_acknowledged_registration(
         assert (event["registeredCount"], event["waitlistCount"]) == (confirmed, waitlisted)
     finally:
         assert restarted.stop() == 0, restarted.log()
+
+
+async def test_an_actor_notices_changes_made_through_another_daemon(
+    fresh_database_url: str, workdir: Path
+):
+    import json
+
+    from trio_websocket import open_websocket_url
+
+    first = DaemonProcess(fresh_database_url, workdir).start()
+    second = DaemonProcess(fresh_database_url, workdir).start()
+    try:
+        event_id = await create_event(first.url, 10)
+        attendees = await make_attendees(fresh_database_url, 2)
+        stream = second.url.replace("http://", "ws://") + f"/ws/events/{event_id}"
+        async with httpx.AsyncClient() as c, open_websocket_url(stream) as ws:
+            assert json.loads(await ws.get_message())["type"] == "snapshot"
+            renamed = await c.patch(f"{first.url}/events/{event_id}", json={"name": "Renamed"})
+            assert renamed.json()["version"] == 2
+            # B learns of it with its own next write: one update carrying it all.
+            r = await c.post(f"{second.url}/registrations",
+                             json={"eventId": event_id, "attendeeId": attendees[0]})
+            assert r.status_code == 201
+            update = json.loads(await ws.get_message())
+            assert (update["type"], update["seq"]) == ("eventUpdated", 3)
+            assert update["data"]["name"] == "Renamed"
+            assert update["data"]["registeredCount"] == 1
+            assert (await c.get(f"{second.url}/events/{event_id}")).json()["name"] == "Renamed"
+
+            assert (await c.delete(f"{first.url}/events/{event_id}")).status_code == 204
+            gone = await c.post(f"{second.url}/registrations",
+                                json={"eventId": event_id, "attendeeId": attendees[1]})
+            assert gone.status_code == 404
+            deleted = json.loads(await ws.get_message())
+            assert deleted["type"] == "eventDeleted"
+            assert deleted["seq"] > 3
+            assert (await c.get(f"{second.url}/events/{event_id}")).status_code == 404
+    finally:
+        assert first.stop() == 0, first.log()
+        assert second.stop() == 0, second.log()

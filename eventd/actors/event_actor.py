@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,15 +44,20 @@ REPLAY_BUFFER_SIZE = 256
 
 Submit = Callable[[WriteCommand[Any]], Awaitable[Any]]
 Publish = Callable[[Change], None]
+Load = Callable[[uuid.UUID], Awaitable[Event | None]]
+
+# Outcomes that are a change of this event: one version each.
+_CHANGES = frozenset({"confirmed", "waitlisted", "cancelled"})
 
 
 class EventActor:
-    def __init__(self, event: Event, submit: Submit, publish: Publish) -> None:
+    def __init__(self, event: Event, submit: Submit, publish: Publish, load: Load) -> None:
         self.state = event
         self.deleted = False
         self.in_hand: list[m.Message] = []  # the turn being handled, for the supervisor
         self._submit = submit
         self._publish = publish
+        self._load = load
         # Made on the first change: an event nobody changes costs no buffer.
         self._replay: collections.deque[Change] | None = None
 
@@ -144,10 +150,40 @@ class EventActor:
             for request in asked:
                 request.reply.fail(exc)
             return
+        if self._changed_elsewhere(results):
+            await self._refresh()
+            for request, result in zip(asked, results, strict=True):
+                self._answer(request, result)
+            return
         for request, result in zip(asked, results, strict=True):
             if result.counts is not None:
                 self._adopt(result.counts)
             self._answer(request, result)
+
+    def _changed_elsewhere(self, results: list[c.OpResult]) -> bool:
+        """Did the database's version move further than these results account for?
+
+        Another daemon on the same database changed the event: its fields may
+        differ from ours, not just its counts.
+        """
+        versions = [r.counts.version for r in results if r.counts is not None]
+        own = sum(1 for r in results if r.outcome in _CHANGES)
+        return bool(versions) and max(versions) > self.state.version + own
+
+    async def _refresh(self) -> None:
+        """Reload the event after changes made elsewhere; publish it as one update."""
+        fresh = await self._load(self.state.id)
+        if fresh is None:
+            self._gone()
+        elif fresh.version > self.state.version:
+            self.state = fresh
+            self._emit("eventUpdated", fresh, fresh.version)
+
+    def _gone(self) -> None:
+        """The event was deleted through another daemon."""
+        if not self.deleted:
+            self.deleted = True
+            self._emit("eventDeleted", self.state, self.state.version + 1)
 
     def _answer(self, request: m.Register | m.Cancel, result: c.OpResult) -> None:
         event = self.state
@@ -192,8 +228,7 @@ class EventActor:
                     NotFound(f"Registration {request.registration_id} does not exist.")
                 )
             case "event_not_found":
-                # Deleted through another daemon.
-                self.deleted = True
+                self._gone()
                 _fail_gone(request, event)
 
     def _adopt(self, counts: EventCounts) -> None:
@@ -211,7 +246,7 @@ class EventActor:
                 c.UpdateEvent(self.state.id, request.changes)
             )
         except NotFound as exc:
-            self.deleted = True
+            self._gone()
             request.reply.fail(exc)
             return
         except EventdError as exc:
@@ -227,7 +262,7 @@ class EventActor:
         try:
             result: c.EventDeleted = await self._submit(c.DeleteEvent(self.state.id))
         except NotFound as exc:
-            self.deleted = True
+            self._gone()
             request.reply.fail(exc)
             return
         except EventdError as exc:

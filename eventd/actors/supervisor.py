@@ -21,7 +21,7 @@ import trio
 
 from eventd.actors import messages as m
 from eventd.actors.event_actor import EventActor, Publish, Submit
-from eventd.errors import EventdError, NotFound, Unavailable
+from eventd.errors import InternalError, NotFound, Unavailable
 from eventd.model import Event
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ RESTART_WINDOW_SECONDS = 60.0
 LoadEvent = Callable[[uuid.UUID], Awaitable[Event | None]]
 
 
-class ActorCrashed(EventdError):
-    code = "internal_error"
+class ActorCrashed(InternalError):
+    pass
 
 
 @dataclasses.dataclass
@@ -103,12 +103,25 @@ class Supervisor:
                 continue  # it retired between lookup and send; wake it again
             return await reply.wait()
 
-    async def tell(self, event_id: uuid.UUID, message: m.CountsChanged) -> None:
-        """Give a live actor news; a retired one reads the news from the database anyway."""
+    def tell(self, event_id: uuid.UUID, message: m.CountsChanged) -> None:
+        """Give a live actor news without waiting; a retired one reads it from the database.
+
+        A full mailbox gets the news by a task that waits for room: dropped,
+        it would leave a version no stream ever sees.
+        """
         slot = self._slots.get(event_id)
         if slot is None:
             return
-        # Waits for room rather than dropping: every version reaches the streams.
+        try:
+            slot.send.send_nowait(message)
+        except trio.WouldBlock:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._deliver_later, slot, message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    @staticmethod
+    async def _deliver_later(slot: _Slot, message: m.CountsChanged) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await slot.send.send(message)
 
@@ -156,7 +169,7 @@ class Supervisor:
         return slot
 
     def _new_actor(self, event: Event) -> EventActor:
-        return EventActor(event, self._submit, self._publish)
+        return EventActor(event, self._submit, self._publish, self._load_event)
 
     def _may_retire(self, slot: _Slot) -> bool:
         # Runs without a checkpoint: no sender can slip in between the check

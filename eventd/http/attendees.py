@@ -84,8 +84,13 @@ async def attendee_registrations(attendee_id: str) -> Response:
 async def delete_attendee(attendee_id: str) -> Response:
     aid = parse_id(attendee_id, "Attendee")
     s = services()
-    result: commands.AttendeeDeleted = await s.writer.submit(commands.DeleteAttendee(aid))
-    # The database cancelled the registrations; each event's actor adopts the new counts.
-    for counts, _promoted in result.changes:
-        await s.supervisor.tell(counts.event_id, m.CountsChanged(counts))
+    command = commands.DeleteAttendee(aid)
+
+    def tell_actors(result: commands.AttendeeDeleted) -> None:
+        # The database cancelled the registrations; each event's actor adopts the counts.
+        for counts, _promoted in result.changes:
+            s.supervisor.tell(counts.event_id, m.CountsChanged(counts))
+
+    command.after_commit = tell_actors
+    await s.writer.submit(command)
     return no_content()

@@ -37,9 +37,14 @@ async def create_event() -> Response:
         location=body.location,
         max_attendees=body.max_attendees,
     )
-    event: Event = await s.writer.submit(commands.CreateEvent(uuid.uuid4(), fields))
-    s.supervisor.start_actor(event)
-    s.hub.publish(Change("newEvent", event, event.version, event.created_at))
+    command = commands.CreateEvent(uuid.uuid4(), fields)
+
+    def announce(event: Event) -> None:
+        s.supervisor.start_actor(event)
+        s.hub.publish(Change("newEvent", event, event.version, event.created_at))
+
+    command.after_commit = announce
+    event = await s.writer.submit(command)
     return json_response(event.json_bytes, 201, location=f"/events/{event.id}")
 
 

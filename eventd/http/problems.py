@@ -32,6 +32,7 @@ _TABLE: dict[type[e.EventdError], tuple[int, str]] = {
     e.UnsupportedMediaType: (415, "Unsupported media type"),
     e.RateLimited: (429, "Too many requests"),
     e.Unavailable: (503, "Service unavailable"),
+    e.InternalError: (500, "Internal server error"),
 }
 
 # werkzeug's own HTTP errors (routing, limits) -> code

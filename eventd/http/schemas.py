@@ -7,9 +7,10 @@ with one ``{field, message}`` per problem.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import email_validator
@@ -21,6 +22,17 @@ from eventd.errors import FieldError, MalformedJson, ValidationFailed
 from eventd.model import utc_now
 
 M = TypeVar("M", bound=BaseModel)
+
+
+# Latest accepted start: a week's duration after it still fits a datetime.
+LATEST_DATE = datetime(9999, 12, 1, tzinfo=UTC)
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it here rather than fail there.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
 
 
 def _not_blank(value: str) -> str:
@@ -40,16 +52,22 @@ def _valid_email(value: str) -> str:
 def _in_future(value: datetime) -> datetime:
     if value <= utc_now():
         raise ValueError("must be in the future")
+    if value >= LATEST_DATE:
+        raise ValueError("must be before 9999-12-01")
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
-Description = Annotated[str, Field(max_length=5000)]
-Location = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+Name = Annotated[
+    str, Field(min_length=1, max_length=200), AfterValidator(_storable), AfterValidator(_not_blank)
+]
+Description = Annotated[str, Field(max_length=5000), AfterValidator(_storable)]
+Location = Name
 FutureDate = Annotated[AwareDatetime, AfterValidator(_in_future)]
 Duration = Annotated[int, Field(ge=1, le=10080)]
 Capacity = Annotated[int, Field(ge=1, le=1_000_000)]
-Email = Annotated[str, Field(max_length=254), AfterValidator(_valid_email)]
+Email = Annotated[
+    str, Field(max_length=254), AfterValidator(_storable), AfterValidator(_valid_email)
+]
 
 
 class Body(BaseModel):
@@ -171,11 +189,10 @@ class Query:
         text = self._args.get(name)
         if text is None:
             return default
-        try:
-            value = int(text)
-        except ValueError:
+        if not _INTEGER.fullmatch(text):  # int() would also take "1_0", " 7", "٣"
             self.errors.append(FieldError(name, "must be an integer"))
             return default
+        value = int(text)
         if not low <= value <= high:
             self.errors.append(FieldError(name, f"must be between {low} and {high}"))
         return value
@@ -184,6 +201,8 @@ class Query:
         value = self._args.get(name)
         if value is not None and len(value) > max_length:
             self.errors.append(FieldError(name, f"must be at most {max_length} characters"))
+        if value is not None and "\x00" in value:
+            self.errors.append(FieldError(name, "must not contain NUL characters"))
         return value
 
     def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
@@ -217,3 +236,4 @@ class Query:
 
 
 _TIMESTAMP: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(AwareDatetime)
+_INTEGER = re.compile(r"-?[0-9]{1,9}")

@@ -41,7 +41,8 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.backlog = 1024
-    hc.keep_alive_timeout = 30
+    # Idle keep-alive connections also hold a graceful stop: keep it short.
+    hc.keep_alive_timeout = 5
     # hypercorn pings every websocket this often; a peer that answers nothing
     # (no pong, no data) for a few intervals is dead and its connection dropped.
     hc.websocket_ping_interval = config.websocket.ping_interval_seconds

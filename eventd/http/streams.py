@@ -63,7 +63,7 @@ async def one_event(event_id: str) -> Response | None:
 def _since(text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ValidationFailed([FieldError("since", "must be a whole number ≥ 0")])
     return int(text)
 

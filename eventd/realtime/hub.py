@@ -108,6 +108,7 @@ class Hub:
     def __init__(self) -> None:
         self._everything: set[Subscriber] = set()
         self._by_event: dict[uuid.UUID, set[Subscriber]] = {}
+        self._closing_code: int | None = None
         self.dropped_slow_clients = 0
 
     def publish(self, change: Change) -> None:
@@ -125,6 +126,8 @@ class Hub:
         self, subscriber: Subscriber, event_id: uuid.UUID | None = None
     ) -> Iterator[None]:
         """Deliver every change (``event_id`` None) or one event's, for the block."""
+        if self._closing_code is not None:  # opened during shutdown: closed at once
+            subscriber.close_nowait(self._closing_code)
         group = self._everything if event_id is None else self._by_event.setdefault(event_id, set())
         group.add(subscriber)
         try:
@@ -144,7 +147,8 @@ class Hub:
         return event_id in self._by_event
 
     def close_all(self, code: int) -> None:
-        """Ask every connection to close (1001 when the daemon stops)."""
+        """Ask every connection, and any opened from now on, to close (1001 on stop)."""
+        self._closing_code = code
         for subscriber in self._all():
             subscriber.close_nowait(code)
 

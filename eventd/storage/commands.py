@@ -71,7 +71,8 @@ class RegistrationOps(WriteCommand[list[OpResult]]):
     async def run_batch(
         cls, conn: Connection, commands: Sequence[WriteCommand[Any]]
     ) -> list[outcome.Outcome[Any]]:
-        # Locks are taken event by event, in id order, as every daemon does.
+        # Registration locks are taken event by event, in id order, in every
+        # daemon; a deadlock with other kinds of command is retried by the writer.
         ordered = sorted(
             (c for c in commands if isinstance(c, RegistrationOps)), key=lambda c: c.event_id
         )

@@ -92,7 +92,11 @@ class Connection:
                 with trio.move_on_after(5):
                     await self.execute("ROLLBACK")
             raise
-        await self.execute("COMMIT")
+        # A transaction aborted by a failed statement answers COMMIT with a
+        # ROLLBACK tag and no error: that is a failure, not a success.
+        status = await self.execute("COMMIT")
+        if status != "COMMIT":
+            raise QueryFailed(f"the transaction was rolled back ({status})", "25P02")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,14 +16,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import outcome
 import trio
 
-from eventd.errors import EventdError, Unavailable
+from eventd.errors import EventdError, InternalError, Unavailable
 from eventd.storage.database import Connection, Database, QueryFailed
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,13 @@ T = TypeVar("T")
 
 MAX_BATCH_COMMANDS = 256
 INBOX_SIZE = 1024
+# Deadlock and serialization failures (with another daemon) are worth retrying.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+CONFLICT_RETRY_BACKOFF_SECONDS = (0.0, 0.01, 0.05, 0.2)
+
+
+class WriteFailed(InternalError):
+    """The database refused a change for a reason no client can fix."""
 
 
 class WriteCommand(Generic[T]):
@@ -48,6 +56,9 @@ class WriteCommand(Generic[T]):
     def __init__(self) -> None:
         self._done = trio.Event()
         self._result: outcome.Outcome[T] | None = None
+        #: Called with the result right after COMMIT, by the writer itself, so
+        #: the news of a committed change is never lost with an impatient caller.
+        self.after_commit: Callable[[T], None] | None = None
 
     async def run(self, conn: Connection) -> T:
         raise NotImplementedError
@@ -60,6 +71,8 @@ class WriteCommand(Generic[T]):
         for command in commands:
             try:
                 results.append(outcome.Value(await command.run(conn)))
+            except Unavailable:
+                raise  # the transaction is gone: the whole batch fails
             except EventdError as exc:
                 results.append(outcome.Error(exc))
         return results
@@ -143,6 +156,11 @@ class Writer:
             results = [await self._run_alone(command) for command in batch]
         self._record(len(batch), time.perf_counter() - started)
         for command, result in zip(batch, results, strict=True):
+            if command.after_commit is not None and isinstance(result, outcome.Value):
+                try:
+                    command.after_commit(result.value)
+                except Exception:
+                    log.exception("after-commit hook of %s failed", type(command).__name__)
             command._deliver(result)
 
     async def _run_together(self, batch: list[WriteCommand[Any]]) -> list[outcome.Outcome[Any]]:
@@ -159,18 +177,32 @@ class Writer:
         return [r for r in results if r is not None]
 
     async def _run_alone(self, command: WriteCommand[Any]) -> outcome.Outcome[Any]:
-        try:
-            async with self._db.transaction() as conn:
-                [result] = await type(command).run_batch(conn, [command])
-            return result
-        except Unavailable as exc:
-            return outcome.Error(exc)
-        except QueryFailed as exc:
-            log.warning("write failed: %s", exc)
-            return outcome.Error(exc)
-        except Exception as exc:
-            log.exception("write command %s failed", type(command).__name__)
-            return outcome.Error(exc)
+        """Run one command in its own transaction, retrying lock conflicts.
+
+        Whatever fails is answered as an :class:`EventdError`, so the actor
+        waiting for it answers its client instead of crashing.
+        """
+        for attempt, backoff in enumerate(CONFLICT_RETRY_BACKOFF_SECONDS):
+            try:
+                async with self._db.transaction() as conn:
+                    [result] = await type(command).run_batch(conn, [command])
+                return result
+            except Unavailable as exc:
+                return outcome.Error(exc)
+            except QueryFailed as exc:
+                if exc.sqlstate in RETRYABLE_SQLSTATES and attempt + 1 < len(
+                    CONFLICT_RETRY_BACKOFF_SECONDS
+                ):
+                    await trio.sleep(backoff * (1 + random.random()))
+                    continue
+                if exc.sqlstate in RETRYABLE_SQLSTATES:
+                    return outcome.Error(Unavailable("The database is busy; please retry."))
+                log.warning("%s failed: %s", type(command).__name__, exc)
+                return outcome.Error(WriteFailed("The change could not be saved."))
+            except Exception:
+                log.exception("write command %s failed", type(command).__name__)
+                return outcome.Error(WriteFailed("The change could not be saved."))
+        raise AssertionError("unreachable")
 
     def _record(self, size: int, seconds: float) -> None:
         self._transactions += 1
