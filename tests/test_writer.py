@@ -1,0 +1,96 @@
+"""The Writer against a real PostgreSQL, in-process: what it promises about COMMIT.
+
+No HTTP here; the database is this test's own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import trio
+
+from eventd.errors import Unavailable
+from eventd.storage import commands
+from eventd.storage.database import open_database
+from eventd.storage.migrations import apply_migrations
+from eventd.storage.writer import Writer
+
+
+async def test_a_batch_that_fails_inside_never_reports_a_commit(fresh_database_url: str):
+    """A statement timing out aborts the transaction: nobody in it may hear "committed"."""
+    async with open_database(fresh_database_url, pool_size=4, timeout_seconds=1) as db:
+        await apply_migrations(db)
+        event_id, attendee_id = uuid.uuid4(), uuid.uuid4()
+        starts = datetime.now(UTC) + timedelta(days=3)
+        async with db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO events (id, name, starts_at, duration_minutes, ends_at, location,"
+                " max_attendees) VALUES ($1, 'E', $2, 60, $3, 'Elsewhere', 5)",
+                event_id, starts, starts + timedelta(hours=1))
+            await conn.execute(
+                "INSERT INTO attendees (id, name, email) VALUES ($1, 'A', 'a@x.org')", attendee_id)
+        writer = Writer(db)
+        register = commands.RegistrationOps(
+            event_id, [commands.RegistrationOp("register", uuid.uuid4(), attendee_id)])
+        blocked = commands.CreateEvent(uuid.uuid4(), commands.EventFields(
+            "Blocked", "", starts, 60, "Hall", 5))
+        answers: dict[str, object] = {}
+        both_answered = trio.Event()
+
+        async def submit(name: str, command: commands.WriteCommand) -> None:  # type: ignore[type-arg]
+            try:
+                answers[name] = await writer.submit(command)
+            except Unavailable as exc:
+                answers[name] = exc
+            if len(answers) == 2:
+                both_answered.set()
+
+        async with db.connection() as holder:
+            # Another daemon holds the location lock: CreateEvent waits, then times out.
+            await holder.execute("BEGIN")
+            await holder.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(eventd_location_key('Hall'), 0))")
+            with trio.fail_after(30):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(submit, "register", register)
+                    nursery.start_soon(submit, "blocked", blocked)
+                    await trio.testing.wait_all_tasks_blocked()
+                    nursery.start_soon(writer.run)  # both are in its first batch
+                    await both_answered.wait()
+                    await writer.close()
+            await holder.execute("ROLLBACK")
+        rows = await db.fetchval("SELECT count(*) FROM registrations WHERE event_id = $1",
+                                 event_id)
+        confirmed = await db.fetchval("SELECT confirmed_count FROM events WHERE id = $1",
+                                      event_id)
+    assert isinstance(answers["blocked"], Unavailable)
+    said_committed = not isinstance(answers["register"], Unavailable)
+    assert said_committed == (rows == 1), (answers, rows)
+    assert confirmed == rows
+
+
+@pytest.mark.parametrize("kind", ["register", "cancel"])
+async def test_each_command_of_a_batch_gets_its_own_answer(fresh_database_url: str, kind: str):
+    """A missing event is one command's answer, not its neighbours' trouble."""
+    async with open_database(fresh_database_url, pool_size=4, timeout_seconds=5) as db:
+        await apply_migrations(db)
+        writer = Writer(db)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            missing = commands.RegistrationOps(
+                uuid.uuid4(), [commands.RegistrationOp(kind, uuid.uuid4(), uuid.uuid4())])
+            made = commands.CreateAttendee(uuid.uuid4(), "Ann", f"{uuid.uuid4().hex}@x.org")
+            results = {}
+
+            async def submit(name: str, command: commands.WriteCommand) -> None:  # type: ignore[type-arg]
+                results[name] = await writer.submit(command)
+
+            async with trio.open_nursery() as inner:
+                inner.start_soon(submit, "missing", missing)
+                inner.start_soon(submit, "made", made)
+            await writer.close()
+    [op] = results["missing"]
+    assert op.outcome == ("event_not_found" if kind == "register" else "not_found")
+    assert results["made"].name == "Ann"
