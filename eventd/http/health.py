@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import trio
 from quart import Blueprint, Response
 
 from eventd.errors import Unavailable
@@ -9,15 +12,17 @@ from eventd.http.context import json_response, services
 
 blueprint = Blueprint("health", __name__)
 
+HEALTH_PING_TIMEOUT_SECONDS = 2.0
+
 
 @blueprint.get("/health")
 async def health() -> Response:
     s = services()
-    try:
+    database: dict[str, object] = {"status": "down"}
+    # Health must answer even when the database hangs, and answer fast.
+    with trio.move_on_after(HEALTH_PING_TIMEOUT_SECONDS), contextlib.suppress(Unavailable):
         latency = await s.db.ping()
         database = {"status": "up", "latencyMs": round(latency * 1000, 2)}
-    except Unavailable:
-        database = {"status": "down"}
     checks = {
         "database": database,
         "actors": {"live": s.supervisor.statistics().live_actors},

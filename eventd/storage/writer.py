@@ -13,12 +13,13 @@ command in the batch gets :class:`eventd.errors.Unavailable`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import outcome
@@ -107,6 +108,8 @@ class Writer:
         self._largest_batch = 0
         self._batch_size_counts: dict[int, int] = {}
         self._commit_seconds_total = 0.0
+        self._held: contextlib.AsyncExitStack | None = None
+        self._held_conn: Connection
 
     async def submit(self, command: WriteCommand[T]) -> T:
         """Queue ``command``; return its result once it is committed."""
@@ -122,6 +125,13 @@ class Writer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        try:
+            await self._serve()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._release()
+
+    async def _serve(self) -> None:
         async with self._receive:
             while True:
                 try:
@@ -163,12 +173,36 @@ class Writer:
                     log.exception("after-commit hook of %s failed", type(command).__name__)
             command._deliver(result)
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Connection]:
+        """A transaction on the writer's own connection, held across batches.
+
+        Reads share the rest of the pool; a burst of slow list queries can
+        never make a commit wait for a connection. A connection that failed is
+        given back and a fresh one taken for the next batch.
+        """
+        if self._held is None:
+            stack = contextlib.AsyncExitStack()
+            self._held_conn = await stack.enter_async_context(self._db.connection())
+            self._held = stack
+        try:
+            async with self._held_conn.transaction() as conn:
+                yield conn
+        except (Unavailable, QueryFailed):
+            await self._release()
+            raise
+
+    async def _release(self) -> None:
+        if self._held is not None:
+            stack, self._held = self._held, None
+            await stack.aclose()
+
     async def _run_together(self, batch: list[WriteCommand[Any]]) -> list[outcome.Outcome[Any]]:
         by_class: dict[type[WriteCommand[Any]], list[int]] = {}
         for index, command in enumerate(batch):
             by_class.setdefault(type(command), []).append(index)
         results: list[outcome.Outcome[Any] | None] = [None] * len(batch)
-        async with self._db.transaction() as conn:
+        async with self._transaction() as conn:
             for cls in sorted(by_class, key=lambda c: c.batch_order):
                 indexes = by_class[cls]
                 group_results = await cls.run_batch(conn, [batch[i] for i in indexes])
@@ -184,7 +218,7 @@ class Writer:
         """
         for attempt, backoff in enumerate(CONFLICT_RETRY_BACKOFF_SECONDS):
             try:
-                async with self._db.transaction() as conn:
+                async with self._transaction() as conn:
                     [result] = await type(command).run_batch(conn, [command])
                 return result
             except Unavailable as exc:
