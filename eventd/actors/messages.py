@@ -7,42 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Any, Generic, TypeVar
-
-import outcome
-import trio
+from typing import Any
 
 from eventd.model import EventCounts
+from eventd.reply import Reply
 
-T = TypeVar("T")
-
-
-class Reply(Generic[T]):
-    """A one-shot answer: set once by the actor, awaited by the requester."""
-
-    def __init__(self) -> None:
-        self._done = trio.Event()
-        self._result: outcome.Outcome[T] | None = None
-
-    def set(self, value: T) -> None:
-        self._settle(outcome.Value(value))
-
-    def fail(self, error: BaseException) -> None:
-        self._settle(outcome.Error(error))
-
-    def _settle(self, result: outcome.Outcome[T]) -> None:
-        if not self._done.is_set():
-            self._result = result
-            self._done.set()
-
-    @property
-    def settled(self) -> bool:
-        return self._done.is_set()
-
-    async def wait(self) -> T:
-        await self._done.wait()
-        assert self._result is not None
-        return self._result.unwrap()
+__all__ = ["Cancel", "CountsChanged", "DeleteEvent", "Message", "Register", "Reply", "Request",
+           "UpdateEvent"]
 
 
 @dataclasses.dataclass(frozen=True)

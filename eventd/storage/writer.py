@@ -26,6 +26,7 @@ import outcome
 import trio
 
 from eventd.errors import EventdError, InternalError, Unavailable
+from eventd.reply import Reply
 from eventd.storage.database import Connection, Database, QueryFailed
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,7 @@ class WriteCommand(Generic[T]):
     batch_order: ClassVar[int] = 100
 
     def __init__(self) -> None:
-        self._done = trio.Event()
-        self._result: outcome.Outcome[T] | None = None
+        self.reply: Reply[T] = Reply()
         #: Called with the result right after COMMIT, by the writer itself, so
         #: the news of a committed change is never lost with an impatient caller.
         self.after_commit: Callable[[T], None] | None = None
@@ -77,17 +77,6 @@ class WriteCommand(Generic[T]):
             except EventdError as exc:
                 results.append(outcome.Error(exc))
         return results
-
-    def _deliver(self, result: outcome.Outcome[T]) -> None:
-        if not self._done.is_set():
-            self._result = result
-            self._done.set()
-
-    async def wait(self) -> T:
-        await self._done.wait()
-        assert self._result is not None
-        return self._result.unwrap()
-
 
 @dataclasses.dataclass(frozen=True)
 class WriterStatistics:
@@ -117,7 +106,7 @@ class Writer:
             await self._send.send(command)
         except trio.ClosedResourceError:
             raise Unavailable("The daemon is shutting down.") from None
-        return await command.wait()
+        return await command.reply.wait()
 
     async def close(self) -> None:
         """Stop taking commands; :meth:`run` finishes what is queued, then returns."""
@@ -155,7 +144,7 @@ class Writer:
             results = await self._run_together(batch)
         except Unavailable as exc:
             for command in batch:
-                command._deliver(outcome.Error(exc))
+                command.reply.settle(outcome.Error(exc))
             return
         except QueryFailed as exc:
             if len(batch) > 1:
@@ -171,7 +160,7 @@ class Writer:
                     command.after_commit(result.value)
                 except Exception:
                     log.exception("after-commit hook of %s failed", type(command).__name__)
-            command._deliver(result)
+            command.reply.settle(result)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Connection]:
