@@ -25,12 +25,14 @@ import trio
 from eventd import __version__
 from eventd.actors.supervisor import Supervisor
 from eventd.config import Config
+from eventd.email.mailer import Mailer
+from eventd.email.transports import FileTransport, NoTransport, Transport
 from eventd.http.app import create_app
 from eventd.http.server import serve_http
 from eventd.realtime.hub import Hub
 from eventd.services import Services
 from eventd.storage import queries
-from eventd.storage.database import open_database
+from eventd.storage.database import Database, open_database
 from eventd.storage.embedded import start_embedded
 from eventd.storage.migrations import apply_migrations
 from eventd.storage.writer import Writer
@@ -90,18 +92,21 @@ async def serve(
         applied = await apply_migrations(db)
         log.info("migrations applied: %s", ", ".join(applied) if applied else "none needed")
         hub = Hub()
-        writer = Writer(db)
+        mailer = _mailer(config, db)
+        writer = Writer(db, on_commit=mailer.wake if mailer else None)
         supervisor = Supervisor(
             functools.partial(queries.load_event, db),
             writer.submit,
             hub.publish,
             is_watched=hub.is_watched,
         )
-        services = Services(config, db, writer, supervisor, hub)
+        services = Services(config, db, writer, supervisor, hub, mailer)
         async with trio.open_nursery() as writer_nursery:
             await writer_nursery.start(writer.run)
             async with trio.open_nursery() as actor_nursery:
                 await actor_nursery.start(supervisor.run)
+                if mailer is not None:
+                    await actor_nursery.start(mailer.run)
                 async with trio.open_nursery() as front:
                     urls = await front.start(
                         serve_http,
@@ -115,6 +120,22 @@ async def serve(
                 actor_nursery.cancel_scope.cancel()
             await writer.close()
         log.info("stopped: writer flushed")
+
+
+def _mailer(config: Config, db: Database) -> Mailer | None:
+    transport: Transport
+    if config.email.transport == "file":
+        transport = FileTransport(config.email.dir)
+    elif config.email.transport == "none":
+        transport = NoTransport()
+    else:
+        log.warning(
+            "email.transport = %r is not available in this version: messages are kept"
+            " in the outbox, unsent, until it is", config.email.transport,
+        )
+        return None
+    log.info("email: %s transport", transport.name)
+    return Mailer(db, transport, config.email.sender)
 
 
 async def _closing_streams(stop: trio.Event, hub: Hub) -> None:

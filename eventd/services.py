@@ -6,6 +6,7 @@ import dataclasses
 
 from eventd.actors.supervisor import Supervisor
 from eventd.config import Config
+from eventd.email.mailer import Mailer
 from eventd.realtime.hub import Hub
 from eventd.storage.database import Database
 from eventd.storage.writer import Writer
@@ -18,3 +19,4 @@ class Services:
     writer: Writer
     supervisor: Supervisor
     hub: Hub
+    mailer: Mailer | None  # None while the configured transport is not available

@@ -58,6 +58,41 @@ CREATE TABLE registrations (
 CREATE INDEX registrations_by_event ON registrations (event_id, status, seq);
 CREATE INDEX registrations_by_attendee ON registrations (attendee_id, created_at, id);
 
+-- Email outbox: written in the same transaction as the change that causes the
+-- message; the mailer sends, retries and marks rows. The payload is the data
+-- as it was at that moment (an event may be gone by the time it is sent).
+CREATE TABLE email_outbox (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    kind            text NOT NULL CHECK (kind IN (
+                        'registration_confirmed', 'waitlisted', 'promoted',
+                        'registration_cancelled', 'event_cancelled', 'event_changed',
+                        'reminder')),
+    recipient       text NOT NULL,
+    payload         jsonb NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    claimed_until   timestamptz,  -- a mailer is sending it until then
+    sent_at         timestamptz,
+    last_error      text
+);
+CREATE INDEX email_outbox_due ON email_outbox (next_attempt_at) WHERE sent_at IS NULL;
+
+-- Queue one message about one registration, as things stand now.
+CREATE FUNCTION eventd_enqueue_email(p_kind text, p_registration uuid) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO email_outbox (kind, recipient, payload)
+    SELECT p_kind, a.email, jsonb_build_object(
+        'attendee', jsonb_build_object('id', a.id, 'name', a.name, 'email', a.email),
+        'event', jsonb_build_object('id', e.id, 'name', e.name, 'startsAt', e.starts_at,
+                                    'endsAt', e.ends_at, 'location', e.location),
+        'registration', jsonb_build_object('id', r.id, 'status', r.status))
+    FROM registrations r
+    JOIN attendees a ON a.id = r.attendee_id
+    JOIN events e ON e.id = r.event_id
+    WHERE r.id = p_registration
+$$;
+
 -- The change to one event's counts: what every function below returns, so the
 -- event actor can adopt the database's truth.
 CREATE TYPE eventd_event_counts AS (
@@ -123,6 +158,9 @@ BEGIN
     VALUES (p_id, p_event, p_attendee, new_status, ev.registration_seq,
             CASE WHEN new_status = 'confirmed' THEN now() END)
     RETURNING registrations.created_at INTO created_at;
+    PERFORM eventd_enqueue_email(
+        CASE new_status WHEN 'confirmed' THEN 'registration_confirmed' ELSE 'waitlisted' END,
+        p_id);
     outcome := new_status;
 END $$;
 
@@ -148,6 +186,7 @@ BEGIN
         RETURNING r.id
     )
     SELECT coalesce(array_agg(id), '{}') INTO promoted FROM moved;
+    PERFORM eventd_enqueue_email('promoted', id) FROM unnest(promoted) AS id;
     IF cardinality(promoted) > 0 THEN
         UPDATE events SET
             confirmed_count = confirmed_count + cardinality(promoted),
@@ -167,6 +206,9 @@ DECLARE
     old_status text;
 BEGIN
     PERFORM 1 FROM events WHERE id = p_event FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM registrations WHERE id = p_id AND event_id = p_event) THEN
+        PERFORM eventd_enqueue_email('registration_cancelled', p_id);
+    END IF;
     DELETE FROM registrations WHERE id = p_id AND event_id = p_event
     RETURNING status INTO old_status;
     IF NOT FOUND THEN

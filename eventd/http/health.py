@@ -7,6 +7,7 @@ import contextlib
 import trio
 from quart import Blueprint, Response
 
+from eventd.email.mailer import Mailer
 from eventd.errors import Unavailable
 from eventd.http.context import json_response, services
 
@@ -23,8 +24,11 @@ async def health() -> Response:
     with trio.move_on_after(HEALTH_PING_TIMEOUT_SECONDS), contextlib.suppress(Unavailable):
         latency = await s.db.ping()
         database = {"status": "up", "latencyMs": round(latency * 1000, 2)}
-    checks = {
+    checks: dict[str, object] = {
         "database": database,
+        "email": await _email_check(s.mailer, s.config.email.transport)
+        if database["status"] == "up"
+        else {"status": "unknown", "transport": s.config.email.transport},
         "actors": {"live": s.supervisor.statistics().live_actors},
         "websocket": {"connections": s.hub.statistics().connections},
     }
@@ -32,4 +36,20 @@ async def health() -> Response:
         response = json_response({"status": "down", "checks": checks}, 503)
         response.headers["Retry-After"] = "2"
         return response
-    return json_response({"status": "ok", "checks": checks})
+    degraded = any(
+        isinstance(check, dict) and check.get("status") == "degraded" for check in checks.values()
+    )
+    return json_response({"status": "degraded" if degraded else "ok", "checks": checks})
+
+
+async def _email_check(mailer: Mailer | None, transport: str) -> dict[str, object]:
+    if mailer is None:
+        return {"status": "degraded", "transport": transport, "detail": "transport not available"}
+    status = await mailer.status()
+    return {
+        "status": "degraded" if status.failing else "up",
+        "transport": status.transport,
+        "pending": status.pending,
+        "failing": status.failing,
+        "oldestPendingSeconds": status.oldest_pending_seconds,
+    }

@@ -162,6 +162,15 @@ async def _check_overlap(
         )
 
 
+async def _email_everyone(conn: Connection, kind: str, event_id: uuid.UUID) -> None:
+    """Queue a message of ``kind`` to every confirmed and waitlisted attendee."""
+    await conn.execute(
+        "SELECT eventd_enqueue_email($1, id) FROM registrations WHERE event_id = $2",
+        kind,
+        event_id,
+    )
+
+
 class CreateEvent(WriteCommand[Event]):
     def __init__(self, event_id: uuid.UUID, fields: EventFields) -> None:
         super().__init__()
@@ -250,6 +259,8 @@ class UpdateEvent(WriteCommand[EventUpdated]):
         )
         assert row is not None
         updated = Event.from_row(row)
+        if moved:
+            await _email_everyone(conn, "event_changed", self.event_id)
         if updated.max_attendees == old.max_attendees:
             return EventUpdated(updated, updated, ())
         # The capacity changed: a second version, for the eventCapacityUpdate.
@@ -275,13 +286,16 @@ class DeleteEvent(WriteCommand[EventDeleted]):
         self.event_id = event_id
 
     async def run(self, conn: Connection) -> EventDeleted:
+        # The row lock keeps every registration change of other daemons out
+        # until the cancellation emails and the deletion are committed.
         row = await conn.fetchrow(
-            f"DELETE FROM events WHERE id = $1 RETURNING {Event.COLUMNS}", self.event_id
+            f"SELECT {Event.COLUMNS} FROM events WHERE id = $1 FOR UPDATE", self.event_id
         )
         if row is None:
             raise NotFound(f"Event {self.event_id} does not exist.")
-        # The registrations went with it (ON DELETE CASCADE); the row lock the
-        # DELETE took kept every registration change of other daemons out.
+        await _email_everyone(conn, "event_cancelled", self.event_id)
+        # ON DELETE CASCADE takes its registrations with it.
+        await conn.execute("DELETE FROM events WHERE id = $1", self.event_id)
         event = Event.from_row(row)
         return EventDeleted(event, event.version + 1)
 

@@ -89,8 +89,9 @@ class WriterStatistics:
 
 
 class Writer:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_commit: Callable[[], None] | None = None) -> None:
         self._db = db
+        self._on_commit = on_commit  # e.g. wake the mailer: the batch may have queued emails
         self._send, self._receive = trio.open_memory_channel[WriteCommand[Any]](INBOX_SIZE)
         self._transactions = 0
         self._commands = 0
@@ -154,6 +155,8 @@ class Writer:
             log.exception("writer batch failed")
             results = [await self._run_alone(command) for command in batch]
         self._record(len(batch), time.perf_counter() - started)
+        if self._on_commit is not None:
+            self._on_commit()
         for command, result in zip(batch, results, strict=True):
             if command.after_commit is not None and isinstance(result, outcome.Value):
                 try:

@@ -1,0 +1,139 @@
+"""Mailer: drains the email outbox through a transport, never dropping a message.
+
+Rows are claimed with a lease (``FOR UPDATE SKIP LOCKED``, so daemons sharing
+a database never take the same row), sent, then marked sent. A failure puts
+the row back with exponential backoff and jitter. A daemon that dies between
+sending and marking leaves the lease to expire and the message is sent once
+more — with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from typing import Any
+
+import orjson
+import trio
+
+from eventd.email.messages import OutboxMessage, compose
+from eventd.email.transports import Transport
+from eventd.errors import Unavailable
+from eventd.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 50
+# Longer than any one send may take; a crashed daemon's claims wait this long.
+LEASE_SECONDS = 15.0
+POLL_SECONDS = 1.0
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxStatus:
+    transport: str
+    pending: int
+    failing: int  # pending messages whose last attempt failed
+    oldest_pending_seconds: float | None
+
+
+class Mailer:
+    def __init__(
+        self,
+        db: Database,
+        transport: Transport,
+        sender: str,
+        *,
+        backoff_base_seconds: float = BACKOFF_BASE_SECONDS,
+    ) -> None:
+        self._db = db
+        self._transport = transport
+        self._sender = sender
+        self._backoff_base_seconds = backoff_base_seconds
+        self._wakeup = trio.Event()
+        self.sent = 0
+        self.failed_attempts = 0
+
+    def wake(self) -> None:
+        """New messages may be waiting (called after a commit)."""
+        self._wakeup.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            if await self.send_due() == 0:
+                with trio.move_on_after(POLL_SECONDS):
+                    await self._wakeup.wait()
+                self._wakeup = trio.Event()
+
+    async def send_due(self) -> int:
+        """Send what is due now; returns how many messages were attempted."""
+        try:
+            rows = await self._db.fetch(
+                "UPDATE email_outbox SET claimed_until = now() + make_interval(secs => $1),"
+                " attempts = attempts + 1"
+                " WHERE id IN (SELECT id FROM email_outbox WHERE sent_at IS NULL"
+                "  AND next_attempt_at <= now()"
+                "  AND (claimed_until IS NULL OR claimed_until < now())"
+                "  ORDER BY next_attempt_at, created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, kind, recipient, payload, attempts",
+                LEASE_SECONDS,
+                CLAIM_BATCH,
+            )
+        except Unavailable:
+            return 0  # the database is away; the messages wait in it
+        for row in rows:
+            await self._send_one(row)
+        return len(rows)
+
+    async def _send_one(self, row: Any) -> None:
+        payload = row["payload"]
+        message = OutboxMessage(
+            row["id"], row["kind"], row["recipient"],
+            orjson.loads(payload) if isinstance(payload, str | bytes) else payload,
+        )
+        try:
+            await self._transport.send(compose(message, self._sender), str(message.id))
+        except Exception as exc:  # a refusal, or a bug composing: keep it, try later
+            self.failed_attempts += 1
+            backoff = self._backoff_base_seconds * 2 ** (row["attempts"] - 1)
+            delay = min(BACKOFF_MAX_SECONDS, backoff)
+            delay *= 0.5 + random.random()
+            log.warning("email %s to %s failed (attempt %d), retrying in %.1fs: %s",
+                        message.id, message.recipient, row["attempts"], delay, exc)
+            await self._mark(
+                "UPDATE email_outbox SET next_attempt_at = now() + make_interval(secs => $2),"
+                " claimed_until = NULL, last_error = $3 WHERE id = $1",
+                message.id, delay, str(exc)[:500],
+            )
+            return
+        self.sent += 1
+        await self._mark(
+            "UPDATE email_outbox SET sent_at = now(), claimed_until = NULL, last_error = NULL"
+            " WHERE id = $1",
+            message.id,
+        )
+
+    async def _mark(self, sql: str, *args: Any) -> None:
+        # If this fails the lease expires and the message goes again: at most once more.
+        try:
+            async with self._db.connection() as conn:
+                await conn.execute(sql, *args)
+        except Unavailable:
+            log.warning("could not record an email's outcome; it may be sent once more")
+
+    async def status(self) -> OutboxStatus:
+        row = await self._db.fetchrow(
+            "SELECT count(*) AS pending, count(last_error) AS failing,"
+            " extract(epoch FROM now() - min(created_at)) AS oldest"
+            " FROM email_outbox WHERE sent_at IS NULL"
+        )
+        assert row is not None
+        oldest = row["oldest"]
+        return OutboxStatus(
+            self._transport.name, row["pending"], row["failing"],
+            float(oldest) if oldest is not None else None,
+        )

@@ -1,0 +1,122 @@
+"""The messages eventd sends, composed from an outbox row.
+
+Every message has a plain-text body and an HTML alternative, a subject that
+names the event, and a stable Message-ID made from the outbox row's id, so a
+message sent again after a crash is recognisably the same message. A
+confirmation carries an iCalendar invite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from eventd.model import utc_now
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxMessage:
+    id: uuid.UUID
+    kind: str
+    recipient: str
+    payload: dict[str, Any]
+
+
+def _when(text: str) -> str:
+    moment = datetime.fromisoformat(text)
+    return moment.strftime("%A %d %B %Y, %H:%M UTC")
+
+
+# kind -> (subject, first paragraph); {name} is the event's name.
+_WORDING = {
+    "registration_confirmed": ("You're registered: {name}", "Your place at {name} is confirmed."),
+    "waitlisted": ("You're on the waitlist: {name}",
+                   "{name} is full, so you are on its waitlist. We'll write if a spot frees up."),
+    "promoted": ("A spot opened up: {name}",
+                 "Good news: a spot opened up and your place at {name} is now confirmed."),
+    "registration_cancelled": ("Registration cancelled: {name}",
+                               "Your registration for {name} has been cancelled."),
+    "event_cancelled": ("Event cancelled: {name}", "{name} has been cancelled. We're sorry."),
+    "event_changed": ("Event changed: {name}", "The time or place of {name} has changed."),
+    "reminder": ("Reminder: {name}", "A reminder that {name} is coming up."),
+}
+
+
+def compose(message: OutboxMessage, sender: str) -> EmailMessage:
+    event = message.payload["event"]
+    attendee = message.payload["attendee"]
+    subject, opening = _WORDING[message.kind]
+    opening = opening.format(name=event["name"])
+    details = [
+        ("When", f"{_when(event['startsAt'])} – {_when(event['endsAt'])}"),
+        ("Where", event["location"]),
+    ]
+    text = "\n".join([
+        f"Hello {attendee['name']},",
+        "",
+        opening,
+        "",
+        *(f"{label}: {value}" for label, value in details),
+        "",
+        "— eventd",
+    ])
+    rows = "".join(
+        f"<tr><th scope=\"row\">{label}</th><td>{html.escape(value)}</td></tr>"
+        for label, value in details
+    )
+    body_html = (
+        f"<p>Hello {html.escape(attendee['name'])},</p><p>{html.escape(opening)}</p>"
+        f"<table>{rows}</table><p>— eventd</p>"
+    )
+    email = EmailMessage()
+    email["Subject"] = subject.format(name=event["name"])
+    email["From"] = sender
+    email["To"] = message.recipient
+    email["Date"] = format_datetime(utc_now())
+    email["Message-ID"] = f"<{message.id}@eventd>"
+    email.set_content(text)
+    email.add_alternative(body_html, subtype="html")
+    if message.kind in ("registration_confirmed", "promoted"):
+        email.add_attachment(
+            invite(message).encode(),
+            maintype="text",
+            subtype="calendar",
+            filename="invite.ics",
+            params={"method": "REQUEST"},
+        )
+    return email
+
+
+def invite(message: OutboxMessage) -> str:
+    """An iCalendar (RFC 5545) VEVENT for the registration's event."""
+    event = message.payload["event"]
+    registration = message.payload["registration"]
+
+    def stamp(text: str) -> str:
+        return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    def escape(value: str) -> str:
+        return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+                .replace("\n", "\\n"))
+
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//eventd//EN",
+        "METHOD:REQUEST",
+        "BEGIN:VEVENT",
+        f"UID:{registration['id']}@eventd",
+        f"DTSTAMP:{stamp(utc_now().isoformat())}",
+        f"DTSTART:{stamp(event['startsAt'])}",
+        f"DTEND:{stamp(event['endsAt'])}",
+        f"SUMMARY:{escape(event['name'])}",
+        f"LOCATION:{escape(event['location'])}",
+        "END:VEVENT",
+        "END:VCALENDAR",
+    ]
+    return "\r\n".join(lines) + "\r\n"
