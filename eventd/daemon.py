@@ -14,10 +14,12 @@ closes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import signal
 import urllib.parse
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import trio
@@ -26,13 +28,14 @@ from eventd import __version__
 from eventd.actors.supervisor import Supervisor
 from eventd.config import Config
 from eventd.email.mailer import Mailer
+from eventd.email.smtp import open_smtp
 from eventd.email.transports import FileTransport, NoTransport, Transport
 from eventd.http.app import create_app
 from eventd.http.server import serve_http
 from eventd.realtime.hub import Hub
 from eventd.services import Services
 from eventd.storage import queries
-from eventd.storage.database import Database, open_database
+from eventd.storage.database import open_database
 from eventd.storage.embedded import start_embedded
 from eventd.storage.migrations import apply_migrations
 from eventd.storage.writer import Writer
@@ -84,16 +87,19 @@ async def serve(
     log.info("eventd %s starting; config: %s", __version__, config.source)
     url = await database_url(config)
     log.info("database: %s", "embedded" if config.database.embedded else redact(url))
-    async with open_database(
-        url,
-        pool_size=config.database.pool_size,
-        timeout_seconds=config.server.request_timeout_seconds,
-    ) as db:
+    async with contextlib.AsyncExitStack() as stack:
+        db = await stack.enter_async_context(open_database(
+            url,
+            pool_size=config.database.pool_size,
+            timeout_seconds=config.server.request_timeout_seconds,
+        ))
         applied = await apply_migrations(db)
         log.info("migrations applied: %s", ", ".join(applied) if applied else "none needed")
         hub = Hub()
-        mailer = _mailer(config, db)
-        writer = Writer(db, on_commit=mailer.wake if mailer else None)
+        transport = await stack.enter_async_context(_open_transport(config))
+        log.info("email: %s transport", transport.name)
+        mailer = Mailer(db, transport, config.email.sender)
+        writer = Writer(db, on_commit=mailer.wake)
         supervisor = Supervisor(
             functools.partial(queries.load_event, db),
             writer.submit,
@@ -105,8 +111,7 @@ async def serve(
             await writer_nursery.start(writer.run)
             async with trio.open_nursery() as actor_nursery:
                 await actor_nursery.start(supervisor.run)
-                if mailer is not None:
-                    await actor_nursery.start(mailer.run)
+                await actor_nursery.start(mailer.run)
                 async with trio.open_nursery() as front:
                     urls = await front.start(
                         serve_http,
@@ -122,20 +127,15 @@ async def serve(
         log.info("stopped: writer flushed")
 
 
-def _mailer(config: Config, db: Database) -> Mailer | None:
-    transport: Transport
-    if config.email.transport == "file":
-        transport = FileTransport(config.email.dir)
-    elif config.email.transport == "none":
-        transport = NoTransport()
+@contextlib.asynccontextmanager
+async def _open_transport(config: Config) -> AsyncIterator[Transport]:
+    if config.email.transport == "smtp":
+        async with open_smtp(config.email) as smtp:
+            yield smtp
+    elif config.email.transport == "file":
+        yield FileTransport(config.email.dir)
     else:
-        log.warning(
-            "email.transport = %r is not available in this version: messages are kept"
-            " in the outbox, unsent, until it is", config.email.transport,
-        )
-        return None
-    log.info("email: %s transport", transport.name)
-    return Mailer(db, transport, config.email.sender)
+        yield NoTransport()
 
 
 async def _closing_streams(stop: trio.Event, hub: Hub) -> None:

@@ -19,4 +19,4 @@ class Services:
     writer: Writer
     supervisor: Supervisor
     hub: Hub
-    mailer: Mailer | None  # None while the configured transport is not available
+    mailer: Mailer

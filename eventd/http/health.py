@@ -42,9 +42,7 @@ async def health() -> Response:
     return json_response({"status": "degraded" if degraded else "ok", "checks": checks})
 
 
-async def _email_check(mailer: Mailer | None, transport: str) -> dict[str, object]:
-    if mailer is None:
-        return {"status": "degraded", "transport": transport, "detail": "transport not available"}
+async def _email_check(mailer: Mailer, transport: str) -> dict[str, object]:
     status = await mailer.status()
     return {
         "status": "degraded" if status.failing else "up",

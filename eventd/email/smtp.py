@@ -1,0 +1,51 @@
+"""The SMTP transport: aiosmtplib, bridged into trio.
+
+aiosmtplib is an asyncio library; this adapter is the only module that
+touches it, with an asyncio loop of its own opened by :func:`open_smtp`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+import trio_asyncio
+
+from eventd.config import EmailConfig
+from eventd.email.transports import TransportError
+
+# Below the mailer's lease, so a send never outlives its claim.
+SEND_TIMEOUT_SECONDS = 10.0
+
+
+class SmtpTransport:
+    name = "smtp"
+
+    def __init__(self, config: EmailConfig, loop: Any) -> None:
+        self._config = config
+        self._loop = loop
+
+    async def send(self, message: EmailMessage, message_id: str) -> None:
+        c = self._config
+        try:
+            await trio_asyncio.aio_as_trio(aiosmtplib.send, loop=self._loop)(
+                message,
+                hostname=c.host,
+                port=c.port,
+                username=c.username or None,
+                password=c.password or None,
+                use_tls=c.security == "tls",
+                start_tls=c.security == "starttls",
+                timeout=SEND_TIMEOUT_SECONDS,
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TransportError(f"SMTP {c.host}:{c.port}: {exc}") from exc
+
+
+@contextlib.asynccontextmanager
+async def open_smtp(config: EmailConfig) -> AsyncIterator[SmtpTransport]:
+    async with trio_asyncio.open_loop() as loop:
+        yield SmtpTransport(config, loop)
