@@ -6,6 +6,7 @@ server runs in this process (aiosmtpd's own thread) and can refuse or vanish.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
@@ -61,7 +62,10 @@ class Server:
         self._controller: Controller | None = None
 
     def up(self) -> None:
-        self._controller = Controller(self._inbox, hostname="127.0.0.1", port=self.port)
+        # A plain asyncio loop of its own: trio-asyncio (imported by other tests
+        # in this process) replaces the loop policy, which must not reach this thread.
+        self._controller = Controller(self._inbox, hostname="127.0.0.1", port=self.port,
+                                      loop=asyncio.SelectorEventLoop())
         self._controller.start()
 
     def down(self) -> None:

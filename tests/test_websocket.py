@@ -369,3 +369,24 @@ async def test_a_dead_peer_is_dropped(fresh_database_url: str, workdir: Path):
         assert health["checks"]["websocket"]["connections"] == 0
     finally:
         assert daemon.stop() == 0, daemon.log()
+
+
+async def test_refused_handshakes_with_bodies_never_stop_the_daemon(
+    client: httpx.AsyncClient, daemon
+):
+    # hypercorn once answered a body on a refused websocket stream with a
+    # second response, and the h11 error stopped the whole server.
+    event = await create_event(client)
+    host, port = daemon.url.removeprefix("http://").split(":")
+    for n in range(30):
+        with socket.create_connection((host, int(port)), timeout=5) as raw:
+            body = b"x" * n
+            raw.sendall(
+                f"GET /ws/events/{event['id']}?since=bad HTTP/1.1\r\nHost: {host}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            assert _closed_by_peer(raw)
+        response = await refused_handshake(client, f"/ws/events/{event['id']}?since=bad")
+        assert response.status_code == 400
+    assert (await client.get("/health")).status_code == 200

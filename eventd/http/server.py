@@ -1,4 +1,4 @@
-"""hypercorn, set up for eventd: configuration, listening sockets, one fix to its pings.
+"""hypercorn, set up for eventd: configuration, listening sockets, and three fixes.
 
 A peer is given up after ``3 × websocket.ping_interval_seconds`` of silence in
 either direction: no byte from it (no pong) ends the connection through
@@ -15,16 +15,21 @@ import logging
 import math
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import hypercorn.config
 import trio
 from hypercorn.protocol import ws_stream
+from hypercorn.protocol.events import Body, Data
+from hypercorn.trio import tcp_server
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 from wsproto.events import Ping
 
 from eventd.config import Config
+
+log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
 
@@ -114,3 +119,31 @@ async def _send_pings(stream: ws_stream.WSStream) -> None:
 # `closed` becomes a property so that setting it wakes the ping task.
 ws_stream.WSStream.closed = property(_get_closed, _set_closed)  # type: ignore[assignment]
 ws_stream.WSStream._send_pings = _send_pings  # type: ignore[method-assign,assignment]
+
+
+_hypercorn_handle = ws_stream.WSStream.handle
+
+
+async def _handle(stream: ws_stream.WSStream, event: Any) -> None:
+    # A body arriving on a websocket stream the app has already refused makes
+    # hypercorn send a second response, which h11 rejects with an error.
+    if isinstance(event, Body | Data) and stream.state == ws_stream.ASGIWebsocketState.HTTPCLOSED:
+        return
+    await _hypercorn_handle(stream, event)
+
+
+_hypercorn_run = tcp_server.TCPServer.run
+
+
+async def _run_contained(server: tcp_server.TCPServer) -> None:
+    # hypercorn lets an error on one connection escape its task and stop the
+    # whole server. The connection is closed by hypercorn's own `finally`;
+    # here the error stays with it.
+    try:
+        await _hypercorn_run(server)
+    except Exception:
+        log.exception("hypercorn failed on one connection; that connection was closed")
+
+
+ws_stream.WSStream.handle = _handle  # type: ignore[method-assign,assignment]
+tcp_server.TCPServer.run = _run_contained  # type: ignore[method-assign,assignment]

@@ -46,7 +46,9 @@ async def one_event(event_id: str) -> Response | None:
         if actor.deleted:
             raise NotFound(f"Event {event_id} does not exist.")
     except EventdError as error:
-        return problems.from_error(error)  # the handshake is refused with this response
+        refusal = problems.from_error(error)  # the handshake is refused with this response
+        refusal.headers["Connection"] = "close"  # hypercorn ends the connection after it
+        return refusal
     # No checkpoint from here to the subscription: the snapshot (or replay)
     # and the live changes after it meet without a gap or an overlap.
     replay = actor.changes_since(since) if since is not None else None
