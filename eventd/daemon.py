@@ -21,6 +21,7 @@ import signal
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import trio
 
@@ -28,13 +29,14 @@ from eventd import __version__
 from eventd.actors.supervisor import Supervisor
 from eventd.config import Config
 from eventd.email.mailer import Mailer
+from eventd.email.reminders import Reminders
 from eventd.email.smtp import open_smtp
 from eventd.email.transports import FileTransport, NoTransport, Transport
 from eventd.http.app import create_app
 from eventd.http.server import serve_http
 from eventd.realtime.hub import Hub
 from eventd.services import Services
-from eventd.storage import queries
+from eventd.storage import commands, queries
 from eventd.storage.database import open_database
 from eventd.storage.embedded import start_embedded
 from eventd.storage.migrations import apply_migrations
@@ -106,12 +108,22 @@ async def serve(
             hub.publish,
             is_watched=hub.is_watched,
         )
+        before = timedelta(hours=config.reminders.before_hours)
+        reminders = Reminders(
+            lambda event_id: writer.submit(commands.SendReminders(event_id, before)), before
+        )
+        hub.add_listener(reminders.on_change)
         services = Services(config, db, writer, supervisor, hub, mailer)
         async with trio.open_nursery() as writer_nursery:
             await writer_nursery.start(writer.run)
             async with trio.open_nursery() as actor_nursery:
                 await actor_nursery.start(supervisor.run)
                 await actor_nursery.start(mailer.run)
+                await actor_nursery.start(reminders.run)
+                owed = await queries.events_owing_reminders(db)
+                for event_id, starts_at in owed:  # a moment missed while down fires now
+                    reminders.arm(event_id, starts_at, catch_up=True)
+                log.info("reminders armed for %d event(s)", len(owed))
                 async with trio.open_nursery() as front:
                     urls = await front.start(
                         serve_http,

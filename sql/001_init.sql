@@ -53,6 +53,7 @@ CREATE TABLE registrations (
     seq         bigint NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     confirmed_at timestamptz,
+    reminded_at timestamptz,  -- set once, in the transaction that queues the reminder
     CONSTRAINT registrations_one_per_attendee UNIQUE (event_id, attendee_id)
 );
 CREATE INDEX registrations_by_event ON registrations (event_id, status, seq);
@@ -286,3 +287,22 @@ BEGIN
     END LOOP;
     DELETE FROM attendees WHERE id = p_attendee;
 END $$;
+
+-- Queue the reminder of every confirmed registration of an event that was
+-- confirmed by the reminder moment and not reminded yet, if the event has not
+-- begun. Marking and queueing are one statement: each registration is
+-- reminded once, however many daemons fire at the same moment.
+CREATE FUNCTION eventd_send_reminders(p_event uuid, p_before interval) RETURNS integer
+LANGUAGE sql AS $$
+    WITH due AS (
+        UPDATE registrations r SET reminded_at = now()
+        FROM events e
+        WHERE e.id = p_event AND r.event_id = e.id AND r.status = 'confirmed'
+          AND r.reminded_at IS NULL AND r.confirmed_at <= e.starts_at - p_before
+          AND now() < e.starts_at
+        RETURNING r.id
+    ), queued AS (
+        SELECT eventd_enqueue_email('reminder', id) FROM due
+    )
+    SELECT count(*)::integer FROM queued
+$$;

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from fractions import Fraction
@@ -109,9 +109,16 @@ class Hub:
         self._everything: set[Subscriber] = set()
         self._by_event: dict[uuid.UUID, set[Subscriber]] = {}
         self._closing_code: int | None = None
+        self._listeners: list[Callable[[Change], None]] = []
         self.dropped_slow_clients = 0
 
+    def add_listener(self, listener: Callable[[Change], None]) -> None:
+        """Something inside the daemon (reminder timers) that follows every change."""
+        self._listeners.append(listener)
+
     def publish(self, change: Change) -> None:
+        for listener in self._listeners:
+            listener(change)
         for group in (self._everything, self._by_event.get(change.event.id, ())):
             for subscriber in tuple(group):
                 if subscriber.closed:  # closing already (shutdown): not this change's doing

@@ -261,6 +261,10 @@ class UpdateEvent(WriteCommand[EventUpdated]):
         updated = Event.from_row(row)
         if moved:
             await _email_everyone(conn, "event_changed", self.event_id)
+        if updated.starts_at != old.starts_at:  # a new date: its reminder is due anew
+            await conn.execute(
+                "UPDATE registrations SET reminded_at = NULL WHERE event_id = $1", self.event_id
+            )
         if updated.max_attendees == old.max_attendees:
             return EventUpdated(updated, updated, ())
         # The capacity changed: a second version, for the eventCapacityUpdate.
@@ -347,3 +351,18 @@ class DeleteAttendee(WriteCommand[AttendeeDeleted]):
                 (EventCounts.from_row(r["counts"]), tuple(r["promoted"] or ())) for r in rows
             )
         )
+
+
+class SendReminders(WriteCommand[int]):
+    """Queue the event's due reminders; returns how many were queued."""
+
+    def __init__(self, event_id: uuid.UUID, before: timedelta) -> None:
+        super().__init__()
+        self.event_id = event_id
+        self.before = before
+
+    async def run(self, conn: Connection) -> int:
+        count: int = await conn.fetchval(
+            "SELECT eventd_send_reminders($1, $2)", self.event_id, self.before
+        )
+        return count

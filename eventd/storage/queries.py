@@ -73,6 +73,16 @@ async def list_events(db: Database, where: EventFilter, page: int, limit: int) -
     return Page([Event.from_row(r) for r in rows], total, page, limit)
 
 
+async def events_owing_reminders(db: Database) -> list[tuple[uuid.UUID, datetime]]:
+    """Events not begun with a confirmed registration not yet reminded: (id, start)."""
+    rows = await db.fetch(
+        "SELECT e.id, e.starts_at FROM events e WHERE e.starts_at > now() AND EXISTS ("
+        " SELECT 1 FROM registrations r WHERE r.event_id = e.id"
+        " AND r.status = 'confirmed' AND r.reminded_at IS NULL)"
+    )
+    return [(r["id"], r["starts_at"]) for r in rows]
+
+
 async def most_registered_event_id(db: Database) -> uuid.UUID | None:
     event_id: uuid.UUID | None = await db.fetchval(
         "SELECT id FROM events ORDER BY confirmed_count DESC, created_at, id LIMIT 1"
