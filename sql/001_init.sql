@@ -80,8 +80,10 @@ CREATE TABLE email_outbox (
 CREATE INDEX email_outbox_due ON email_outbox (next_attempt_at) WHERE sent_at IS NULL;
 
 -- Queue one message about one registration, as things stand now.
+-- PL/pgSQL, not SQL: its plan is prepared once per connection, not per call.
 CREATE FUNCTION eventd_enqueue_email(p_kind text, p_registration uuid) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO email_outbox (kind, recipient, payload)
     SELECT p_kind, a.email, jsonb_build_object(
         'attendee', jsonb_build_object('id', a.id, 'name', a.name, 'email', a.email),
@@ -91,8 +93,8 @@ LANGUAGE sql AS $$
     FROM registrations r
     JOIN attendees a ON a.id = r.attendee_id
     JOIN events e ON e.id = r.event_id
-    WHERE r.id = p_registration
-$$;
+    WHERE r.id = p_registration;
+END $$;
 
 -- The change to one event's counts: what every function below returns, so the
 -- event actor can adopt the database's truth.

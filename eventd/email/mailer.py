@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import trio
+import trio.lowlevel
 
 from eventd.email.messages import OutboxMessage, compose
 from eventd.email.transports import Transport
@@ -28,6 +29,9 @@ CLAIM_BATCH = 50
 # Longer than any one send may take; a crashed daemon's claims wait this long.
 LEASE_SECONDS = 15.0
 POLL_SECONDS = 1.0
+# After a wake-up, let a burst of commits queue more before claiming: one
+# claim and one "sent" update then serve many messages.
+GATHER_SECONDS = 0.05
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 
@@ -67,6 +71,7 @@ class Mailer:
             if await self.send_due() == 0:
                 with trio.move_on_after(POLL_SECONDS):
                     await self._wakeup.wait()
+                    await trio.sleep(GATHER_SECONDS)
                 self._wakeup = trio.Event()
 
     async def send_due(self) -> int:
@@ -85,11 +90,23 @@ class Mailer:
             )
         except Unavailable:
             return 0  # the database is away; the messages wait in it
+        sent = []
         for row in rows:
-            await self._send_one(row)
+            if await self._send_one(row):
+                sent.append(row["id"])
+            # Composing is CPU work on the daemon's one thread: let requests
+            # in between messages rather than after the whole batch.
+            await trio.lowlevel.checkpoint()
+        if sent:
+            await self._mark(
+                "UPDATE email_outbox SET sent_at = now(), claimed_until = NULL, last_error = NULL"
+                " WHERE id = ANY($1::uuid[])",
+                sent,
+            )
         return len(rows)
 
-    async def _send_one(self, row: Any) -> None:
+    async def _send_one(self, row: Any) -> bool:
+        """Hand one message to the transport; False (and a retry scheduled) if it failed."""
         payload = row["payload"]
         message = OutboxMessage(
             row["id"], row["kind"], row["recipient"],
@@ -109,13 +126,9 @@ class Mailer:
                 " claimed_until = NULL, last_error = $3 WHERE id = $1",
                 message.id, delay, str(exc)[:500],
             )
-            return
+            return False
         self.sent += 1
-        await self._mark(
-            "UPDATE email_outbox SET sent_at = now(), claimed_until = NULL, last_error = NULL"
-            " WHERE id = $1",
-            message.id,
-        )
+        return True
 
     async def _mark(self, sql: str, *args: Any) -> None:
         # If this fails the lease expires and the message goes again: at most once more.
