@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trio
 
 from tests.support import DaemonProcess, postgres_server, scratch_database
 
@@ -120,3 +124,36 @@ async def register(
         "/registrations",
         json={"eventId": event_id, "attendeeId": attendee_id, "waitlist": waitlist},
     )
+
+
+# --- email ----------------------------------------------------------------------
+
+MAIL_WAIT_SECONDS = 20
+
+
+def read_mail(directory: Path) -> list[EmailMessage]:
+    found = []
+    for path in sorted(directory.glob("*.eml")) if directory.exists() else []:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        found.append(message)
+    return found
+
+
+async def mail_to(directory: Path, recipient: str, subject: str) -> EmailMessage:
+    """The one message to ``recipient`` with ``subject``, once it has arrived."""
+    with trio.fail_after(MAIL_WAIT_SECONDS):
+        while True:
+            mine = [m for m in read_mail(directory)
+                    if m["To"] == recipient and m["Subject"] == subject]
+            if mine:
+                assert len(mine) == 1, f"{subject!r} to {recipient} arrived {len(mine)} times"
+                return mine[0]
+            await trio.sleep(0.05)
+
+
+async def person(client: httpx.AsyncClient) -> dict[str, Any]:
+    address = f"p.{uuid.uuid4().hex[:12]}@example.com"
+    response = await client.post("/attendees", json={"name": "Pat Doe", "email": address})
+    assert response.status_code == 201
+    return response.json()  # type: ignore[no-any-return]

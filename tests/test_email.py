@@ -6,13 +6,10 @@ its working directory; tests that kill or configure a daemon start their own.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import uuid
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,38 +19,13 @@ from eventd.email.mailer import LEASE_SECONDS, Mailer
 from eventd.email.transports import FileTransport, TransportError
 from eventd.storage.database import open_database
 from eventd.storage.migrations import apply_migrations
-from tests.conftest import create_event, future, register
+from tests.conftest import create_event, future, mail_to, person, read_mail, register
 from tests.support import DaemonProcess, run_sql
 
 WAIT_SECONDS = 20
 
 
-def read_mail(directory: Path) -> list[EmailMessage]:
-    found = []
-    for path in sorted(directory.glob("*.eml")) if directory.exists() else []:
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        found.append(message)
-    return found
 
-
-async def mail_to(directory: Path, recipient: str, subject: str) -> EmailMessage:
-    """The one message to ``recipient`` with ``subject``, once it has arrived."""
-    with trio.fail_after(WAIT_SECONDS):
-        while True:
-            mine = [m for m in read_mail(directory)
-                    if m["To"] == recipient and m["Subject"] == subject]
-            if mine:
-                assert len(mine) == 1, f"{subject!r} to {recipient} arrived {len(mine)} times"
-                return mine[0]
-            await trio.sleep(0.05)
-
-
-async def person(client: httpx.AsyncClient) -> dict[str, Any]:
-    address = f"p.{uuid.uuid4().hex[:12]}@example.com"
-    response = await client.post("/attendees", json={"name": "Pat Doe", "email": address})
-    assert response.status_code == 201
-    return response.json()  # type: ignore[no-any-return]
 
 
 def parts(message: EmailMessage) -> dict[str, str]:

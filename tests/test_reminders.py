@@ -18,9 +18,8 @@ from eventd.email.reminders import RETRY_SECONDS, Reminders
 from eventd.errors import Unavailable
 from eventd.model import Event
 from eventd.realtime.hub import Change
-from tests.conftest import create_event, register
+from tests.conftest import create_event, mail_to, person, read_mail, register
 from tests.support import DaemonProcess, run_sql
-from tests.test_email import mail_to, person, read_mail
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 BEFORE = timedelta(hours=24)
