@@ -27,10 +27,6 @@ class Reply(Generic[T]):
             self._result = result
             self._done.set()
 
-    @property
-    def settled(self) -> bool:
-        return self._done.is_set()
-
     async def wait(self) -> T:
         await self._done.wait()
         assert self._result is not None

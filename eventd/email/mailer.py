@@ -107,11 +107,9 @@ class Mailer:
 
     async def _send_one(self, row: Any) -> bool:
         """Hand one message to the transport; False (and a retry scheduled) if it failed."""
-        payload = row["payload"]
-        message = OutboxMessage(
-            row["id"], row["kind"], row["recipient"],
-            orjson.loads(payload) if isinstance(payload, str | bytes) else payload,
-        )
+        # asyncpg hands jsonb over as its JSON text.
+        payload = orjson.loads(row["payload"])
+        message = OutboxMessage(row["id"], row["kind"], row["recipient"], payload)
         try:
             await self._transport.send(compose(message, self._sender), str(message.id))
         except Exception as exc:  # a refusal, or a bug composing: keep it, try later
