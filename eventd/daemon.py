@@ -2,8 +2,10 @@
 
     serve()
     ├── database pool (embedded PostgreSQL first, if configured), migrations
+    ├── Redis client    — if configured: the shared event cache and the relay
     ├── Writer          — group commit; started first, stopped last
-    ├── Supervisor      — event actors
+    ├── Supervisor      — event actors; Relay — changes to and from other daemons
+    ├── Mailer, Reminders
     └── hypercorn       — the HTTP/WebSocket port, opened only when all above are up
 
 Stopping (SIGTERM, SIGINT, or the ``stop`` event): hypercorn stops accepting
@@ -26,6 +28,7 @@ from datetime import timedelta
 import trio
 
 from eventd import __version__
+from eventd.actors.event_actor import Peers
 from eventd.actors.supervisor import Supervisor
 from eventd.config import Config
 from eventd.email.mailer import Mailer
@@ -35,11 +38,14 @@ from eventd.email.transports import FileTransport, NoTransport, Transport
 from eventd.http.app import create_app
 from eventd.http.server import serve_http
 from eventd.realtime.hub import Hub
+from eventd.realtime.relay import Relay
 from eventd.services import Services
 from eventd.storage import commands, queries
 from eventd.storage.database import open_database
 from eventd.storage.embedded import start_embedded
+from eventd.storage.event_cache import EventCache
 from eventd.storage.migrations import apply_migrations
+from eventd.storage.redis import Redis, open_redis
 from eventd.storage.writer import Writer
 
 log = logging.getLogger("eventd")
@@ -98,6 +104,17 @@ async def serve(
         applied = await apply_migrations(db)
         log.info("migrations applied: %s", ", ".join(applied) if applied else "none needed")
         hub = Hub()
+        redis = await stack.enter_async_context(_open_redis(config))
+        cache = EventCache(redis, config.redis.cache_ttl_seconds)
+        relay = (
+            Relay(
+                redis,
+                deliver=lambda change: supervisor.deliver_remote(change),
+                resync=lambda: supervisor.resync(),
+            )
+            if redis is not None
+            else None
+        )
         transport = await stack.enter_async_context(_open_transport(config))
         log.info("email: %s transport", transport.name)
         mailer = Mailer(db, transport, config.email.sender)
@@ -107,17 +124,22 @@ async def serve(
             writer.submit,
             hub.publish,
             is_watched=hub.is_watched,
+            is_followed=hub.is_followed,
+            peers=Peers(relay.share, cache.store, cache.store_gone) if relay else None,
+            cache=cache if redis else None,
         )
         before = timedelta(hours=config.reminders.before_hours)
         reminders = Reminders(
             lambda event_id: writer.submit(commands.SendReminders(event_id, before)), before
         )
         hub.add_listener(reminders.on_change)
-        services = Services(config, db, writer, supervisor, hub, mailer)
+        services = Services(config, db, writer, supervisor, hub, mailer, redis, relay)
         async with trio.open_nursery() as writer_nursery:
             await writer_nursery.start(writer.run)
             async with trio.open_nursery() as actor_nursery:
                 await actor_nursery.start(supervisor.run)
+                if relay is not None:
+                    await actor_nursery.start(relay.run)
                 await actor_nursery.start(mailer.run)
                 await actor_nursery.start(reminders.run)
                 owed = await queries.events_owing_reminders(db)
@@ -137,6 +159,17 @@ async def serve(
                 actor_nursery.cancel_scope.cancel()
             await writer.close()
         log.info("stopped: writer flushed")
+
+
+@contextlib.asynccontextmanager
+async def _open_redis(config: Config) -> AsyncIterator[Redis | None]:
+    if not config.redis.url:
+        log.info("redis: not configured (one daemon; no shared cache)")
+        yield None
+        return
+    async with open_redis(config.redis.url) as redis:
+        log.info("redis: %s (%s)", redact(config.redis.url), "up" if redis.up else "down for now")
+        yield redis
 
 
 @contextlib.asynccontextmanager

@@ -26,6 +26,11 @@ def format_time(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
+def parse_time(text: str) -> datetime:
+    """The inverse of :func:`format_time`."""
+    return datetime.fromisoformat(text)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -82,6 +87,10 @@ class Event:
         """This event with newer counts; older news is ignored."""
         if counts.version <= self.version:
             return self
+        return self.at_counts(counts)
+
+    def at_counts(self, counts: EventCounts) -> Event:
+        """This event's fields with exactly these counts and version, older or not."""
         return dataclasses.replace(
             self,
             max_attendees=counts.max_attendees,
@@ -108,6 +117,24 @@ class Event:
             "createdAt": format_time(self.created_at),
             "updatedAt": format_time(self.updated_at),
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Event:
+        """The inverse of :meth:`to_json` (for events that arrive from another daemon)."""
+        return cls(
+            id=uuid.UUID(data["id"]),
+            name=data["name"],
+            description=data["description"],
+            starts_at=parse_time(data["date"]),
+            duration_minutes=data["durationMinutes"],
+            location=data["location"],
+            max_attendees=data["maxAttendees"],
+            confirmed_count=data["registeredCount"],
+            waitlist_count=data["waitlistCount"],
+            version=data["version"],
+            created_at=parse_time(data["createdAt"]),
+            updated_at=parse_time(data["updatedAt"]),
+        )
 
     @functools.cached_property
     def json_bytes(self) -> bytes:

@@ -8,7 +8,9 @@ from eventd.actors.supervisor import Supervisor
 from eventd.config import Config
 from eventd.email.mailer import Mailer
 from eventd.realtime.hub import Hub
+from eventd.realtime.relay import Relay
 from eventd.storage.database import Database
+from eventd.storage.redis import Redis
 from eventd.storage.writer import Writer
 
 
@@ -20,3 +22,5 @@ class Services:
     supervisor: Supervisor
     hub: Hub
     mailer: Mailer
+    redis: Redis | None = None  # None: not configured
+    relay: Relay | None = None

@@ -15,9 +15,12 @@ row lock, and its answer is the one the client gets.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import trio
@@ -41,6 +44,9 @@ log = logging.getLogger(__name__)
 MAX_MESSAGES_PER_TURN = 512
 # How many of its latest changes an actor keeps for clients resuming a stream.
 REPLAY_BUFFER_SIZE = 256
+# How long a change waits for the other daemons' earlier changes before it is
+# published anyway (their daemon died after COMMIT, or Redis lost a message).
+GAP_WAIT_SECONDS = 0.5
 
 Submit = Callable[[WriteCommand[Any]], Awaitable[Any]]
 Publish = Callable[[Change], None]
@@ -50,16 +56,48 @@ Load = Callable[[uuid.UUID], Awaitable[Event | None]]
 _CHANGES = frozenset({"confirmed", "waitlisted", "cancelled"})
 
 
+@dataclasses.dataclass(frozen=True)
+class Peers:
+    """The other daemons on this database, reached through Redis (None without it)."""
+
+    share: Callable[[Change], None]  # our change, for their actors and streams
+    store: Callable[[Event], Awaitable[None]]  # write an event through the shared cache
+    store_gone: Callable[[uuid.UUID], Awaitable[None]]
+
+
 class EventActor:
-    def __init__(self, event: Event, submit: Submit, publish: Publish, load: Load) -> None:
+    """See the module docstring.
+
+    With peers, changes reach this actor from two places — its own commits and
+    the relay — and not always in ``seq`` order: another daemon's change may
+    commit before ours and arrive after it. The actor publishes changes in
+    ``seq`` order, holding one that comes early until the ones before it
+    arrive, or for ``GAP_WAIT_SECONDS`` at most.
+    """
+
+    def __init__(
+        self,
+        event: Event,
+        submit: Submit,
+        publish: Publish,
+        load: Load,
+        peers: Peers | None = None,
+        *,
+        published: int | None = None,
+    ) -> None:
         self.state = event
         self.deleted = False
         self.in_hand: list[m.Message] = []  # the turn being handled, for the supervisor
         self._submit = submit
         self._publish = publish
         self._load = load
+        self._peers = peers
         # Made on the first change: an event nobody changes costs no buffer.
         self._replay: collections.deque[Change] | None = None
+        # The seq of the last change published here, and the ones held back.
+        self._published = event.version if published is None else published
+        self._held: dict[int, Change] = {}
+        self._held_since = math.inf
 
     def changes_since(self, seq: int) -> list[Change] | None:
         """Every change after ``seq``, or None when they are not all held."""
@@ -78,14 +116,29 @@ class EventActor:
         may_retire: Callable[[], bool],
     ) -> None:
         """Handle messages until deleted, or idle for ``idle_seconds`` and allowed to retire."""
+        try:
+            await self._loop(mailbox, idle_seconds, may_retire)
+        finally:
+            self._release_held()
+
+    async def _loop(
+        self,
+        mailbox: trio.MemoryReceiveChannel[m.Message],
+        idle_seconds: float,
+        may_retire: Callable[[], bool],
+    ) -> None:
         while not self.deleted:
-            with trio.move_on_after(idle_seconds) as idle:
+            idle_at = trio.current_time() + idle_seconds
+            gap_at = self._held_since + GAP_WAIT_SECONDS
+            with trio.move_on_at(min(idle_at, gap_at)) as timer:
                 try:
                     first = await mailbox.receive()
                 except (trio.EndOfChannel, trio.ClosedResourceError):
                     return
-            if idle.cancelled_caught:
-                if may_retire():
+            if timer.cancelled_caught:
+                if trio.current_time() >= gap_at:
+                    self._release_held()  # what we waited for is not coming
+                elif may_retire():
                     return
                 continue
             turn = [first]
@@ -106,7 +159,9 @@ class EventActor:
                 continue
             await self._registration_ops(pending)
             pending = []
-            if self.deleted:
+            if isinstance(message, m.Remote):
+                self._take_remote(message.change)
+            elif self.deleted:
                 _fail_gone(message, self.state)
             elif isinstance(message, m.CountsChanged):
                 self._adopt(message.counts)
@@ -114,6 +169,8 @@ class EventActor:
                 await self._update(message)
             elif isinstance(message, m.DeleteEvent):
                 await self._delete(message)
+            elif isinstance(message, m.Reload):
+                await self._reload(message)
         await self._registration_ops(pending)
 
     # --- registrations and cancellations -------------------------------------
@@ -151,13 +208,13 @@ class EventActor:
                 request.reply.fail(exc)
             return
         if self._changed_elsewhere(results):
-            await self._refresh()
-            for request, result in zip(asked, results, strict=True):
-                self._answer(request, result)
-            return
+            await self._refresh(results)
+        else:
+            for result in results:
+                if result.counts is not None:
+                    self._adopt(result.counts)
+        await self._store()
         for request, result in zip(asked, results, strict=True):
-            if result.counts is not None:
-                self._adopt(result.counts)
             self._answer(request, result)
 
     def _changed_elsewhere(self, results: list[c.OpResult]) -> bool:
@@ -170,14 +227,42 @@ class EventActor:
         own = sum(1 for r in results if r.outcome in _CHANGES)
         return bool(versions) and max(versions) > self.state.version + own
 
-    async def _refresh(self) -> None:
-        """Reload the event after changes made elsewhere; publish it as one update."""
+    async def _refresh(self, results: list[c.OpResult]) -> None:
+        """Reload the event after changes made elsewhere, then publish ours.
+
+        With peers, their changes come through the relay and ours are
+        published as capacity updates in between. Without, nobody will tell
+        us what they were: the reloaded event is published as one update.
+        """
         fresh = await self._load(self.state.id)
+        if fresh is None:
+            self._gone()
+            return
+        if fresh.version <= self.state.version:
+            return
+        self.state = fresh
+        if self._peers is None:
+            self._emit("eventUpdated", fresh, fresh.version)
+            return
+        for result in results:
+            if result.counts is not None and result.outcome in _CHANGES:
+                counts = result.counts
+                self._emit("eventCapacityUpdate", fresh.at_counts(counts), counts.version)
+
+    async def _reload(self, request: m.Reload) -> None:
+        """Catch up with the database after missing news; a newer event is one update."""
+        try:
+            fresh = await self._load(self.state.id)
+        except EventdError as exc:
+            request.reply.fail(exc)
+            return
         if fresh is None:
             self._gone()
         elif fresh.version > self.state.version:
             self.state = fresh
-            self._emit("eventUpdated", fresh, fresh.version)
+            self._sequence(Change("eventUpdated", fresh, fresh.version, utc_now()))
+            await self._store()
+        request.reply.set(None)
 
     def _gone(self) -> None:
         """The event was deleted through another daemon."""
@@ -256,6 +341,7 @@ class EventActor:
         self._emit("eventUpdated", result.updated, result.updated.version)
         if result.counts_changed:
             self._emit("eventCapacityUpdate", result.current, result.current.version)
+        await self._store()
         request.reply.set(result.current)
 
     async def _delete(self, request: m.DeleteEvent) -> None:
@@ -270,10 +356,61 @@ class EventActor:
             return
         self.deleted = True
         self._emit("eventDeleted", result.event, result.version)
+        if self._peers is not None:
+            await self._peers.store_gone(self.state.id)
         request.reply.set(None)
 
-    def _emit(self, kind: ChangeType, event: Event, seq: int) -> None:
-        change = Change(kind, event, seq, utc_now())
+    def announce(self) -> None:
+        """Publish ``newEvent``: this actor's event was just created here."""
+        self._emit("newEvent", self.state, self.state.version, self.state.created_at)
+
+    # --- the other daemons ------------------------------------------------------
+
+    def _take_remote(self, change: Change) -> None:
+        """A change made through another daemon: newer state is adopted, and it is published."""
+        if change.seq > self.state.version:
+            self.state = change.event
+        if change.type == "eventDeleted":
+            self.deleted = True
+        self._sequence(change)
+
+    async def _store(self) -> None:
+        """Write the event through the shared cache before anyone hears of the change."""
+        if self._peers is not None:
+            await self._peers.store(self.state)
+
+    # --- publishing in seq order ------------------------------------------------
+
+    def _emit(
+        self, kind: ChangeType, event: Event, seq: int, at: datetime | None = None
+    ) -> None:
+        change = Change(kind, event, seq, at or utc_now())
+        if self._peers is not None:
+            self._peers.share(change)  # at once: another daemon may be waiting for it
+        self._sequence(change)
+
+    def _sequence(self, change: Change) -> None:
+        if change.seq <= self._published:
+            return  # published already (ours, relayed back) or superseded
+        if self._peers is not None and change.seq > self._published + 1:
+            self._held[change.seq] = change  # an earlier change is still on its way
+            self._held_since = min(self._held_since, trio.current_time())
+            return
+        self._release(change)
+        while (following := self._held.pop(self._published + 1, None)) is not None:
+            self._release(following)
+        if not self._held:
+            self._held_since = math.inf
+
+    def _release_held(self) -> None:
+        """Publish whatever is held, in order, accepting the gap."""
+        for seq in sorted(self._held):
+            self._release(self._held[seq])
+        self._held.clear()
+        self._held_since = math.inf
+
+    def _release(self, change: Change) -> None:
+        self._published = change.seq
         if self._replay is None:
             self._replay = collections.deque(maxlen=REPLAY_BUFFER_SIZE)
         self._replay.append(change)
@@ -292,5 +429,5 @@ def _event_started(event: Event) -> EventStarted:
 
 
 def _fail_gone(message: m.Message, event: Event) -> None:
-    if not isinstance(message, m.CountsChanged):
+    if not isinstance(message, m.Notice):
         message.reply.fail(NotFound(f"Event {event.id} does not exist."))

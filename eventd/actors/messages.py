@@ -10,10 +10,11 @@ import uuid
 from typing import Any
 
 from eventd.model import EventCounts
+from eventd.realtime.hub import Change
 from eventd.reply import Reply
 
-__all__ = ["Cancel", "CountsChanged", "DeleteEvent", "Message", "Register", "Reply", "Request",
-           "UpdateEvent"]
+__all__ = ["Cancel", "CountsChanged", "DeleteEvent", "Message", "Notice", "Register", "Reload",
+           "Remote", "Reply", "Request", "UpdateEvent"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +47,26 @@ class DeleteEvent:
 
 
 @dataclasses.dataclass(frozen=True)
+class Reload:
+    """Read the event again from the database: changes made elsewhere may have been missed."""
+
+    reply: Reply[Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class CountsChanged:
     """News from outside the actor (an attendee deleted, another daemon): adopt if newer."""
 
     counts: EventCounts
 
 
-Request = Register | Cancel | UpdateEvent | DeleteEvent
-Message = Request | CountsChanged
+@dataclasses.dataclass(frozen=True)
+class Remote:
+    """A change made through another daemon, relayed by Redis: adopt it, publish it in order."""
+
+    change: Change
+
+
+Request = Register | Cancel | UpdateEvent | DeleteEvent | Reload
+Notice = CountsChanged | Remote
+Message = Request | Notice

@@ -20,9 +20,11 @@ from typing import TypeVar
 import trio
 
 from eventd.actors import messages as m
-from eventd.actors.event_actor import EventActor, Publish, Submit
+from eventd.actors.event_actor import EventActor, Peers, Publish, Submit
 from eventd.errors import InternalError, NotFound, Unavailable
 from eventd.model import Event
+from eventd.realtime.hub import Change
+from eventd.storage.event_cache import GONE, EventCache
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +72,16 @@ class Supervisor:
         idle_seconds: float = IDLE_RETIRE_SECONDS,
         mailbox_size: int = MAILBOX_SIZE,
         is_watched: Callable[[uuid.UUID], bool] = lambda event_id: False,
+        is_followed: Callable[[uuid.UUID], bool] = lambda event_id: False,
+        peers: Peers | None = None,
+        cache: EventCache | None = None,
     ) -> None:
         self._load_event = load_event
         self._submit = submit
         self._publish = publish
+        self._is_followed = is_followed
+        self._peers = peers
+        self._cache = cache
         self._idle_seconds = idle_seconds
         self._is_watched = is_watched
         self._mailbox_size = mailbox_size
@@ -103,7 +111,7 @@ class Supervisor:
                 continue  # it retired between lookup and send; wake it again
             return await reply.wait()
 
-    def tell(self, event_id: uuid.UUID, message: m.CountsChanged) -> None:
+    def tell(self, event_id: uuid.UUID, message: m.Notice) -> None:
         """Give a live actor news without waiting; a retired one reads it from the database.
 
         A full mailbox gets the news by a task that waits for room: dropped,
@@ -121,7 +129,7 @@ class Supervisor:
             pass
 
     @staticmethod
-    async def _deliver_later(slot: _Slot, message: m.CountsChanged) -> None:
+    async def _deliver_later(slot: _Slot, message: m.Notice) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await slot.send.send(message)
 
@@ -133,10 +141,51 @@ class Supervisor:
         """The event as its actor holds it: no query for a live event."""
         return (await self._slot(event_id)).actor.state
 
-    def start_actor(self, event: Event) -> None:
-        """Start an actor for an event just created here."""
+    async def get_event_json(self, event_id: uuid.UUID) -> bytes:
+        """The event's JSON: from the shared cache when there is one, else from its actor.
+
+        With several daemons the cache is the freshest copy: every change is
+        written through it before it is acknowledged. A miss is filled from
+        the actor.
+        """
+        if self._cache is not None and self._cache.enabled:
+            cached = await self._cache.lookup(event_id)
+            if cached == GONE:
+                raise NotFound(f"Event {event_id} does not exist.")
+            if cached is not None:
+                return cached
+            event = await self.get_event(event_id)
+            await self._cache.store(event)
+            return event.json_bytes
+        return (await self.get_event(event_id)).json_bytes
+
+    def announce_new_event(self, event: Event) -> None:
+        """Start the actor of an event just created here; it publishes ``newEvent``."""
         if event.id not in self._slots:
-            self._spawn(event)
+            self._spawn(event, published=event.version - 1).actor.announce()
+
+    def deliver_remote(self, change: Change) -> None:
+        """A change made through another daemon, for this event's actor here.
+
+        A live actor takes it; an event nobody here follows needs nothing; one
+        followed only by the all-events streams gets an actor made from the
+        change itself, without a query.
+        """
+        if change.event.id not in self._slots:
+            if not self._is_followed(change.event.id) or change.event.id in self._hydrating:
+                return
+            self._spawn(change.event, published=change.seq - 1)
+        self.tell(change.event.id, m.Remote(change))
+
+    def resync(self) -> None:
+        """Reload every live actor: changes made elsewhere may have been missed."""
+        assert self._nursery is not None
+        for event_id in list(self._slots):
+            self._nursery.start_soon(self._resync_one, event_id)
+
+    async def _resync_one(self, event_id: uuid.UUID) -> None:
+        with contextlib.suppress(Exception):
+            await self.ask(event_id, lambda reply: m.Reload(reply))
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -160,16 +209,18 @@ class Supervisor:
                 del self._hydrating[event_id]
                 loading.set()
 
-    def _spawn(self, event: Event) -> _Slot:
+    def _spawn(self, event: Event, *, published: int | None = None) -> _Slot:
         assert self._nursery is not None, "Supervisor.run() is not running"
         send, receive = trio.open_memory_channel[m.Message](self._mailbox_size)
-        slot = _Slot(self._new_actor(event), send, receive)
+        slot = _Slot(self._new_actor(event, published), send, receive)
         self._slots[event.id] = slot
         self._nursery.start_soon(self._supervise, slot, name=f"event-actor {event.id}")
         return slot
 
-    def _new_actor(self, event: Event) -> EventActor:
-        return EventActor(event, self._submit, self._publish, self._load_event)
+    def _new_actor(self, event: Event, published: int | None = None) -> EventActor:
+        return EventActor(
+            event, self._submit, self._publish, self._load_event, self._peers, published=published
+        )
 
     def _may_retire(self, slot: _Slot) -> bool:
         # Runs without a checkpoint: no sender can slip in between the check
@@ -193,7 +244,7 @@ class Supervisor:
                 message = slot.receive.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
-            if not isinstance(message, m.CountsChanged):
+            if not isinstance(message, m.Notice):
                 message.reply.fail(NotFound(f"Event {event_id} does not exist."))
         slot.receive.close()
 
@@ -207,7 +258,7 @@ class Supervisor:
             except Exception:
                 log.exception("event actor %s crashed; restarting it", event_id)
                 for message in slot.actor.in_hand:
-                    if not isinstance(message, m.CountsChanged):
+                    if not isinstance(message, m.Notice):
                         message.reply.fail(ActorCrashed("The request failed; please retry."))
                 if not await self._restart(slot):
                     return

@@ -18,7 +18,6 @@ from eventd.http.context import (
 )
 from eventd.http.schemas import EventCreate, EventPatch, Query
 from eventd.model import Event
-from eventd.realtime.hub import Change
 from eventd.storage import commands, queries
 
 blueprint = Blueprint("events", __name__)
@@ -40,8 +39,7 @@ async def create_event() -> Response:
     command = commands.CreateEvent(uuid.uuid4(), fields)
 
     def announce(event: Event) -> None:
-        s.supervisor.start_actor(event)
-        s.hub.publish(Change("newEvent", event, event.version, event.created_at))
+        s.supervisor.announce_new_event(event)
 
     command.after_commit = announce
     event = await s.writer.submit(command)
@@ -76,13 +74,12 @@ async def most_registrations() -> Response:
     event_id = await queries.most_registered_event_id(s.db)
     if event_id is None:
         raise NotFound("There are no events yet.")
-    return json_response((await s.supervisor.get_event(event_id)).json_bytes)
+    return json_response(await s.supervisor.get_event_json(event_id))
 
 
 @blueprint.get("/events/<event_id>")
 async def get_event(event_id: str) -> Response:
-    event = await services().supervisor.get_event(parse_id(event_id, "Event"))
-    return json_response(event.json_bytes)
+    return json_response(await services().supervisor.get_event_json(parse_id(event_id, "Event")))
 
 
 @blueprint.patch("/events/<event_id>")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import trio
 from quart import Blueprint, Response
@@ -10,6 +11,7 @@ from quart import Blueprint, Response
 from eventd.email.mailer import Mailer
 from eventd.errors import Unavailable
 from eventd.http.context import json_response, services
+from eventd.services import Services
 
 blueprint = Blueprint("health", __name__)
 
@@ -29,6 +31,7 @@ async def health() -> Response:
         "email": await _email_check(s.mailer, s.config.email.transport)
         if database["status"] == "up"
         else {"status": "unknown", "transport": s.config.email.transport},
+        "redis": await _redis_check(s),
         "actors": {"live": s.supervisor.statistics().live_actors},
         "websocket": {"connections": s.hub.statistics().connections},
     }
@@ -37,7 +40,8 @@ async def health() -> Response:
         response.headers["Retry-After"] = "2"
         return response
     degraded = any(
-        isinstance(check, dict) and check.get("status") == "degraded" for check in checks.values()
+        isinstance(check, dict) and check.get("status") in ("degraded", "down")
+        for check in checks.values()
     )
     return json_response({"status": "degraded" if degraded else "ok", "checks": checks})
 
@@ -51,3 +55,14 @@ async def _email_check(mailer: Mailer, transport: str) -> dict[str, object]:
         "failing": status.failing,
         "oldestPendingSeconds": status.oldest_pending_seconds,
     }
+
+
+async def _redis_check(s: Services) -> dict[str, object]:
+    if s.redis is None:
+        return {"status": "disabled"}
+    if not s.redis.up:
+        return {"status": "down"}
+    started = time.perf_counter()
+    if not await s.redis.ping():
+        return {"status": "down"}
+    return {"status": "up", "latencyMs": round((time.perf_counter() - started) * 1000, 2)}

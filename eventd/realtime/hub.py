@@ -153,6 +153,10 @@ class Hub:
     def is_watched(self, event_id: uuid.UUID) -> bool:
         return event_id in self._by_event
 
+    def is_followed(self, event_id: uuid.UUID) -> bool:
+        """Would a change of this event reach anyone here (its stream, or an all-events one)?"""
+        return bool(self._everything) or event_id in self._by_event
+
     def close_all(self, code: int) -> None:
         """Ask every connection, and any opened from now on, to close (1001 on stop)."""
         self._closing_code = code

@@ -1,0 +1,108 @@
+"""The relay: every change, shared with the other daemons on the same database, over Redis.
+
+An actor hands each change it makes to :meth:`Relay.share` (never waiting);
+the relay's task publishes what has gathered in one round trip on one Redis
+channel. Every daemon subscribes to that channel and hands the changes made
+elsewhere to its supervisor, which gives them to the event's actor here: the
+actor adopts the newer state and publishes the change to its own streams in
+``seq`` order (see ``EventActor`` on gaps).
+
+Redis pub/sub keeps no history: a change published while a daemon was cut
+off is lost to it. So when its subscription is back, the relay asks the
+supervisor to reload every live actor from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+import orjson
+import trio
+
+from eventd.model import Event, format_time, parse_time
+from eventd.realtime.hub import Change
+from eventd.storage.redis import Redis
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "eventd:changes"
+QUEUE_SIZE = 65536  # changes waiting for Redis; past this they are dropped and counted
+MAX_PER_PUBLISH = 512
+
+
+class Relay:
+    def __init__(
+        self,
+        redis: Redis,
+        deliver: Callable[[Change], None],
+        resync: Callable[[], None],
+    ) -> None:
+        self._redis = redis
+        self._deliver = deliver  # a change made elsewhere, for this daemon's actors
+        self._resync = resync  # after a broken subscription: reload every live actor
+        self.origin = uuid.uuid4().hex  # this daemon, so its own messages come back ignored
+        self._send, self._receive = trio.open_memory_channel[bytes](QUEUE_SIZE)
+        self.published = 0
+        self.received = 0
+        self.dropped = 0
+
+    def share(self, change: Change) -> None:
+        """Queue one of this daemon's changes for the others; never waits."""
+        try:
+            self._send.send_nowait(self._encode(change))
+        except trio.WouldBlock:
+            self.dropped += 1
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._redis.subscribe, CHANNEL, self._received, self._resubscribed)
+            nursery.start_soon(self._publish)
+            task_status.started()
+
+    async def _publish(self) -> None:
+        async for first in self._receive:
+            batch = [first]
+            while len(batch) < MAX_PER_PUBLISH:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            if await self._redis.publish_many(CHANNEL, batch):
+                self.published += len(batch)
+            else:
+                self.dropped += len(batch)
+
+    def _resubscribed(self) -> None:
+        log.info("relay subscription restored; reloading live events from the database")
+        self._resync()
+
+    def _received(self, data: bytes) -> None:
+        try:
+            message = orjson.loads(data)
+            if message["origin"] == self.origin:
+                return
+            change = Change(
+                message["type"],
+                Event.from_json(message["event"]),
+                message["seq"],
+                parse_time(message["at"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed message on %s", CHANNEL)
+            return
+        self.received += 1
+        self._deliver(change)
+
+    def _encode(self, change: Change) -> bytes:
+        return orjson.dumps(
+            {
+                "origin": self.origin,
+                "type": change.type,
+                "seq": change.seq,
+                "at": format_time(change.at),
+                "event": change.event.to_json(),
+            }
+        )
