@@ -35,6 +35,7 @@ def admin_requests(event_id: str, attendee_id: str) -> list[tuple[str, str, dict
         ("GET", f"/registrations/event/{event_id}", None),
         ("DELETE", f"/attendees/{attendee_id}", None),
         ("DELETE", f"/events/{event_id}", None),
+        ("GET", "/metrics", None),
     ]
 
 

@@ -84,6 +84,7 @@ class EventActor:
         peers: Peers | None = None,
         *,
         published: int | None = None,
+        outcomes: collections.Counter[str] | None = None,
     ) -> None:
         self.state = event
         self.deleted = False
@@ -92,6 +93,8 @@ class EventActor:
         self._publish = publish
         self._load = load
         self._peers = peers
+        # Registration outcomes ("confirmed", "event_full", …), counted for /metrics.
+        self._outcomes = outcomes if outcomes is not None else collections.Counter()
         # Made on the first change: an event nobody changes costs no buffer.
         self._replay: collections.deque[Change] | None = None
         # The seq of the last change published here, and the ones held back.
@@ -186,6 +189,7 @@ class EventActor:
         for request in requests:
             if isinstance(request, m.Register):
                 if self.state.starts_at <= now:
+                    self._outcomes["event_started"] += 1
                     request.reply.fail(_event_started(self.state))
                     continue
                 # A full event still goes to the database: an attendee who already
@@ -272,6 +276,7 @@ class EventActor:
 
     def _answer(self, request: m.Register | m.Cancel, result: c.OpResult) -> None:
         event = self.state
+        self._outcomes[result.outcome] += 1
         match result.outcome:
             case "confirmed" | "waitlisted":
                 assert isinstance(request, m.Register)

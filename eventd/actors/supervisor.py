@@ -10,6 +10,7 @@ for ``idle_seconds`` retires, so memory follows the working set.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -60,6 +61,7 @@ class SupervisorStatistics:
     hydrations: int
     retirements: int
     restarts: int
+    outcomes: dict[str, int]  # registrations and cancellations answered, by outcome
 
 
 class Supervisor:
@@ -91,6 +93,7 @@ class Supervisor:
         self._hydrations = 0
         self._retirements = 0
         self._restarts = 0
+        self._outcomes: collections.Counter[str] = collections.Counter()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -219,7 +222,13 @@ class Supervisor:
 
     def _new_actor(self, event: Event, published: int | None = None) -> EventActor:
         return EventActor(
-            event, self._submit, self._publish, self._load_event, self._peers, published=published
+            event,
+            self._submit,
+            self._publish,
+            self._load_event,
+            self._peers,
+            published=published,
+            outcomes=self._outcomes,
         )
 
     def _may_retire(self, slot: _Slot) -> bool:
@@ -303,5 +312,6 @@ class Supervisor:
             hydrations=self._hydrations,
             retirements=self._retirements,
             restarts=self._restarts,
+            outcomes=dict(self._outcomes),
         )
 

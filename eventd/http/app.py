@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from eventd.errors import EventdError, PayloadTooLarge, Unavailable
 from eventd.http import attendees, events, health, problems, registrations, streams
+from eventd.http.metrics import Metrics
 from eventd.services import Services
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def create_app(services: Services) -> EventdApp:
     app.request_timeout_seconds = services.config.server.request_timeout_seconds
     app.config["MAX_CONTENT_LENGTH"] = services.config.limits.max_body_bytes
     app.extensions["eventd"] = services
+    Metrics(services).install(app)  # first, so its clock covers every other hook
     for module in (events, attendees, registrations, health, streams):
         app.register_blueprint(module.blueprint)
 

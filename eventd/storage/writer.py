@@ -13,6 +13,7 @@ command in the batch gets :class:`eventd.errors.Unavailable`.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import logging
@@ -83,9 +84,15 @@ class WriterStatistics:
     transactions: int
     commands: int
     largest_batch: int
-    batch_size_counts: dict[int, int]
+    batch_size_counts: dict[int, int]  # transactions by batch size, rounded up to a power of 2
     commit_seconds_total: float
+    commit_seconds_counts: dict[float, int]  # transactions by latency, rounded up to a bound
     queued: int
+
+
+#: The upper bounds the commit latencies are counted under.
+COMMIT_SECONDS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                         math.inf)
 
 
 class Writer:
@@ -98,6 +105,7 @@ class Writer:
         self._largest_batch = 0
         self._batch_size_counts: dict[int, int] = {}
         self._commit_seconds_total = 0.0
+        self._commit_seconds_counts = dict.fromkeys(COMMIT_SECONDS_BOUNDS, 0)
         self._held: contextlib.AsyncExitStack | None = None
         self._held_conn: Connection
 
@@ -237,6 +245,8 @@ class Writer:
         bucket = 2 ** math.ceil(math.log2(size))
         self._batch_size_counts[bucket] = self._batch_size_counts.get(bucket, 0) + 1
         self._commit_seconds_total += seconds
+        self._commit_seconds_counts[COMMIT_SECONDS_BOUNDS[
+            bisect.bisect_left(COMMIT_SECONDS_BOUNDS, seconds)]] += 1
 
     def statistics(self) -> WriterStatistics:
         return WriterStatistics(
@@ -245,5 +255,6 @@ class Writer:
             largest_batch=self._largest_batch,
             batch_size_counts=dict(self._batch_size_counts),
             commit_seconds_total=self._commit_seconds_total,
+            commit_seconds_counts=dict(self._commit_seconds_counts),
             queued=self._receive.statistics().current_buffer_used,
         )
