@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--config", metavar="PATH", help="TOML config file (or $EVENTD_CONFIG)")
+        if name == "serve":  # one of server.workers processes, started by eventd.workers
+            sub.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -45,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         if command == "migrate":
             applied = trio.run(daemon.migrate, config)
             print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+        elif config.server.workers > 1 and not getattr(args, "worker", False):
+            from eventd.workers import run_workers
+
+            status = trio.run(run_workers, config, args.config)
         else:
             trio.run(daemon.run_until_signalled, config)
     except* Unavailable as group:

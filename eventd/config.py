@@ -43,7 +43,6 @@ class ServerConfig:
         split_bind(self.bind)
         _require(self.request_timeout_seconds > 0, "server.request_timeout_seconds", "must be > 0")
         _require(self.workers >= 1, "server.workers", "must be ≥ 1")
-        _require(self.workers == 1, "server.workers", "only 1 is supported in this version")
 
 
 @dataclasses.dataclass(frozen=True)

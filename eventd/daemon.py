@@ -79,7 +79,10 @@ async def database_url(config: Config) -> str:
 
 
 async def migrate(config: Config) -> list[str]:
-    url = await database_url(config)
+    return await migrate_url(await database_url(config))
+
+
+async def migrate_url(url: str) -> list[str]:
     async with open_database(url, pool_size=2, timeout_seconds=30) as db:
         return await apply_migrations(db)
 

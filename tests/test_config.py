@@ -352,7 +352,6 @@ def test_bad_database_url(write: Write, url: str) -> None:
     [
         ("[server]\nrequest_timeout_seconds = 0", "server.request_timeout_seconds"),
         ("[server]\nworkers = 0", "server.workers"),
-        ("[server]\nworkers = 2", "server.workers"),
         ("[database]\npool_size = 1", "database.pool_size"),
         ('[redis]\nurl = "http://cache"', "redis.url"),
         ("[redis]\ncache_ttl_seconds = 0", "redis.cache_ttl_seconds"),

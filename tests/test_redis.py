@@ -36,7 +36,8 @@ class RedisServer:
     def __init__(self, workdir: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.fail("these tests need redis-server on PATH (Debian: apt-get install redis-server)")
+            pytest.fail("these tests need redis-server on PATH"
+                        " (Debian: apt-get install redis-server)")
         self.binary = binary
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -238,7 +239,6 @@ async def test_the_global_stream_on_b_carries_events_created_through_a(two_daemo
     a, b = two_daemons
     async with httpx.AsyncClient(base_url=a.url) as via_a, \
             open_websocket_url(ws_url(b.url, "/ws")) as ws:
-        await trio.sleep(0)  # the subscription is in place once the handshake is done
         event = await create_event(via_a, maxAttendees=3)
         attendee = await create_attendee(via_a)
         assert (await via_a.post("/registrations", json={

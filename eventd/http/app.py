@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from eventd.errors import EventdError, PayloadTooLarge, Unavailable
 from eventd.http import attendees, events, health, problems, registrations, streams
 from eventd.http.metrics import Metrics
+from eventd.http.rate_limits import install as install_rate_limit
 from eventd.services import Services
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def create_app(services: Services) -> EventdApp:
         except RequestEntityTooLarge:
             limit = services.config.limits.max_body_bytes
             raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.") from None
+
+    install_rate_limit(app, services.config.limits)  # after the body is read, as above
 
     @app.errorhandler(EventdError)
     async def domain_error(error: EventdError) -> Response:

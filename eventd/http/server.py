@@ -46,6 +46,8 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.backlog = 1024
+    # With several workers on one port, each binds it with SO_REUSEPORT (see eventd.workers).
+    hc.workers = config.server.workers
     # Idle keep-alive connections also hold a graceful stop: keep it short.
     hc.keep_alive_timeout = 5
     # hypercorn pings every websocket this often; a peer that answers nothing

@@ -1,0 +1,65 @@
+"""server.workers = 2: two daemon processes on one port, one parent that keeps them running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from tests.support import DaemonProcess
+from tests.test_invariant import create_event, database_truth, make_attendees, storm
+
+pytestmark = pytest.mark.slow
+
+
+def workers_of(parent: int) -> list[int]:
+    with open(f"/proc/{parent}/task/{parent}/children") as children:
+        return [int(pid) for pid in children.read().split()]
+
+
+def wait_for_workers(parent: int, count: int, other_than: set[int] = frozenset()) -> list[int]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = workers_of(parent)
+        if len(pids) == count and not set(pids) & other_than:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} workers, found {workers_of(parent)}")
+
+
+async def test_two_workers_share_the_port_and_never_overbook(
+    fresh_database_url: str, workdir: Path
+):
+    daemon = DaemonProcess(fresh_database_url, workdir, server={"workers": 2}).start()
+    try:
+        assert daemon.process is not None
+        first = await trio.to_thread.run_sync(wait_for_workers, daemon.process.pid, 2)
+        event_id = await create_event(daemon.url, capacity=50)
+        attendees = await make_attendees(fresh_database_url, 300)
+        responses = await storm([daemon.url], event_id, attendees)
+        assert sorted(r.status_code for r in responses).count(201) == 50
+        counts, (confirmed, _waitlisted, rows) = await trio.to_thread.run_sync(
+            database_truth, fresh_database_url, event_id)
+        assert confirmed == rows == 50
+
+        # A worker killed by a signal is started again; the port keeps answering.
+        os.kill(first[0], signal.SIGKILL)
+        again = await trio.to_thread.run_sync(
+            lambda: wait_for_workers(daemon.process.pid, 2, {first[0]}))
+        assert first[1] in again
+        async with httpx.AsyncClient(base_url=daemon.url) as client:
+            for _ in range(20):  # new connections land on either worker
+                assert (await client.get("/health", headers={"Connection": "close"})
+                        ).status_code == 200
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.log()
+    log = daemon.log()
+    assert "worker 1 running" in log
+    assert "worker 2 running" in log
+    assert "all workers stopped" in log
