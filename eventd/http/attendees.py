@@ -16,6 +16,7 @@ from eventd.http.context import (
     read_body,
     services,
 )
+from eventd.http.idempotency import idempotent
 from eventd.http.schemas import AttendeeCreate, Query
 from eventd.model import Attendee
 from eventd.storage import commands, queries
@@ -24,6 +25,7 @@ blueprint = Blueprint("attendees", __name__)
 
 
 @blueprint.post("/attendees")
+@idempotent
 async def create_attendee() -> Response:
     body = await read_body(AttendeeCreate)
     attendee: Attendee = await services().writer.submit(

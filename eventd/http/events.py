@@ -16,6 +16,7 @@ from eventd.http.context import (
     read_body,
     services,
 )
+from eventd.http.idempotency import idempotent
 from eventd.http.schemas import EventCreate, EventPatch, Query
 from eventd.model import Event
 from eventd.storage import commands, queries
@@ -25,6 +26,7 @@ blueprint = Blueprint("events", __name__)
 
 @blueprint.post("/events")
 @admin_route
+@idempotent
 async def create_event() -> Response:
     body = await read_body(EventCreate)
     s = services()

@@ -23,6 +23,7 @@ from eventd.http.context import (
     read_body,
     services,
 )
+from eventd.http.idempotency import idempotent
 from eventd.http.schemas import Query, RegistrationCreate
 from eventd.model import Registration
 from eventd.storage import queries
@@ -31,6 +32,7 @@ blueprint = Blueprint("registrations", __name__)
 
 
 @blueprint.post("/registrations")
+@idempotent
 async def register() -> Response:
     body = await read_body(RegistrationCreate)
     registration_id = uuid.uuid4()
