@@ -1,4 +1,4 @@
-"""The ``eventd`` command: serve (default), migrate, --version."""
+"""The ``eventd`` command: serve (default), migrate, watch, --version."""
 
 from __future__ import annotations
 
@@ -28,12 +28,19 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--config", metavar="PATH", help="TOML config file (or $EVENTD_CONFIG)")
         if name == "serve":  # one of server.workers processes, started by eventd.workers
             sub.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    watch = commands.add_parser("watch", help="follow one event's stream live in the terminal")
+    watch.add_argument("event_id", metavar="EVENT_ID")
+    watch.add_argument("--url", help="the daemon, http(s):// or ws(s):// (http://127.0.0.1:3000)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
+    if command == "watch":  # a client of a running daemon: no config, no database
+        from eventd import watch
+
+        return watch.main(args.event_id, args.url)
     try:
         config = load_config(getattr(args, "config", None))
     except ConfigError as exc:
@@ -63,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except* KeyboardInterrupt:
         status = 130
     return status
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -157,6 +157,7 @@ async def serve(
                         functools.partial(_closing_streams, stop, hub),
                     )
                     log.info("listening on %s", ", ".join(urls))
+                    log.info("dashboard: %s/ · API docs: %s/api", urls[0], urls[0])
                     task_status.started(Running(urls, services))
                 log.info("stopping: requests drained")
                 actor_nursery.cancel_scope.cancel()

@@ -10,7 +10,15 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from eventd.errors import EventdError, PayloadTooLarge, Unavailable
-from eventd.http import attendees, events, health, problems, registrations, streams
+from eventd.http import (
+    attendees,
+    dashboard,
+    events,
+    health,
+    problems,
+    registrations,
+    streams,
+)
 from eventd.http.metrics import Metrics
 from eventd.http.rate_limits import install as install_rate_limit
 from eventd.services import Services
@@ -35,7 +43,7 @@ def create_app(services: Services) -> EventdApp:
     app.config["MAX_CONTENT_LENGTH"] = services.config.limits.max_body_bytes
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
-    for module in (events, attendees, registrations, health, streams):
+    for module in (events, attendees, registrations, health, streams, dashboard):
         app.register_blueprint(module.blueprint)
 
     @app.before_request
