@@ -199,3 +199,27 @@ async def test_kill_9_during_a_burst_leaves_exactly_one_confirmation_each_and_se
         assert len(confirmations) == len(rows)
     finally:
         assert restarted.stop() == 0, restarted.log()
+
+
+def test_a_message_with_non_ascii_text_survives_the_round_trip():
+    from email import message_from_bytes, policy
+
+    from eventd.email.messages import OutboxMessage, compose
+
+    registration_id = str(uuid.uuid4())
+    message = OutboxMessage(uuid.uuid4(), "registration_confirmed", "zoe@example.com", {
+        "event": {"name": "Café Ünïcode — 東京", "startsAt": "2027-06-01T16:00:00+00:00",
+                  "endsAt": "2027-06-01T17:00:00+00:00", "location": "Salle Étoile"},
+        "attendee": {"name": "Zoë"},
+        "registration": {"id": registration_id},
+    })
+    raw = compose(message, "noreply@events.example").as_bytes()
+    assert raw.isascii()  # every header and body part transfer-encoded
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["Subject"] == "You're registered: Café Ünïcode — 東京"
+    assert parsed["Message-ID"] == f"<{message.id}@eventd>"
+    assert parsed.get_body(("plain",)).get_content().startswith("Hello Zoë,")
+    assert "Salle Étoile" in parsed.get_body(("html",)).get_content()
+    calendar = [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]
+    assert f"UID:{registration_id}@eventd" in calendar[0].get_content()
+    assert "SUMMARY:Café Ünïcode — 東京" in calendar[0].get_content()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 import aiosmtplib
@@ -28,7 +28,7 @@ class SmtpTransport:
         self._config = config
         self._loop = loop
 
-    async def send(self, message: EmailMessage, message_id: str) -> None:
+    async def send(self, message: Message, message_id: str) -> None:
         c = self._config
         try:
             await trio_asyncio.aio_as_trio(aiosmtplib.send, loop=self._loop)(

@@ -7,7 +7,7 @@ handed over; the mailer keeps it and tries again later.
 from __future__ import annotations
 
 import os
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +21,7 @@ class TransportError(Exception):
 class Transport(Protocol):
     name: str
 
-    async def send(self, message: EmailMessage, message_id: str) -> None: ...
+    async def send(self, message: Message, message_id: str) -> None: ...
 
 
 class FileTransport:
@@ -36,7 +36,7 @@ class FileTransport:
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
 
-    async def send(self, message: EmailMessage, message_id: str) -> None:
+    async def send(self, message: Message, message_id: str) -> None:
         await trio.to_thread.run_sync(self._write, message.as_bytes(), message_id)
 
     def _write(self, data: bytes, message_id: str) -> None:
@@ -58,5 +58,5 @@ class NoTransport:
 
     name = "none"
 
-    async def send(self, message: EmailMessage, message_id: str) -> None:
+    async def send(self, message: Message, message_id: str) -> None:
         return None
