@@ -50,7 +50,10 @@ def create_app(services: Services) -> EventdApp:
     async def read_whole_body() -> None:
         # hypercorn takes the next request on a keep-alive connection only once
         # this one's body is read, so read it (within the limit) even when the
-        # answer — a 404, 405 or 415 — will not need it.
+        # answer — a 404, 405 or 415 — will not need it. A request that
+        # announces no body (most GETs) has none to read.
+        if not request.content_length and "Transfer-Encoding" not in request.headers:
+            return
         try:
             await request.get_data(cache=True)
         except RequestEntityTooLarge:

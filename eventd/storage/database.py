@@ -172,6 +172,7 @@ async def open_database(
                     command_timeout=timeout_seconds,
                     timeout=timeout_seconds,
                     max_inactive_connection_lifetime=300,
+                    reset=_reset,
                 )
             try:
                 yield Database(pool, loop, acquire_timeout_seconds=timeout_seconds)
@@ -186,6 +187,18 @@ async def open_database(
         if len(leaves) == 1:
             raise leaves[0] from None
         raise
+
+
+async def _reset(raw: Any) -> None:
+    """Make a connection fit to go back to the pool: end what a cancelled caller left open.
+
+    asyncpg's default also runs RESET ALL, UNLISTEN * and
+    pg_advisory_unlock_all() — one more round trip after every query, for
+    state eventd never leaves on a connection (the migration lock is
+    released explicitly).
+    """
+    if raw.is_in_transaction():
+        await raw.execute("ROLLBACK")
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
