@@ -223,3 +223,20 @@ def test_a_message_with_non_ascii_text_survives_the_round_trip():
     calendar = [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]
     assert f"UID:{registration_id}@eventd" in calendar[0].get_content()
     assert "SUMMARY:Café Ünïcode — 東京" in calendar[0].get_content()
+
+
+async def test_the_mailer_trickles_while_commits_keep_coming(autojump_clock):
+    from eventd.email.mailer import BUSY_PAUSE_SECONDS, BUSY_WITHIN_SECONDS, Mailer
+    from eventd.email.transports import NoTransport
+
+    mailer = Mailer(None, NoTransport(), "noreply@events.example")  # type: ignore[arg-type]
+    start = trio.current_time()
+    await mailer._step_aside()  # nothing committed lately: straight on
+    assert trio.current_time() == start
+    mailer.wake()  # a commit: a rush may be on
+    await mailer._step_aside()
+    assert trio.current_time() == start + BUSY_PAUSE_SECONDS
+    await trio.sleep(BUSY_WITHIN_SECONDS)  # the commits stopped: full speed again
+    resumed = trio.current_time()
+    await mailer._step_aside()
+    assert trio.current_time() == resumed

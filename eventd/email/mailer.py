@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 from typing import Any
 
@@ -32,6 +33,10 @@ POLL_SECONDS = 1.0
 # After a wake-up, let a burst of commits queue more before claiming: one
 # claim and one "sent" update then serve many messages.
 GATHER_SECONDS = 0.05
+# While commits came this recently, the daemon is busy serving: the mailer
+# pauses this long between messages (so it still sends 20 a second).
+BUSY_WITHIN_SECONDS = 0.1
+BUSY_PAUSE_SECONDS = 0.05
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 
@@ -58,11 +63,13 @@ class Mailer:
         self._sender = sender
         self._backoff_base_seconds = backoff_base_seconds
         self._wakeup = trio.Event()
+        self._woken_at = -math.inf
         self.sent = 0
         self.failed_attempts = 0
 
     def wake(self) -> None:
         """New messages may be waiting (called after a commit)."""
+        self._woken_at = trio.current_time()
         self._wakeup.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -94,9 +101,7 @@ class Mailer:
         for row in rows:
             if await self._send_one(row):
                 sent.append(row["id"])
-            # Composing is CPU work on the daemon's one thread: let requests
-            # in between messages rather than after the whole batch.
-            await trio.lowlevel.checkpoint()
+            await self._step_aside()
         if sent:
             await self._mark(
                 "UPDATE email_outbox SET sent_at = now(), claimed_until = NULL, last_error = NULL"
@@ -104,6 +109,19 @@ class Mailer:
                 sent,
             )
         return len(rows)
+
+    async def _step_aside(self) -> None:
+        """Let requests go first: composing is CPU work on the daemon's one thread.
+
+        Between messages, requests get in. While commits keep coming (a rush:
+        the writer woke us within the last ``BUSY_WITHIN_SECONDS``), the
+        mailer also pauses, so it sends at a trickle and catches up after;
+        its messages are safe in the outbox meanwhile.
+        """
+        if trio.current_time() - self._woken_at < BUSY_WITHIN_SECONDS:
+            await trio.sleep(BUSY_PAUSE_SECONDS)
+        else:
+            await trio.lowlevel.checkpoint()
 
     async def _send_one(self, row: Any) -> bool:
         """Hand one message to the transport; False (and a retry scheduled) if it failed."""
