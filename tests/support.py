@@ -168,3 +168,38 @@ def _toml(config: dict[str, dict[str, Any]]) -> str:
         f"[{section}]\n" + "\n".join(f"{k} = {value(v)}" for k, v in values.items()) + "\n"
         for section, values in config.items()
     )
+
+
+# --- a real browser ------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright downloads nothing
+
+
+@contextlib.contextmanager
+def headless_chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright's sync API.
+
+    Open it after the daemon's fixtures: Playwright keeps an asyncio loop
+    running, and the database fixtures use ``asyncio.run``. Importing eventd's
+    database layer installs trio-asyncio's loop policy for the whole process;
+    Playwright needs a plain asyncio loop, so the default policy is put back
+    for the block.
+    """
+    import pytest
+    from playwright.sync_api import sync_playwright
+
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with"
+            " `apt-get install -y chromium` (scripts/test does so when run as root)."
+        )
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM)
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        asyncio.set_event_loop_policy(None)

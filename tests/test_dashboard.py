@@ -19,12 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from tests.conftest import future, unique_location
-from tests.support import DaemonProcess
+from tests.support import DaemonProcess, headless_chromium
 
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 10_000
 TOKEN = "dashboard-test-token"
 ARTIFACTS = Path(
@@ -80,19 +79,9 @@ async def test_only_the_dashboard_files_are_served(client: httpx.AsyncClient, na
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    """Headless Chromium. Request it after the daemon's fixtures: Playwright's sync API
-    keeps an asyncio loop running, and the database fixtures use ``asyncio.run``."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: the dashboard test needs Debian's Chromium. "
-            "Install it with `apt-get install -y chromium` (scripts/test does so when run as root)."
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    """Request it after the daemon's fixtures (see ``headless_chromium``)."""
+    with headless_chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

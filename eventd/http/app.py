@@ -15,9 +15,11 @@ from eventd.http import (
     dashboard,
     events,
     health,
+    openapi,
     problems,
     registrations,
     streams,
+    swagger_ui,
 )
 from eventd.http.metrics import Metrics
 from eventd.http.rate_limits import install as install_rate_limit
@@ -38,12 +40,13 @@ class EventdApp(QuartTrio):
 
 
 def create_app(services: Services) -> EventdApp:
-    app = EventdApp("eventd")
+    app = EventdApp("eventd", static_folder=None)  # no /static route: each page serves its own
     app.request_timeout_seconds = services.config.server.request_timeout_seconds
     app.config["MAX_CONTENT_LENGTH"] = services.config.limits.max_body_bytes
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
-    for module in (events, attendees, registrations, health, streams, dashboard):
+    for module in (events, attendees, registrations, health, streams, dashboard, openapi,
+                   swagger_ui):
         app.register_blueprint(module.blueprint)
 
     @app.before_request

@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import email_validator
 import pydantic
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from eventd.errors import FieldError, MalformedJson, ValidationFailed
@@ -23,6 +23,10 @@ from eventd.model import utc_now
 
 M = TypeVar("M", bound=BaseModel)
 
+
+# How an RFC 3339 timestamp starts; pydantic checks the rest.
+_DATE_TIME_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+_ANY_DATETIME: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(datetime)
 
 # Latest accepted start: a week's duration after it still fits a datetime.
 LATEST_DATE = datetime(9999, 12, 1, tzinfo=UTC)
@@ -49,6 +53,21 @@ def _valid_email(value: str) -> str:
     return value  # stored as given
 
 
+def _date_time_text(value: object) -> object:
+    # pydantic reads a string of digits ("1700000000") as seconds, or
+    # milliseconds, since 1970; the contract's timestamps are RFC 3339 text.
+    # Parsed here (pydantic's parser, lax) because in strict mode the field
+    # only takes a datetime once a validator has run before it.
+    if isinstance(value, datetime):
+        return value
+    if not (isinstance(value, str) and _DATE_TIME_START.match(value)):
+        raise ValueError("must be an RFC 3339 timestamp")
+    try:
+        return _ANY_DATETIME.validate_python(value)
+    except pydantic.ValidationError:
+        raise ValueError("must be an RFC 3339 timestamp") from None
+
+
 def _in_future(value: datetime) -> datetime:
     if value <= utc_now():
         raise ValueError("must be in the future")
@@ -62,7 +81,8 @@ Name = Annotated[
 ]
 Description = Annotated[str, Field(max_length=5000), AfterValidator(_storable)]
 Location = Name
-FutureDate = Annotated[AwareDatetime, AfterValidator(_in_future)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
+FutureDate = Annotated[Timestamp, AfterValidator(_in_future)]
 Duration = Annotated[int, Field(ge=1, le=10080)]
 Capacity = Annotated[int, Field(ge=1, le=1_000_000)]
 Email = Annotated[
@@ -235,5 +255,5 @@ class Query:
             raise ValidationFailed(self.errors)
 
 
-_TIMESTAMP: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(AwareDatetime)
+_TIMESTAMP: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(Timestamp)
 _INTEGER = re.compile(r"-?[0-9]{1,9}")

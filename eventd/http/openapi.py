@@ -1,0 +1,101 @@
+"""``GET /api/openapi.json``: the OpenAPI 3.1 document of every route, built once.
+
+The document is assembled here from its routes (:mod:`eventd.http.openapi_paths`,
+written from the contract, ``API.md``), their building blocks
+(:mod:`eventd.http.openapi_operations`) and the body schemas
+(:mod:`eventd.http.openapi_schemas`, requests derived from the validating
+pydantic models). It is built on first use and its bytes kept: it never
+changes while the daemon runs. ``tests/test_openapi.py`` checks it against the
+app's URL map, and ``tests/test_schemathesis.py`` against a live daemon.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import orjson
+from quart import Blueprint, Response
+
+from eventd import __version__
+from eventd.http import openapi_operations as o
+from eventd.http import openapi_schemas as s
+from eventd.http.openapi_paths import DOCUMENT_PATH, paths
+
+blueprint = Blueprint("openapi", __name__)
+
+DESCRIPTION = """\
+A real-time event-registration daemon: events with a capacity, attendees,
+registrations with a waitlist, and a WebSocket stream of every change.
+
+**Conventions.** JSON over HTTP, UTF-8, field names in camelCase, ids are UUIDs.
+Timestamps are RFC 3339: input with any offset, output always UTC with a trailing `Z`.
+Request bodies must be `application/json` (else `415`) and at most
+`limits.max_body_bytes` (default 64 KiB, else `413`). Unknown JSON fields, and unknown
+query parameters of list routes, are refused (`400 validation_failed`).
+
+**Errors** are RFC 9457 `application/problem+json` with a stable `code`; each
+operation lists the codes it can answer. `429 rate_limited` and
+`503 unavailable` carry `Retry-After`.
+
+**Pages.** List routes take `page` (≥ 1) and `limit`, and answer
+`{"items": [...], "total", "page", "limit"}`.
+
+**Idempotency.** Every `POST` takes an optional `Idempotency-Key` (1–255 printable
+ASCII characters). A retry with the same key and body within 24 hours gets the first
+answer again with `Idempotent-Replayed: true`, and does nothing twice; the same key
+with another body is `409 idempotency_key_reused`.
+
+**Auth.** With `auth.admin_tokens` configured, admin routes (marked with a lock)
+need `Authorization: Bearer <token>`, else `401`; with none configured they are open
+(loopback only). Every other route is public: an attendee or registration id is the
+capability to read or cancel it.
+
+**WebSocket.** OpenAPI has no notion of WebSocket: `/ws`, `/ws/events/{eventId}`
+and `/` are described as the `GET` of their handshake (`101 Switching Protocols`),
+and their frames as the `StreamMessage` schema in components.
+"""
+
+
+@blueprint.get(DOCUMENT_PATH)
+async def openapi_document() -> Response:
+    return Response(document_bytes(), content_type="application/json")
+
+
+@functools.cache
+def document_bytes() -> bytes:
+    return orjson.dumps(build_document())
+
+
+def build_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "eventd",
+            "version": __version__,
+            "description": DESCRIPTION,
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "tags": [
+            {"name": "events"},
+            {"name": "attendees"},
+            {"name": "registrations"},
+            {"name": "streams", "description": "WebSocket streams of changes."},
+            {"name": "operations", "description": "Health and metrics."},
+            {"name": "pages", "description": "This document, Swagger UI, the dashboard."},
+        ],
+        "paths": paths(),
+        "components": {
+            "schemas": s.component_schemas(),
+            "parameters": o.PARAMETERS,
+            "headers": o.HEADERS,
+            "securitySchemes": {
+                o.ADMIN: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "One of `auth.admin_tokens`. Needed only when tokens are"
+                    " configured.",
+                }
+            },
+        },
+    }
