@@ -5,8 +5,9 @@ Run as a separate process so the load's CPU is not the daemon's:
     python -m bench.loadgen JOBS.json RESULT.json
 
 JOBS.json: {"urls": [...], "connections": N, "requests": [[path, body], ...]}.
-Each request is sent once; the result lists (status, seconds) per request and
-the wall time from first send to last answer.
+Each request (a POST) is sent once; the result lists (status, seconds) per
+request and the wall time from first send to last answer. :class:`Connection`
+is the client itself, shared with the open-loop generator (bench.open_loop).
 """
 
 from __future__ import annotations
@@ -15,42 +16,79 @@ import json
 import sys
 import time
 import urllib.parse
+from typing import Any
 
 import trio
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection carrying one request at a time.
+
+    Only what the benchmarks need: answers with a Content-Length (the daemon's
+    every answer), no chunked bodies, no pipelining — far cheaper per request
+    than a general client, so the load process is not what gets measured.
+    """
+
+    def __init__(self, stream: trio.SocketStream, netloc: str) -> None:
+        self._stream = stream
+        self._netloc = netloc
+        self._buffer = b""
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        parts = urllib.parse.urlsplit(url)
+        assert parts.hostname in LOOPBACK_HOSTS, "loopback only"
+        stream = await trio.open_tcp_stream(parts.hostname, parts.port or 80)
+        return cls(stream, parts.netloc)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> int:
+        """Send one request, read its whole answer; its status."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self._netloc}\r\n"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        await self._stream.send_all(f"{head}\r\n".encode() + body)
+        while b"\r\n\r\n" not in self._buffer:
+            await self._receive()
+        answer_head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
+        status = int(answer_head.split(b" ", 2)[1])
+        length = 0
+        for line in answer_head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(self._buffer) < length:
+            await self._receive()
+        self._buffer = self._buffer[length:]
+        return status
+
+    async def _receive(self) -> None:
+        data = await self._stream.receive_some(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection mid-answer")
+        self._buffer += data
+
 
 async def _worker(
-    url: str, queue: trio.MemoryReceiveChannel[tuple[int, str, bytes]],
+    url: str,
+    queue: trio.MemoryReceiveChannel[tuple[int, str, bytes]],
     results: list[tuple[int, float] | None],
 ) -> None:
-    parts = urllib.parse.urlsplit(url)
-    assert parts.hostname in ("127.0.0.1", "localhost", "::1"), "loopback only"
-    stream = await trio.open_tcp_stream(parts.hostname, parts.port or 80)
-    buffer = b""
-    async with stream:
+    connection = await Connection.open(url)
+    try:
         async for index, path, body in queue:
-            request = (
-                f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode() + body
             started = time.perf_counter()
-            await stream.send_all(request)
-            while b"\r\n\r\n" not in buffer:
-                buffer += await stream.receive_some(65536)
-            head, _, buffer = buffer.partition(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            while len(buffer) < length:
-                buffer += await stream.receive_some(65536)
-            buffer = buffer[length:]
+            status = await connection.request("POST", path, body)
             results[index] = (status, time.perf_counter() - started)
+    finally:
+        await connection.aclose()
 
 
-async def run(urls: list[str], connections: int, requests: list[tuple[str, str]]) -> dict:
+async def run(urls: list[str], connections: int, requests: list[tuple[str, str]]) -> dict[str, Any]:
     send, receive = trio.open_memory_channel[tuple[int, str, bytes]](len(requests))
     for index, (path, body) in enumerate(requests):
         send.send_nowait((index, path, body.encode()))

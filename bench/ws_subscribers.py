@@ -7,16 +7,23 @@ handshake by hand, unmasked server frames parsed directly), prints "ready"
 once every snapshot arrived, then records, for every message, its seq and the
 delay from its ``at`` (stamped by the daemon right after COMMIT) to arrival.
 Stops when every connection has seen LAST_SEQ, or after 120 s.
+
+:func:`open_subscribers` starts that process from a benchmark and waits for
+"ready".
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import subprocess
 import sys
 import time
 import urllib.parse
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import trio
 
@@ -28,14 +35,20 @@ def _epoch(stamp: bytes) -> float:
 
 
 async def subscriber(
-    host: str, port: int, path: str, last_seq: int, ready: trio.Semaphore,
-    seqs: list[int], delays: list[float],
+    host: str,
+    port: int,
+    path: str,
+    last_seq: int,
+    ready: trio.Semaphore,
+    seqs: list[int],
+    delays: list[float],
 ) -> None:
     stream = await trio.open_tcp_stream(host, port)
     await stream.send_all(
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
     buffer = b""
     while b"\r\n\r\n" not in buffer:
         buffer += await stream.receive_some(65536)
@@ -57,7 +70,7 @@ async def subscriber(
                 length, offset = int.from_bytes(buffer[2:10], "big"), 10
             if len(buffer) < offset + length:
                 break
-            payload, buffer = buffer[offset:offset + length], buffer[offset + length:]
+            payload, buffer = buffer[offset : offset + length], buffer[offset + length :]
             if opcode == 0x8:
                 return
             if opcode != 0x1:
@@ -90,8 +103,15 @@ async def main(url: str, event_id: str, count: int, last_seq: int, result_path: 
     with trio.move_on_after(120):
         async with trio.open_nursery() as nursery:
             for n in range(count):
-                nursery.start_soon(subscriber, parts.hostname, parts.port,
-                                   f"/ws/events/{event_id}", last_seq, ready, *per_connection[n])
+                nursery.start_soon(
+                    subscriber,
+                    parts.hostname,
+                    parts.port or 80,
+                    f"/ws/events/{event_id}",
+                    last_seq,
+                    ready,
+                    *per_connection[n],
+                )
                 if n % 100 == 99:
                     await trio.sleep(0.05)  # don't flood the accept queue
             for _ in range(count):
@@ -99,9 +119,47 @@ async def main(url: str, event_id: str, count: int, last_seq: int, result_path: 
             print("ready", flush=True)
             started = time.time()
     wall = time.time() - (started or time.time())
-    result = {"wall_seconds": wall,
-              "connections": [{"seqs": s, "delays": d} for s, d in per_connection]}
+    result = {
+        "wall_seconds": wall,
+        "connections": [{"seqs": s, "delays": d} for s, d in per_connection],
+    }
     await trio.Path(result_path).write_text(json.dumps(result))
+
+
+@contextlib.contextmanager
+def open_subscribers(
+    url: str, event_id: str, count: int, last_seq: int, result_path: Path
+) -> Iterator[subprocess.Popen[str]]:
+    """COUNT subscribers in their own process, every one past its snapshot.
+
+    Leaving the block waits for the process (it ends on LAST_SEQ or after 120 s)
+    unless it is told to stop sooner with ``terminate()``.
+    """
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.ws_subscribers",
+            url,
+            event_id,
+            str(count),
+            str(last_seq),
+            str(result_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = process.stdout.readline().strip()
+        if ready != "ready":
+            raise RuntimeError(f"subscribers did not get ready: {ready!r}")
+        yield process
+        process.wait(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,596 @@
+"""The measurements of the benchmark suite (issue #7); ``bench/__main__.py`` runs them.
+
+Each function starts the real daemon on a scratch database, drives it with wrk
+from a separate process (bench.wrk_load) and returns :class:`Row`s for the
+table. Throughput figures are ratios to the read ceiling, measured seconds
+before against the same daemon, so the noise of a shared machine mostly cancels.
+The latency at a given rate is an open-loop run instead (bench.open_loop):
+closed-loop latency is only connections ÷ throughput.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.burst import burst
+from bench.harness import (
+    create_event,
+    daemon_on_scratch_database,
+    health,
+    insert_attendees,
+    rss_kib,
+    running_daemon,
+    timed_start,
+)
+from bench.open_loop import (
+    DEFAULT_CONNECTIONS,
+    DRAIN_SECONDS,
+    SOCKET_ERROR,
+    WARMUP_SECONDS,
+    RateResult,
+    run_open_loop,
+)
+from bench.wrk_load import LoadResult, run_wrk, write_requests
+from bench.ws_subscribers import open_subscribers
+from eventd.actors.supervisor import IDLE_RETIRE_SECONDS
+from tests.support import DaemonProcess, run_sql, scratch_database
+
+THROUGHPUT = ("read", "spread", "hot", "burst")
+SCENARIOS = (*THROUGHPUT, "hot-rate", "memory", "startup")
+
+SPREAD_EVENTS = 100
+SPREAD_CONNECTIONS = 64
+HOT_CONNECTIONS = 200
+# Cold reads wait for a pooled database connection each: more connections
+# than this only queue (and time out) without hydrating any faster.
+HYDRATION_CONNECTIONS = 16
+BIG_CAPACITY = 1_000_000  # the largest maxAttendees: no registration run ever fills it
+# Unique pairs to prepare: the read ceiling's rate × duration × this, as a
+# registration is never cheaper than a read.
+PAIRS_HEADROOM = 1.5
+HOT_RATE_TARGET_MS = 50.0  # issue #7: p99 of a registration at ≥ 1,000 hot registrations/s
+HOT_RATE_TARGET_RATE = 1000.0  # below it, a --rate run has no target to pass
+NEVER = 2**62  # a seq no event reaches: subscribers stay idle until told to go
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    seconds: float  # each wrk measurement
+    actors: int  # events hydrated for the memory figure
+    websockets: int  # idle subscribers for the memory figure
+    registrations: int  # in the database for the start-up figure
+    burst_attempts: int = 5000
+    burst_capacity: int = 1000
+    email_transport: str = "none"
+    rate: float = 1000.0  # offered registrations per second of the hot-rate scenario
+
+
+FULL = Settings(seconds=10, actors=100_000, websockets=1000, registrations=1_000_000)
+QUICK = Settings(seconds=3, actors=10_000, websockets=300, registrations=200_000)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of the table: a figure, what it measured, its target and whether it is met."""
+
+    section: str
+    figure: str
+    measured: str
+    target: str = ""
+    met: bool | None = None  # None: no target
+
+    @property
+    def mark(self) -> str:
+        return {True: "pass", False: "MISS", None: ""}[self.met]
+
+
+def progress(text: str) -> None:
+    print(f"… {text}", file=sys.stderr, flush=True)
+
+
+def _ms(value: float) -> str:
+    if math.isinf(value):  # an open-loop rank that fell on a request never answered
+        return "no answer"
+    return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def _kib(value: float) -> str:
+    return f"{value:.2f} KiB" if value < 10 else f"{value:.1f} KiB"
+
+
+def _answers(result: LoadResult, expected: int, *, to_the_end: bool = False) -> str:
+    """Status counts: the expected one first, then any other, then socket errors.
+
+    A list that ran out cut the measurement short, unless it was meant to be
+    sent ``to_the_end``.
+    """
+    parts = [f"{expected}: {result.count(expected):,}"]
+    parts += [f"{s}: {n:,}" for s, n in sorted(result.statuses.items()) if s != expected]
+    if result.socket_errors:
+        parts.append(f"socket errors: {result.socket_errors:,}")
+    if result.exhausted_threads and not to_the_end:
+        parts.append(f"list ran out after {result.seconds:.1f} s")
+    return ", ".join(parts)
+
+
+def _load_row(section: str, figure: str, result: LoadResult, expected: int) -> Row:
+    return Row(
+        section,
+        figure,
+        f"{result.rate:,.0f} req/s, p50 {_ms(result.p50_ms)}, p99 {_ms(result.p99_ms)}"
+        f" ({_answers(result, expected)})",
+    )
+
+
+# --- throughput: read, spread, hot, burst --------------------------------------------
+
+
+def throughput(
+    admin: str, workdir: Path, workers: int, settings: Settings, wanted: set[str]
+) -> tuple[list[Row], dict[str, float]]:
+    """Rows for one ``server.workers`` value, and the raw rates (for 1-vs-N rows)."""
+    section = f"workers = {workers}"
+    with scratch_database(admin) as db:
+        daemon = DaemonProcess(db, workdir, **_daemon_sections(workers, settings))
+        refused = _refused(daemon, section)
+        if refused:
+            return [refused], {}
+        try:
+            return _throughput(daemon, db, workdir, workers, settings, wanted)
+        finally:
+            daemon.stop()
+
+
+def _daemon_sections(workers: int, settings: Settings) -> dict[str, dict[str, Any]]:
+    return {"server": {"workers": workers}, "email": {"transport": settings.email_transport}}
+
+
+def _refused(daemon: DaemonProcess, section: str) -> Row | None:
+    """Start ``daemon``; a row saying why it did not start, or None once it is up."""
+    try:
+        daemon.start()
+    except RuntimeError as exc:  # e.g. a server.workers value this version refuses
+        reason = next((line for line in reversed(str(exc).splitlines()) if line.strip()), "")
+        return Row(section, "daemon", f"did not start: {reason.strip()[:160]}")
+    return None
+
+
+def _throughput(
+    daemon: DaemonProcess,
+    db: str,
+    workdir: Path,
+    workers: int,
+    settings: Settings,
+    wanted: set[str],
+) -> tuple[list[Row], dict[str, float]]:
+    section = f"workers = {workers}"
+    rows: list[Row] = []
+    rates: dict[str, float] = {}
+    url, seconds = daemon.url, settings.seconds
+    if "read" not in wanted:  # spread and hot imply read
+        if "burst" in wanted:
+            rows.append(_burst(daemon, db, workdir, section, settings))
+        return rows, rates
+    progress(f"{section}: creating {SPREAD_EVENTS + 1} events")
+    spread_events = [create_event(url, BIG_CAPACITY)["id"] for _ in range(SPREAD_EVENTS)]
+    hot_event = create_event(url, BIG_CAPACITY, name="Hot")["id"]
+    read_file = workdir / "read.txt"
+    write_requests(read_file, [("GET", f"/events/{spread_events[0]}", "")])
+    run_wrk(url, read_file, connections=SPREAD_CONNECTIONS, seconds=1)  # warm-up
+
+    def read(connections: int) -> LoadResult:
+        progress(f"{section}: read, {connections} connections, {seconds:g} s")
+        result = run_wrk(url, read_file, connections=connections, seconds=seconds)
+        figure = f"read `GET /events/{{id}}`, {connections} conn"
+        rows.append(_load_row(section, figure, result, 200))
+        return result
+
+    read_spread = read(SPREAD_CONNECTIONS)
+    rates["read"] = read_spread.rate
+    read_hot = read(HOT_CONNECTIONS) if "hot" in wanted else None
+    fastest_read = max(read_spread.rate, read_hot.rate if read_hot else 0)
+    pairs_needed = math.ceil(fastest_read * seconds * PAIRS_HEADROOM) + 1000
+    attendees: list[uuid.UUID] = []
+    if wanted & {"spread", "hot"}:
+        progress(f"{section}: inserting {pairs_needed:,} attendees")
+        attendees = insert_attendees(db, pairs_needed)
+
+    def registrations(name: str, events: Sequence[str], connections: int) -> LoadResult:
+        pairs = workdir / f"{name}-pairs.txt"
+        write_requests(
+            pairs,
+            (
+                (
+                    "POST",
+                    "/registrations",
+                    json.dumps({"eventId": events[n % len(events)], "attendeeId": str(attendee)}),
+                )
+                for n, attendee in enumerate(attendees)
+            ),
+        )
+        progress(
+            f"{section}: {name}, {len(events)} event(s), {connections} connections, {seconds:g} s"
+        )
+        commits_before = writer_transactions(url)
+        result = run_wrk(url, pairs, connections=connections, seconds=seconds, mode="once")
+        commits_after = writer_transactions(url)
+        outbox = run_sql(
+            db,
+            "SELECT count(*) FILTER (WHERE sent_at IS NULL) AS unsent, count(*) FROM email_outbox",
+        )[0]
+        rows.append(
+            _load_row(
+                section,
+                f"{name} `POST /registrations`, {len(events)} event(s), {connections} conn",
+                result,
+                201,
+            )
+        )
+        if commits_before is not None and commits_after is not None and workers == 1:
+            commits = max(1, commits_after - commits_before)
+            rows.append(
+                Row(
+                    section,
+                    f"{name}: registrations per COMMIT (group commit)",
+                    f"{result.count(201) / commits:.1f} ({commits:,} transactions)",
+                )
+            )
+        rows.append(
+            Row(
+                section,
+                f"{name}: emails unsent as the run ends (the mailer's backlog)",
+                f"{outbox['unsent']:,} of {outbox['count']:,} queued so far",
+            )
+        )
+        return result
+
+    if "spread" in wanted:
+        spread = registrations("spread", spread_events, SPREAD_CONNECTIONS)
+        rates["spread"] = spread.rate
+        _registration_rows(rows, section, "spread", spread, read_spread)
+    if "hot" in wanted:
+        assert read_hot is not None
+        hot = registrations("hot", [hot_event], HOT_CONNECTIONS)
+        rates["hot"] = hot.rate
+        _registration_rows(rows, section, "hot", hot, read_hot)
+        rows.append(
+            Row(
+                section,
+                "hot registrations per second",
+                f"{hot.rate:,.0f}/s",
+                "≥ 1,000/s",
+                hot.rate >= 1000,
+            )
+        )
+    if "burst" in wanted:
+        rows.append(_burst(daemon, db, workdir, section, settings))
+    return rows, rates
+
+
+def writer_transactions(url: str) -> int | None:
+    """Transactions the writer has committed, from /metrics (one worker's); None if not there."""
+    with contextlib.suppress(httpx.HTTPError):
+        response = httpx.get(f"{url}/metrics", timeout=30)
+        for line in response.text.splitlines() if response.status_code == 200 else []:
+            if line.startswith("eventd_writer_batch_size_count"):
+                return int(float(line.split()[-1]))
+    return None
+
+
+def _registration_rows(
+    rows: list[Row], section: str, name: str, result: LoadResult, read: LoadResult
+) -> None:
+    ratio = result.rate / read.rate
+    rows.append(
+        Row(section, f"{name} / read (same connections)", f"{ratio:.2f}", "≥ 0.80", ratio >= 0.8)
+    )
+    rows.append(Row(section, f"{name} p99", _ms(result.p99_ms), "≤ 50 ms", result.p99_ms <= 50))
+    valid = result.count(201) >= 0.99 * result.requests
+    if not valid:
+        rows.append(
+            Row(
+                section,
+                f"{name}: share of 201",
+                f"{result.count(201) / max(1, result.requests):.1%}",
+                "≥ 99% (else the run measured refusals)",
+                False,
+            )
+        )
+
+
+def _burst(daemon: DaemonProcess, db: str, workdir: Path, section: str, settings: Settings) -> Row:
+    attempts, capacity = settings.burst_attempts, settings.burst_capacity
+    progress(f"{section}: burst, {attempts:,} attempts at capacity {capacity:,}")
+    r = burst([daemon.url], db, attempts, capacity, 200, workdir)
+    exact = r["201"] == capacity and r["confirmed_in_db"] == capacity == r["confirmed_rows"]
+    return Row(
+        section,
+        f"burst: {attempts:,} attempts at capacity {capacity:,} (200 conn)",
+        f"{r['201']:,} × 201, {r['409']:,} × 409, {r['other']:,} other; in DB"
+        f" {r['confirmed_in_db']:,} (rows {r['confirmed_rows']:,}); wall {r['wall_s']:.2f} s,"
+        f" {r['attempts_per_s']:,.0f} attempts/s, p99 {_ms(r['p99_ms'])}",
+        f"exactly {capacity:,} confirmed",
+        bool(exact),
+    )
+
+
+def workers_comparison(rates: dict[int, dict[str, float]]) -> list[Row]:
+    """``N workers / first workers`` for each throughput figure measured under both."""
+    if len(rates) < 2:
+        return []
+    base_workers, *others = rates
+    rows = []
+    for workers in others:
+        for name, rate in rates[workers].items():
+            base = rates[base_workers].get(name)
+            if base:
+                rows.append(
+                    Row(
+                        f"{workers} vs {base_workers} workers",
+                        f"{name} req/s, {workers} / {base_workers} workers",
+                        f"{rate / base:.2f}",
+                    )
+                )
+    return rows
+
+
+# --- latency at a rate: hot-rate -------------------------------------------------------
+
+
+def hot_rate(admin: str, workdir: Path, workers: int, settings: Settings) -> list[Row]:
+    """The p99 of a hot-event registration at ``settings.rate`` offered, open loop.
+
+    A daemon of its own, so no mailer backlog from the closed-loop runs adds
+    load that this rate did not make. First the same timetable of
+    ``GET /events/{id}`` (the cheapest route: what the generator, the HTTP
+    server and the machine cost at this rate), then registrations of unique
+    attendees for one event of ample capacity — every answer should be 201.
+    """
+    section, rate = f"workers = {workers}", settings.rate
+    with scratch_database(admin) as db:
+        daemon = DaemonProcess(db, workdir, **_daemon_sections(workers, settings))
+        refused = _refused(daemon, section)
+        if refused:
+            return [refused]
+        try:
+            read, hot = _hot_rate_runs(daemon, db, workdir, section, settings)
+        except (RuntimeError, httpx.HTTPError) as exc:  # e.g. the daemon exited under load
+            assert daemon.process is not None
+            exited = daemon.process.poll() is not None
+            return [Row(section, "hot-rate", f"{'the daemon exited; ' if exited else ''}{exc}")]
+        finally:
+            daemon.stop()
+    offered = f"at {rate:,g}/s offered"
+    # Answers counted in a window of a few seconds are off by latency × rate at
+    # its edges: only a clear shortfall says the daemon fell behind the timetable.
+    fell_behind = hot.rate < 0.9 * rate
+    valid = hot.count(201) >= 0.99 * hot.requests  # a share of 201 below this measured refusals
+    return [
+        Row(
+            section,
+            f"read `GET /events/{{id}}` {offered}, {DEFAULT_CONNECTIONS} conn (open loop)",
+            _rate_figures(read, 200),
+        ),
+        Row(
+            section,
+            f"hot `POST /registrations` {offered}, 1 event, {DEFAULT_CONNECTIONS} conn (open loop)",
+            _rate_figures(hot, 201),
+        ),
+        Row(
+            section,
+            f"hot {offered}: p99",
+            _ms(hot.p99_ms)
+            + (f" (the daemon answered only {hot.rate:,.0f}/s)" if fell_behind else "")
+            + ("" if valid else f" (only {hot.count(201) / max(1, hot.requests):.1%} 201)"),
+            f"≤ {HOT_RATE_TARGET_MS:g} ms"
+            + ("" if rate >= HOT_RATE_TARGET_RATE else f" at ≥ {HOT_RATE_TARGET_RATE:,g}/s"),
+            hot.p99_ms <= HOT_RATE_TARGET_MS and valid if rate >= HOT_RATE_TARGET_RATE else None,
+        ),
+    ]
+
+
+def _rate_figures(result: RateResult, expected: int) -> str:
+    """Achieved rate, latency from due time, answers, and the generator's own state."""
+    parts = [f"{expected}: {result.count(expected):,}"]
+    parts += [
+        f"{'socket errors' if s == SOCKET_ERROR else s}: {n:,}"
+        for s, n in sorted(result.statuses.items())
+        if s != expected
+    ]
+    if result.unanswered:
+        parts.append(f"no answer in {DRAIN_SECONDS:g} s: {result.unanswered:,}")
+    return (
+        f"{result.rate:,.0f} answers/s, p50 {_ms(result.p50_ms)}, p90 {_ms(result.p90_ms)},"
+        f" p99 {_ms(result.p99_ms)}, max {_ms(result.max_ms)} ({', '.join(parts)});"
+        f" generator {result.generator_cpu:.0%} of a core, hands out p99"
+        f" {_ms(result.dispatch_late_p99_ms)} late"
+    )
+
+
+def _hot_rate_runs(
+    daemon: DaemonProcess, db: str, workdir: Path, section: str, settings: Settings
+) -> tuple[RateResult, RateResult]:
+    """The read timetable, then the registration one, on one new event of ample capacity."""
+    url, rate, seconds = daemon.url, settings.rate, settings.seconds
+    event = create_event(url, BIG_CAPACITY, name="Hot at a rate")["id"]
+    attendees = insert_attendees(db, math.ceil(rate * (WARMUP_SECONDS + seconds)) + 1)
+    progress(f"{section}: hot-rate, read at {rate:,g}/s offered, {seconds:g} s")
+    read = run_open_loop(
+        url, [("GET", f"/events/{event}", "")], rate=rate, seconds=seconds, workdir=workdir
+    )
+    progress(f"{section}: hot-rate, registrations at {rate:,g}/s offered, {seconds:g} s")
+    hot = run_open_loop(
+        url,
+        [
+            ("POST", "/registrations", json.dumps({"eventId": event, "attendeeId": str(attendee)}))
+            for attendee in attendees
+        ],
+        rate=rate,
+        seconds=seconds,
+        workdir=workdir,
+    )
+    return read, hot
+
+
+# --- memory ---------------------------------------------------------------------------
+
+
+def memory(admin: str, workdir: Path, settings: Settings) -> list[Row]:
+    """RSS per live event actor (events hydrated by one GET each) and per idle websocket.
+
+    One worker: an actor's cost is a process's, and /health counts one process's actors.
+    """
+    section = "memory"
+    with daemon_on_scratch_database(admin, workdir) as (daemon, db):
+        assert daemon.process is not None
+        pid, url = daemon.process.pid, daemon.url
+        progress(f"memory: inserting {settings.actors:,} events")
+        ids = run_sql(
+            db,
+            "INSERT INTO events (id, name, starts_at, duration_minutes, ends_at, location,"
+            " max_attendees)"
+            " SELECT gen_random_uuid(), 'Hydrate ' || n, at, 60, at + interval '1 hour',"
+            " 'Hall ' || n, 100"
+            " FROM generate_series(1, $1::int) n,"
+            " LATERAL (SELECT timestamptz '2099-01-01' + n * interval '1 minute' AS at) t"
+            " RETURNING id",
+            settings.actors,
+        )
+        gets = workdir / "hydrate.txt"
+        write_requests(gets, (("GET", f"/events/{row['id']}", "") for row in ids))
+        time.sleep(0.5)
+        live_before, rss_before = _live_actors(url), rss_kib(pid)
+        progress(f"memory: hydrating {settings.actors:,} events (one GET each)")
+        hydration_started = time.monotonic()
+        hydration = run_wrk(
+            url, gets, connections=HYDRATION_CONNECTIONS, seconds=600, mode="once", finish_all=True
+        )
+        time.sleep(1.0)
+        live_after, rss_after = _live_actors(url), rss_kib(pid)
+        hydration_seconds = time.monotonic() - hydration_started
+        hydrated = live_after - live_before
+        per_actor = (rss_after - rss_before) / max(1, hydrated)
+        caveat = ""
+        if hydration_seconds > 0.9 * IDLE_RETIRE_SECONDS:
+            caveat = (
+                f"; hydrating took {hydration_seconds:.0f} s, near the"
+                f" {IDLE_RETIRE_SECONDS:.0f} s idle retirement: unreliable"
+            )
+        rows = [
+            Row(
+                section,
+                f"RSS per live event actor ({hydrated:,} hydrated)",
+                _kib(per_actor) + caveat,
+                "≤ 6 KiB",
+                per_actor <= 6,
+            ),
+            Row(
+                section,
+                "hydration: first GET of an event (a query each)",
+                f"{hydration.rate:,.0f} req/s, p99 {_ms(hydration.p99_ms)}"
+                f" ({_answers(hydration, 200, to_the_end=True)})",
+            ),
+        ]
+
+        event = create_event(url, BIG_CAPACITY, name="Subscribed")
+        time.sleep(0.5)
+        rss_before = rss_kib(pid)
+        progress(f"memory: {settings.websockets:,} idle websockets")
+        with open_subscribers(
+            url, event["id"], settings.websockets, NEVER, workdir / "subscribers.json"
+        ) as subscribers:
+            time.sleep(1.0)
+            rss_idle = rss_kib(pid)
+            subscribers.terminate()
+        per_socket = (rss_idle - rss_before) / settings.websockets
+        rows.append(
+            Row(
+                section,
+                f"RSS per idle websocket ({settings.websockets:,} open)",
+                _kib(per_socket),
+                "< 30 KiB (issue #3)",
+                per_socket < 30,
+            )
+        )
+    return rows
+
+
+def _live_actors(url: str) -> int:
+    live: int = health(url)["checks"]["actors"]["live"]
+    return live
+
+
+# --- start-up -------------------------------------------------------------------------
+
+
+def startup(admin: str, workdir: Path, workers: int, settings: Settings) -> list[Row]:
+    """Spawn to /health 200 on an empty database, then with the registrations in it."""
+    section = "start-up"
+    sections: dict[str, dict[str, Any]] = {"server": {"workers": workers}}
+    with scratch_database(admin) as db:
+        with running_daemon(db, workdir, **sections):
+            pass  # migrated: both timed starts below find the schema in place
+        empty = _timed(DaemonProcess(db, workdir, **sections))
+        events = 1000
+        per_event = max(1, settings.registrations // events)
+        progress(f"start-up: inserting {events * per_event:,} registrations")
+        _insert_registrations(db, events, per_event)
+        full = _timed(DaemonProcess(db, workdir, **sections))
+    return [
+        Row(section, "spawn → /health 200, empty database", f"{empty:.2f} s"),
+        Row(
+            section,
+            f"spawn → /health 200, {events * per_event:,} registrations ({events:,} events)",
+            f"{full:.2f} s",
+            "≤ 2 s",
+            full <= 2,
+        ),
+    ]
+
+
+def _timed(daemon: DaemonProcess) -> float:
+    try:
+        return timed_start(daemon)
+    finally:
+        daemon.stop()
+
+
+def _insert_registrations(db: str, events: int, per_event: int) -> None:
+    """``events`` events with ``per_event`` confirmed registrations each, counts consistent."""
+    run_sql(
+        db,
+        "INSERT INTO events (id, name, starts_at, duration_minutes, ends_at, location,"
+        " max_attendees, confirmed_count, registration_seq, version)"
+        " SELECT gen_random_uuid(), 'Startup ' || n, at, 120, at + interval '2 hours',"
+        " 'Hall ' || n, 2 * $2::int, $2::int, $2::int, 1 + $2::int"
+        " FROM generate_series(1, $1::int) n,"
+        " LATERAL (SELECT timestamptz '2099-01-01' + n * interval '1 day' AS at) t",
+        events,
+        per_event,
+    )
+    run_sql(
+        db,
+        "INSERT INTO attendees (id, name, email)"
+        " SELECT gen_random_uuid(), 'Attendee ' || n, 'attendee' || n || '@bench.org'"
+        " FROM generate_series(1, $1::int) n",
+        per_event,
+    )
+    run_sql(
+        db,
+        "INSERT INTO registrations (id, event_id, attendee_id, status, seq, confirmed_at)"
+        " SELECT gen_random_uuid(), e.id, a.id, 'confirmed', a.n, now()"
+        " FROM events e CROSS JOIN"
+        " (SELECT id, row_number() OVER (ORDER BY id) AS n FROM attendees) a",
+    )
+    run_sql(db, "VACUUM ANALYZE")  # as a database in service would be
