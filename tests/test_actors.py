@@ -11,6 +11,7 @@ fixture); nothing sleeps for real. Every wait is bounded by
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -27,6 +28,8 @@ import trio
 import trio.testing
 
 from eventd.actors import messages as m
+from eventd.actors.event_actor import GAP_WAIT_SECONDS, Peers
+from eventd.actors.mailbox import Mailbox, MailboxClosed
 from eventd.actors.supervisor import ActorCrashed, Supervisor
 from eventd.errors import AlreadyRegistered, EventFull, EventStarted, NotFound
 from eventd.model import Event, EventCounts, Registration, utc_now
@@ -904,3 +907,241 @@ async def test_crash_is_logged_not_raised(
             assert len(crash) == 1
             assert crash[0].exc_info is not None
             assert isinstance(crash[0].exc_info[1], RuntimeError)
+
+
+# --- dormant actors ----------------------------------------------------------
+#
+# A live actor has a task only while it has messages (or a change held back):
+# ``awake_actors`` counts the actors with a task, ``live_actors`` all of them.
+
+
+def _peers(shared: list[Change]) -> Peers:
+    """Peers that take what is shared and store nothing: there is no Redis here."""
+
+    async def store(event: Event) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def store_gone(event_id: uuid.UUID) -> None:
+        await trio.lowlevel.checkpoint()
+
+    return Peers(shared.append, store, store_gone)
+
+
+def _remote(event: Event, seq: int) -> Change:
+    """A capacity update made through another daemon, as the relay delivers it."""
+    counts = EventCounts(event.id, event.max_attendees, seq - 1, 0, seq, utc_now())
+    return Change("eventCapacityUpdate", event.at_counts(counts), seq, utc_now())
+
+
+async def test_hydrated_actor_is_dormant_until_a_message_wakes_it() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(version=5)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            await trio.testing.wait_all_tasks_blocked()
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.awake_actors) == (1, 0)
+
+            news = m.CountsChanged(EventCounts(event.id, 10, 2, 0, 6, utc_now()))
+            supervisor.tell(event.id, news)
+            assert supervisor.statistics().awake_actors == 1
+            await trio.testing.wait_all_tasks_blocked()
+            assert (await supervisor.get_event(event.id)).version == 6
+            assert [(ch.type, ch.seq) for ch in changes] == [("eventCapacityUpdate", 6)]
+            assert supervisor.statistics().awake_actors == 0
+
+            registration = await register(supervisor, event.id)
+            assert registration.status == "confirmed"
+            await trio.testing.wait_all_tasks_blocked()
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.awake_actors, stats.hydrations) == (1, 0, 1)
+            assert store.loads[event.id] == 1
+
+
+async def test_dormant_actor_releases_a_held_change_after_the_gap_wait(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes, shared = FakeStore(), [], []
+    event = store.add_event(version=1)
+    async with running(store, changes, peers=_peers(shared)) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            # Version 3 arrives before version 2: it is held, and the task stays for it.
+            supervisor.deliver_remote(_remote(event, 3))
+            await trio.testing.wait_all_tasks_blocked()
+            assert changes == []
+            assert supervisor.statistics().awake_actors == 1
+
+            await trio.sleep(GAP_WAIT_SECONDS * 0.9)
+            assert changes == []
+            await trio.sleep(GAP_WAIT_SECONDS * 0.2)
+            assert [(ch.type, ch.seq) for ch in changes] == [("eventCapacityUpdate", 3)]
+            assert supervisor.statistics().awake_actors == 0
+            assert (await supervisor.get_event(event.id)).version == 3
+            assert shared == []  # relayed changes are not shared back
+
+
+async def test_held_change_goes_out_in_order_when_the_missing_one_arrives(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes, shared = FakeStore(), [], []
+    event = store.add_event(version=1)
+    async with running(store, changes, peers=_peers(shared)) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            supervisor.deliver_remote(_remote(event, 3))
+            await trio.sleep(GAP_WAIT_SECONDS / 2)
+            supervisor.deliver_remote(_remote(event, 2))
+            await trio.testing.wait_all_tasks_blocked()
+            assert [ch.seq for ch in changes] == [2, 3]
+            assert supervisor.statistics().awake_actors == 0
+            await trio.sleep(GAP_WAIT_SECONDS * 2)
+            assert [ch.seq for ch in changes] == [2, 3]
+
+
+async def test_sweep_retires_each_idle_actor_between_one_and_1_1_idle_periods(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes = FakeStore(), []
+    early, late = store.add_event(), store.add_event()
+    async with running(store, changes, idle_seconds=60) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS * 60):
+            await register(supervisor, early.id)
+            await trio.sleep(30)
+            await register(supervisor, late.id)
+            await trio.sleep(29.9)  # early: 59.9 s idle
+            assert supervisor.statistics().live_actors == 2
+            await trio.sleep(60 * 0.1 + 0.2)  # early: past 66 s
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.retirements) == (1, 1)
+            assert (await supervisor.get_event(late.id)).confirmed_count == 1
+            assert store.loads[late.id] == 1
+            await trio.sleep(30 + 6)  # late: past 66 s
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.retirements) == (0, 2)
+
+
+async def test_watched_actor_is_not_retired_until_its_streams_are_gone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    watched = {event.id}
+    async with running(
+        store, changes, idle_seconds=60, is_watched=lambda event_id: event_id in watched
+    ) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS * 100):
+            await register(supervisor, event.id)
+            await trio.sleep(600)
+            assert supervisor.statistics().live_actors == 1
+            watched.clear()
+            await trio.sleep(60 * 1.1 + 1)
+            stats = supervisor.statistics()
+            assert (stats.live_actors, stats.retirements) == (0, 1)
+            assert store.loads[event.id] == 1
+
+
+async def test_notice_to_a_full_mailbox_is_delivered_without_blocking() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=100, version=1)
+    async with running(store, changes, mailbox_size=2) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            gate = store.gate(event.id)
+            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
+            async with trio.open_nursery() as nursery:
+                for rid in (uuid.uuid4() for _ in range(3)):  # one in hand, two queued
+                    nursery.start_soon(registering, results, supervisor, event.id, rid)
+                    await trio.testing.wait_all_tasks_blocked()
+                blocked = uuid.uuid4()
+                nursery.start_soon(registering, results, supervisor, event.id, blocked)
+                await trio.testing.wait_all_tasks_blocked()
+                # The mailbox is full; a notice neither waits nor is dropped.
+                news = m.CountsChanged(EventCounts(event.id, 100, 50, 0, 50, utc_now()))
+                supervisor.tell(event.id, news)
+                assert not results
+                gate.set()
+            assert len(results) == 4
+            assert all(value_of(r).status == "confirmed" for r in results.values())
+            assert 50 in [ch.seq for ch in changes]  # the notice was handled
+            assert (await supervisor.get_event(event.id)).version == 50
+
+
+async def test_senders_waiting_for_room_get_in_in_the_order_they_came() -> None:
+    mailbox = Mailbox(1)
+    early = [uuid.uuid4() for _ in range(4)]
+    late = [uuid.uuid4() for _ in range(3)]
+
+    def request(rid: uuid.UUID) -> m.Register:
+        return m.Register(rid, uuid.uuid4(), False, m.Reply())
+
+    with trio.fail_after(TIMEOUT_SECONDS):
+        await mailbox.put(request(early[0]))
+        async with trio.open_nursery() as nursery:
+            for rid in early[1:]:
+                nursery.start_soon(mailbox.put, request(rid))
+                await trio.testing.wait_all_tasks_blocked()
+            taken: list[m.Message] = []
+            while len(taken) < len(early) + len(late):
+                taken += mailbox.take(10)
+                if len(taken) <= len(late):
+                    # Comes while the sender let out has not put its message yet:
+                    # it must not take that place, nor jump the queue.
+                    nursery.start_soon(mailbox.put, request(late[len(taken) - 1]))
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(mailbox) == 1 or len(taken) == len(early) + len(late)
+        assert [msg.registration_id for msg in taken] == early + late  # type: ignore[union-attr]
+
+
+async def test_closing_a_mailbox_turns_away_its_waiting_senders() -> None:
+    mailbox = Mailbox(1)
+    first = m.Register(uuid.uuid4(), uuid.uuid4(), False, m.Reply())
+    refused: list[BaseException] = []
+
+    async def send() -> None:
+        try:
+            await mailbox.put(m.Register(uuid.uuid4(), uuid.uuid4(), False, m.Reply()))
+        except MailboxClosed as exc:
+            refused.append(exc)
+
+    with trio.fail_after(TIMEOUT_SECONDS):
+        await mailbox.put(first)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            await trio.testing.wait_all_tasks_blocked()
+            assert mailbox.close() == [first]
+        assert len(refused) == 1
+        with pytest.raises(MailboxClosed):
+            await mailbox.put(first)
+
+
+async def test_supervisor_tasks_do_not_carry_the_askers_context() -> None:
+    """An actor's task and a hydration run in the supervisor's context.
+
+    Whatever keeps a task's context (the database adapter's asyncio timers
+    do, for minutes) must not keep the request that happened to ask.
+    """
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    seen: list[object] = []
+    load, submit = store.load_event, store.submit
+
+    async def load_noting(event_id: uuid.UUID) -> Event | None:
+        seen.append(_ASKER.get(None))
+        return await load(event_id)
+
+    async def submit_noting(command: WriteCommand[Any]) -> Any:
+        seen.append(_ASKER.get(None))
+        return await submit(command)
+
+    store.load_event = load_noting  # type: ignore[method-assign]
+    store.submit = submit_noting  # type: ignore[method-assign]
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            _ASKER.set("a request")
+            await register(supervisor, event.id)
+            assert seen == [None, None]
+
+
+_ASKER: contextvars.ContextVar[str] = contextvars.ContextVar("asker")

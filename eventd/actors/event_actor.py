@@ -5,7 +5,10 @@ code that changes it. It takes its mailbox a batch at a time: every
 registration and cancellation waiting there goes to the writer as one
 command, so a hot event's requests share one transaction instead of queueing
 for one each. After COMMIT the actor adopts the database's counts, publishes
-one change per new version, and answers each request.
+one change per new version, and answers each request. It has a task only
+while its mailbox has messages (or a change is held back, see below): a
+dormant actor is its state and nothing else, so memory follows the number of
+live events, not the number of tasks.
 
 The actor's own check (has the event started?) is the fast path that spares
 the database a round trip; the database checks everything under the event's
@@ -19,13 +22,14 @@ import dataclasses
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import trio
 
 from eventd.actors import messages as m
+from eventd.actors.mailbox import Mailbox
 from eventd.errors import (
     AlreadyRegistered,
     EventdError,
@@ -68,12 +72,30 @@ class Peers:
 class EventActor:
     """See the module docstring.
 
+    One actor per live event, a hundred thousand of them: its fields are
+    slots, and its replay buffer is made on its first change.
+
     With peers, changes reach this actor from two places — its own commits and
     the relay — and not always in ``seq`` order: another daemon's change may
     commit before ours and arrive after it. The actor publishes changes in
     ``seq`` order, holding one that comes early until the ones before it
     arrive, or for ``GAP_WAIT_SECONDS`` at most.
     """
+
+    __slots__ = (
+        "state",
+        "deleted",
+        "in_hand",
+        "_submit",
+        "_publish",
+        "_load",
+        "_peers",
+        "_outcomes",
+        "_replay",
+        "_published",
+        "_held",
+        "_held_since",
+    )
 
     def __init__(
         self,
@@ -88,7 +110,8 @@ class EventActor:
     ) -> None:
         self.state = event
         self.deleted = False
-        self.in_hand: list[m.Message] = []  # the turn being handled, for the supervisor
+        # The turn being handled, for the supervisor to answer if the actor crashes.
+        self.in_hand: Sequence[m.Message] = ()
         self._submit = submit
         self._publish = publish
         self._load = load
@@ -112,47 +135,30 @@ class EventActor:
 
     # --- the loop -------------------------------------------------------------
 
-    async def run(
-        self,
-        mailbox: trio.MemoryReceiveChannel[m.Message],
-        idle_seconds: float,
-        may_retire: Callable[[], bool],
-    ) -> None:
-        """Handle messages until deleted, or idle for ``idle_seconds`` and allowed to retire."""
+    async def run(self, mailbox: Mailbox) -> None:
+        """Handle the mailbox a turn at a time until it is empty, or the event is deleted.
+
+        The actor then has no task — it is dormant — until the supervisor
+        starts one for its next message. A change held back for an earlier
+        one keeps the task waiting until it is released, ``GAP_WAIT_SECONDS``
+        at most: nobody else would wake a dormant actor to release it.
+        """
         try:
-            await self._loop(mailbox, idle_seconds, may_retire)
+            while not self.deleted:
+                if mailbox:
+                    turn = mailbox.take(MAX_MESSAGES_PER_TURN)
+                    self.in_hand = turn
+                    await self._handle_turn(turn)
+                    self.in_hand = ()
+                elif self._held:
+                    gap_at = self._held_since + GAP_WAIT_SECONDS
+                    await mailbox.wait(gap_at)
+                    if trio.current_time() >= gap_at:
+                        self._release_held()  # what we waited for is not coming
+                else:
+                    return
         finally:
             self._release_held()
-
-    async def _loop(
-        self,
-        mailbox: trio.MemoryReceiveChannel[m.Message],
-        idle_seconds: float,
-        may_retire: Callable[[], bool],
-    ) -> None:
-        while not self.deleted:
-            idle_at = trio.current_time() + idle_seconds
-            gap_at = self._held_since + GAP_WAIT_SECONDS
-            with trio.move_on_at(min(idle_at, gap_at)) as timer:
-                try:
-                    first = await mailbox.receive()
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    return
-            if timer.cancelled_caught:
-                if trio.current_time() >= gap_at:
-                    self._release_held()  # what we waited for is not coming
-                elif may_retire():
-                    return
-                continue
-            turn = [first]
-            while len(turn) < MAX_MESSAGES_PER_TURN:
-                try:
-                    turn.append(mailbox.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            self.in_hand = turn
-            await self._handle_turn(turn)
-            self.in_hand = []
 
     async def _handle_turn(self, turn: list[m.Message]) -> None:
         pending: list[m.Register | m.Cancel] = []

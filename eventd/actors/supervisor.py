@@ -1,19 +1,24 @@
-"""Supervisor: finds, starts, retires and restarts event actors.
+"""Supervisor: finds, wakes, retires and restarts event actors.
 
-Every request for an event goes through :meth:`Supervisor.ask`, which wakes the
-event's actor (hydrating it from the database on first use), puts the message
-in its bounded mailbox and awaits the reply. Actors live in the supervisor's
-nursery; a crashed actor is logged, answered for, reloaded from the database
-and started again on the same mailbox, and nothing else notices. An actor idle
-for ``idle_seconds`` retires, so memory follows the working set.
+Every request for an event goes through :meth:`Supervisor.ask`, which finds
+the event's actor (hydrating it from the database on first use), puts the
+message in its bounded mailbox and awaits the reply. A live actor is dormant —
+its state and an empty mailbox, no task — until a message arrives; then the
+supervisor starts its task in its nursery, and the task ends when the mailbox
+is empty again. A crashed actor is logged, answered for, reloaded from the
+database and started again on the same mailbox, and nothing else notices. One
+sweep, not a timer per actor, retires the actors dormant for ``idle_seconds``,
+so memory follows the working set.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -22,6 +27,7 @@ import trio
 
 from eventd.actors import messages as m
 from eventd.actors.event_actor import EventActor, Peers, Publish, Submit
+from eventd.actors.mailbox import Mailbox, MailboxClosed
 from eventd.errors import InternalError, NotFound, Unavailable
 from eventd.model import Event
 from eventd.realtime.hub import Change
@@ -32,10 +38,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAILBOX_SIZE = 1024
+RESYNC_CONCURRENCY = 16  # reloads at once after Redis was away (one query each)
 IDLE_RETIRE_SECONDS = 300.0
 RESTART_BACKOFF_SECONDS = (0.0, 0.05, 0.2, 1.0)
 # A crash this long after the previous one counts as the first again.
 RESTART_WINDOW_SECONDS = 60.0
+# Sweeps for idle actors are at least this fraction of ``idle_seconds`` apart:
+# an actor retires between 1 and 1.1 × ``idle_seconds`` after its last message.
+SWEEP_SPACING = 0.1
+# Actors looked at between two checkpoints of a sweep.
+SWEEP_CHUNK = 1000
 
 LoadEvent = Callable[[uuid.UUID], Awaitable[Event | None]]
 
@@ -44,20 +56,34 @@ class ActorCrashed(InternalError):
     pass
 
 
-@dataclasses.dataclass
 class _Slot:
-    """A live actor and its mailbox; the mailbox outlives a crash of the actor."""
+    """A live actor, its mailbox and its supervision; the mailbox outlives a crash of the actor."""
 
-    actor: EventActor
-    send: trio.MemorySendChannel[m.Message]
-    receive: trio.MemoryReceiveChannel[m.Message]
-    restarts: int = 0  # crashes in a row, for the backoff
-    last_crash: float = float("-inf")
+    __slots__ = ("actor", "mailbox", "awake", "idle_since", "restarts", "last_crash")
+
+    def __init__(self, actor: EventActor, mailbox: Mailbox, now: float) -> None:
+        self.actor = actor
+        self.mailbox = mailbox
+        self.awake = False  # has a task
+        self.idle_since = now  # when its task last ended (or it was made)
+        self.restarts = 0  # crashes in a row, for the backoff
+        self.last_crash = -math.inf
+
+
+class _Hydration:
+    """An event being loaded for its first asker; later askers wait for it, then look again."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: Exception | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class SupervisorStatistics:
-    live_actors: int
+    live_actors: int  # hydrated, dormant or not
+    awake_actors: int  # with a task at the moment
     hydrations: int
     retirements: int
     restarts: int
@@ -88,18 +114,21 @@ class Supervisor:
         self._is_watched = is_watched
         self._mailbox_size = mailbox_size
         self._slots: dict[uuid.UUID, _Slot] = {}
-        self._hydrating: dict[uuid.UUID, trio.Event] = {}
+        self._hydrating: dict[uuid.UUID, _Hydration] = {}
         self._nursery: trio.Nursery | None = None
+        self._context: contextvars.Context | None = None  # of run(): see _start
         self._hydrations = 0
         self._retirements = 0
         self._restarts = 0
+        self._awake = 0
         self._outcomes: collections.Counter[str] = collections.Counter()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self._context = contextvars.copy_context()
             task_status.started()
-            await trio.sleep_forever()
+            await self._retire_idle_actors()
 
     # --- asking actors ---------------------------------------------------------
 
@@ -109,32 +138,23 @@ class Supervisor:
             slot = await self._slot(event_id)
             reply: m.Reply[T] = m.Reply()
             try:
-                await slot.send.send(make(reply))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await slot.mailbox.put(make(reply))
+            except MailboxClosed:
                 continue  # it retired between lookup and send; wake it again
+            self._wake(slot)
             return await reply.wait()
 
     def tell(self, event_id: uuid.UUID, message: m.Notice) -> None:
         """Give a live actor news without waiting; a retired one reads it from the database.
 
-        A full mailbox gets the news by a task that waits for room: dropped,
-        it would leave a version no stream ever sees.
+        A full mailbox takes the news over its bound: dropped, it would leave
+        a version no stream ever sees.
         """
         slot = self._slots.get(event_id)
         if slot is None:
             return
-        try:
-            slot.send.send_nowait(message)
-        except trio.WouldBlock:
-            assert self._nursery is not None
-            self._nursery.start_soon(self._deliver_later, slot, message)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-
-    @staticmethod
-    async def _deliver_later(slot: _Slot, message: m.Notice) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await slot.send.send(message)
+        slot.mailbox.put_notice(message)
+        self._wake(slot)
 
     async def watch(self, event_id: uuid.UUID) -> EventActor:
         """The event's live actor, for a stream to take its snapshot and replay from."""
@@ -180,15 +200,17 @@ class Supervisor:
             self._spawn(change.event, published=change.seq - 1)
         self.tell(change.event.id, m.Remote(change))
 
-    def resync(self) -> None:
-        """Reload every live actor: changes made elsewhere may have been missed."""
-        assert self._nursery is not None
-        for event_id in list(self._slots):
-            self._nursery.start_soon(self._resync_one, event_id)
+    async def resync(self) -> None:
+        """Reload every live actor, and wait for it: changes made elsewhere may have been missed."""
+        limiter = trio.CapacityLimiter(RESYNC_CONCURRENCY)
+        async with trio.open_nursery() as nursery:
+            for event_id in list(self._slots):
+                nursery.start_soon(self._resync_one, event_id, limiter, name=f"resync {event_id}")
 
-    async def _resync_one(self, event_id: uuid.UUID) -> None:
-        with contextlib.suppress(Exception):
-            await self.ask(event_id, lambda reply: m.Reload(reply))
+    async def _resync_one(self, event_id: uuid.UUID, limiter: trio.CapacityLimiter) -> None:
+        async with limiter:
+            with contextlib.suppress(Exception):
+                await self.ask(event_id, lambda reply: m.Reload(reply))
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -197,28 +219,67 @@ class Supervisor:
             slot = self._slots.get(event_id)
             if slot is not None:
                 return slot
-            loading = self._hydrating.get(event_id)
-            if loading is not None:
-                await loading.wait()
-                continue
-            loading = self._hydrating[event_id] = trio.Event()
-            try:
-                event = await self._load_event(event_id)
-                if event is None:
-                    raise NotFound(f"Event {event_id} does not exist.")
+            hydration = self._hydrating.get(event_id)
+            if hydration is not None:
+                await hydration.done.wait()
+                continue  # its error is its first asker's; the others try again
+            hydration = self._hydrating[event_id] = _Hydration()
+            self._start(self._hydrate, event_id, hydration, name=f"hydrate {event_id}")
+            await hydration.done.wait()
+            if hydration.error is not None:
+                raise hydration.error
+
+    async def _hydrate(self, event_id: uuid.UUID, hydration: _Hydration) -> None:
+        """Load an event and make its dormant actor, in a task of the supervisor's.
+
+        Not in the asking request's task: the database adapter's asyncio
+        timers keep the context of the task that queried for up to minutes,
+        and with it the request (see :meth:`_start`). An asker that gives up
+        meanwhile does not waste the load.
+        """
+        try:
+            event = await self._load_event(event_id)
+        except Exception as exc:
+            hydration.error = exc
+        else:
+            if event is None:
+                hydration.error = NotFound(f"Event {event_id} does not exist.")
+            elif event_id not in self._slots:  # not announced meanwhile
                 self._hydrations += 1
-                return self._spawn(event)
-            finally:
-                del self._hydrating[event_id]
-                loading.set()
+                self._spawn(event)
+        finally:
+            del self._hydrating[event_id]
+            if hydration.error is None and event_id not in self._slots:
+                hydration.error = Unavailable("The server is shutting down.")  # cancelled
+            hydration.done.set()
 
     def _spawn(self, event: Event, *, published: int | None = None) -> _Slot:
+        """A dormant actor for ``event``: its task starts with its first message."""
         assert self._nursery is not None, "Supervisor.run() is not running"
-        send, receive = trio.open_memory_channel[m.Message](self._mailbox_size)
-        slot = _Slot(self._new_actor(event, published), send, receive)
+        slot = _Slot(
+            self._new_actor(event, published), Mailbox(self._mailbox_size), trio.current_time()
+        )
         self._slots[event.id] = slot
-        self._nursery.start_soon(self._supervise, slot, name=f"event-actor {event.id}")
         return slot
+
+    def _wake(self, slot: _Slot) -> None:
+        """Start the task of a dormant actor that has a message; an awake one takes it itself."""
+        if slot.awake:
+            return
+        slot.awake = True
+        self._awake += 1
+        self._start(self._supervise, slot, name=f"event-actor {slot.actor.state.id}")
+
+    def _start(self, fn: Callable[..., Awaitable[object]], *args: object, name: str) -> None:
+        """Start a task in the supervisor's nursery, in the supervisor's own context.
+
+        Not the context of the request that happens to call: a task (and
+        whatever it hands its context to, such as the database adapter's
+        asyncio timers) would keep that request and its connection alive.
+        """
+        assert self._nursery is not None, "Supervisor.run() is not running"
+        assert self._context is not None
+        self._context.run(self._nursery.start_soon, fn, *args, name=name)
 
     def _new_actor(self, event: Event, published: int | None = None) -> EventActor:
         return EventActor(
@@ -231,50 +292,72 @@ class Supervisor:
             outcomes=self._outcomes,
         )
 
-    def _may_retire(self, slot: _Slot) -> bool:
-        # Runs without a checkpoint: no sender can slip in between the check
-        # and the close, and a sender holding the old slot gets a closed
-        # channel and asks again.
-        if slot.receive.statistics().current_buffer_used:
-            return False
-        if self._is_watched(slot.actor.state.id):
-            return False  # a stream is open on it: keep its replay buffer
-        self._forget(slot)
-        self._retirements += 1
-        return True
+    async def _retire_idle_actors(self) -> None:
+        """Sweep for idle actors at the earliest moment one may retire, but not too often."""
+        next_sweep = trio.current_time() + self._idle_seconds
+        while True:
+            await trio.sleep_until(next_sweep)
+            earliest = await self._sweep()
+            spacing = self._idle_seconds * SWEEP_SPACING
+            next_sweep = max(earliest, trio.current_time() + spacing)
+
+    async def _sweep(self) -> float:
+        """Retire every actor dormant for ``idle_seconds`` and not watched by a stream.
+
+        Returns when the next one may retire. Each actor is looked at and
+        retired without a checkpoint in between: a dormant actor has no
+        sender waiting, and a sender that comes later finds it gone (or its
+        mailbox closed) and wakes it again.
+        """
+        now = trio.current_time()
+        earliest = now + self._idle_seconds
+        for count, slot in enumerate(list(self._slots.values()), 1):
+            if count % SWEEP_CHUNK == 0:
+                await trio.lowlevel.checkpoint()  # a hundred thousand actors take a while
+            event_id = slot.actor.state.id
+            if slot.awake or self._slots.get(event_id) is not slot:
+                continue
+            retire_at = slot.idle_since + self._idle_seconds
+            if retire_at > now:
+                earliest = min(earliest, retire_at)
+            elif not self._is_watched(event_id):  # a watched one keeps its replay buffer
+                self._forget(slot)
+                self._retirements += 1
+        return earliest
 
     def _forget(self, slot: _Slot) -> None:
         """Take the actor out of service; anything still in its mailbox is for a gone event."""
         event_id = slot.actor.state.id
         if self._slots.get(event_id) is slot:
             del self._slots[event_id]
-        while True:
-            try:
-                message = slot.receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
+        for message in slot.mailbox.close():
             if not isinstance(message, m.Notice):
                 message.reply.fail(NotFound(f"Event {event_id} does not exist."))
-        slot.receive.close()
 
     async def _supervise(self, slot: _Slot) -> None:
+        """Run the actor until it is dormant again (or deleted); restart it if it crashes."""
         event_id = slot.actor.state.id
-        while True:
-            try:
-                await slot.actor.run(
-                    slot.receive, self._idle_seconds, lambda: self._may_retire(slot)
-                )
-            except Exception:
-                log.exception("event actor %s crashed; restarting it", event_id)
-                for message in slot.actor.in_hand:
-                    if not isinstance(message, m.Notice):
-                        message.reply.fail(ActorCrashed("The request failed; please retry."))
-                if not await self._restart(slot):
-                    return
-                continue
-            if slot.actor.deleted:
-                self._forget(slot)
-            return
+        try:
+            while True:
+                try:
+                    await slot.actor.run(slot.mailbox)
+                except Exception:
+                    log.exception("event actor %s crashed; restarting it", event_id)
+                    for message in slot.actor.in_hand:
+                        if not isinstance(message, m.Notice):
+                            message.reply.fail(ActorCrashed("The request failed; please retry."))
+                    if not await self._restart(slot):
+                        return
+                    continue
+                if slot.actor.deleted:
+                    self._forget(slot)
+                return
+        finally:
+            # No checkpoint since the actor found its mailbox empty: the next
+            # message starts a new task.
+            slot.awake = False
+            slot.idle_since = trio.current_time()
+            self._awake -= 1
 
     async def _restart(self, slot: _Slot) -> bool:
         """Reload the crashed actor's event and give the slot a fresh actor.
@@ -309,9 +392,9 @@ class Supervisor:
     def statistics(self) -> SupervisorStatistics:
         return SupervisorStatistics(
             live_actors=len(self._slots),
+            awake_actors=self._awake,
             hydrations=self._hydrations,
             retirements=self._retirements,
             restarts=self._restarts,
             outcomes=dict(self._outcomes),
         )
-
