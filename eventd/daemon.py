@@ -113,7 +113,7 @@ async def serve(
             Relay(
                 redis,
                 deliver=lambda change: supervisor.deliver_remote(change),
-                resync=lambda: supervisor.resync(),
+                resync=lambda: supervisor.resync(),  # an awaitable, made when called
             )
             if redis is not None
             else None

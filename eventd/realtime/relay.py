@@ -8,15 +8,16 @@ actor adopts the newer state and publishes the change to its own streams in
 ``seq`` order (see ``EventActor`` on gaps).
 
 Redis pub/sub keeps no history: a change published while a daemon was cut
-off is lost to it. So when its subscription is back, the relay asks the
-supervisor to reload every live actor from the database.
+off is lost to it. So when Redis answers again — before the daemon uses its
+cache again and says "ok" — and again when the subscription is back, the
+relay has the supervisor reload every live actor from the database.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 import trio
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "eventd:changes"
 QUEUE_SIZE = 65536  # changes waiting for Redis; past this they are dropped and counted
 MAX_PER_PUBLISH = 512
+RESUBSCRIBE_WAIT_SECONDS = 5.0
 
 
 class Relay:
@@ -37,7 +39,7 @@ class Relay:
         self,
         redis: Redis,
         deliver: Callable[[Change], None],
-        resync: Callable[[], None],
+        resync: Callable[[], Awaitable[None]],
     ) -> None:
         self._redis = redis
         self._deliver = deliver  # a change made elsewhere, for this daemon's actors
@@ -47,6 +49,7 @@ class Relay:
         self.published = 0
         self.received = 0
         self.dropped = 0
+        redis.on_recovered(self._recovered)
 
     def share(self, change: Change) -> None:
         """Queue one of this daemon's changes for the others; never waits."""
@@ -75,9 +78,18 @@ class Relay:
             else:
                 self.dropped += len(batch)
 
-    def _resubscribed(self) -> None:
-        log.info("relay subscription restored; reloading live events from the database")
-        self._resync()
+    async def _recovered(self) -> None:
+        """Redis answers again: once the subscription is back too, catch up from the database."""
+        with trio.move_on_after(RESUBSCRIBE_WAIT_SECONDS):
+            while not self._redis.subscribed:  # noqa: ASYNC110 - a brief poll of a flag
+                await trio.sleep(0.05)
+        log.info("redis is back; reloading live events from the database")
+        await self._resync()
+
+    async def _resubscribed(self) -> None:
+        if self._redis.up:  # only the subscription broke; otherwise _recovered catches up
+            log.info("relay subscription restored; reloading live events from the database")
+            await self._resync()
 
     def _received(self, data: bytes) -> None:
         try:

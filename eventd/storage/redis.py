@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 COMMAND_TIMEOUT_SECONDS = 1.0
 MONITOR_INTERVAL_SECONDS = 1.0
 SUBSCRIBE_POLL_SECONDS = 1.0
+RESUBSCRIBE_SECONDS = 0.2  # between attempts to subscribe again (a refused connect is cheap)
 
 
 class Redis:
@@ -36,6 +37,7 @@ class Redis:
         self._loop = loop
         self.up = False
         self._recovering = False  # the on_recovered callbacks may use Redis before it is up
+        self.subscribed = False  # see subscribe()
         self._on_recovered: list[Callable[[], Awaitable[None]]] = []
 
     def on_recovered(self, callback: Callable[[], Awaitable[None]]) -> None:
@@ -104,7 +106,7 @@ class Redis:
         self,
         channel: str,
         deliver: Callable[[bytes], None],
-        resubscribed: Callable[[], None],
+        resubscribed: Callable[[], Awaitable[None]],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -114,6 +116,7 @@ class Redis:
         (or at once, if Redis is down at start). Messages published while the
         subscription was broken are lost: ``resubscribed`` is called each time
         it is back after a break, so the caller can catch up another way.
+        :attr:`subscribed` says whether it is in place now.
         """
         started = False
         broken = False
@@ -122,12 +125,13 @@ class Redis:
             aio = trio_asyncio.aio_as_trio
             try:
                 await aio(pubsub.subscribe, loop=self._loop)(channel)
+                self.subscribed = True
                 if not started:
                     task_status.started()
                     started = True
                 if broken:
                     broken = False
-                    resubscribed()
+                    await resubscribed()
                 while True:
                     message = await aio(pubsub.get_message, loop=self._loop)(
                         timeout=SUBSCRIBE_POLL_SECONDS
@@ -138,13 +142,14 @@ class Redis:
                 self._mark_down(exc)
                 broken = True
             finally:
+                self.subscribed = False
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     with contextlib.suppress(Exception):
                         await trio_asyncio.aio_as_trio(pubsub.aclose, loop=self._loop)()
             if not started:
                 task_status.started()
                 started = True
-            await trio.sleep(MONITOR_INTERVAL_SECONDS)
+            await trio.sleep(RESUBSCRIBE_SECONDS)
 
     # --- the monitor --------------------------------------------------------------
 
