@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,6 +169,122 @@ def _toml(config: dict[str, dict[str, Any]]) -> str:
         f"[{section}]\n" + "\n".join(f"{k} = {value(v)}" for k, v in values.items()) + "\n"
         for section, values in config.items()
     )
+
+
+# --- a private PostgreSQL, for fault injection ----------------------------------
+
+
+def _postgres_bin_dir() -> Path:
+    """A directory holding initdb and pg_ctl: the system's, else pgserver's own build."""
+    candidates: list[Path] = []
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                             check=True, timeout=10)
+        candidates.append(Path(out.stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    if found := shutil.which("pg_ctl"):
+        candidates.append(Path(found).resolve().parent)
+    for directory in candidates:
+        if (directory / "initdb").exists() and (directory / "pg_ctl").exists():
+            return directory
+    import pgserver  # ships PostgreSQL binaries in its wheel
+
+    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of a test's own, on a free port: it may be stopped at will.
+
+    initdb refuses to run as root, so under root the server runs as the
+    ``postgres`` system user (or pgserver's ``pgserver`` user, made on demand).
+    """
+
+    def __init__(self, base_dir: Path) -> None:
+        self.bin_dir = _postgres_bin_dir()
+        self.data_dir = base_dir / "data"
+        self.socket_dir = base_dir
+        self.log_path = base_dir / "postgres.log"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._user: str | None = None
+        if os.geteuid() == 0:
+            self._user = self._system_user()
+            import pwd
+
+            entry = pwd.getpwnam(self._user)
+            os.chown(base_dir, entry.pw_uid, entry.pw_gid)
+        self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+                  "--encoding=UTF8", "--locale=C", "--no-sync")
+
+    def _system_user(self) -> str:
+        import pwd
+
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam("postgres")
+            return "postgres"
+        from pgserver.utils import (  # the same preparation pgserver makes as root
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        ensure_user_exists("pgserver")
+        ensure_prefix_permissions(self.bin_dir)
+        ensure_folder_permissions(self.bin_dir.parent, 0o555)
+        return "pgserver"
+
+    def _run(self, tool: str, *args: str) -> None:
+        result = subprocess.run([str(self.bin_dir / tool), *args], capture_output=True,
+                                text=True, timeout=120, user=self._user, cwd=self.socket_dir)
+        if result.returncode != 0:
+            log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+            raise RuntimeError(f"{tool} failed ({result.returncode}):\n{result.stderr}\n{log}")
+
+    def start(self) -> PrivatePostgres:
+        options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", "start", "-D", str(self.data_dir), "-w", "-t", "60",
+                  "-l", str(self.log_path), "-o", options)
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m MODE``; ``immediate`` is a crash: no checkpoint, clients cut."""
+        self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-w", "-t", "60", "-m", mode)
+
+    def running(self) -> bool:
+        return (self.data_dir / "postmaster.pid").exists()
+
+    def freeze(self) -> None:
+        """SIGSTOP the server and its backends: a database that hangs, not one that is gone."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in reversed(self._processes()):
+            os.kill(pid, signal.SIGCONT)
+
+    def _processes(self) -> list[int]:
+        """The postmaster first (so it forks no more), then its children."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                # pid (comm) state ppid ...; comm may hold spaces and parentheses.
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started private cluster, stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="eventd-private-pg-") as base:
+        server = PrivatePostgres(Path(base)).start()
+        try:
+            yield server
+        finally:
+            if server.running():
+                with contextlib.suppress(RuntimeError):
+                    server.stop("immediate")
 
 
 # --- a real browser ------------------------------------------------------------------

@@ -23,7 +23,9 @@ async def health() -> Response:
     s = services()
     database: dict[str, object] = {"status": "down"}
     # Health must answer even when the database hangs, and answer fast.
-    with trio.move_on_after(HEALTH_PING_TIMEOUT_SECONDS), contextlib.suppress(Unavailable):
+    # Within the request's own deadline too, so a hung database reads "down", not a timeout.
+    timeout = min(HEALTH_PING_TIMEOUT_SECONDS, s.config.server.request_timeout_seconds / 2)
+    with trio.move_on_after(timeout), contextlib.suppress(Unavailable):
         latency = await s.db.ping()
         database = {"status": "up", "latencyMs": round(latency * 1000, 2)}
     checks: dict[str, object] = {

@@ -26,6 +26,10 @@ from eventd.errors import Unavailable
 
 Row = Mapping[str, Any]
 
+# A session idle in a transaction this long (or two statement timeouts, if
+# longer) has lost its daemon: the server ends it (see _session_settings).
+IDLE_IN_TRANSACTION_MIN_SECONDS = 5.0
+
 # sqlstate classes that mean "the server is going away or cannot serve".
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
 
@@ -173,6 +177,7 @@ async def open_database(
                     timeout=timeout_seconds,
                     max_inactive_connection_lifetime=300,
                     reset=_reset,
+                    server_settings=_session_settings(timeout_seconds),
                 )
             try:
                 yield Database(pool, loop, acquire_timeout_seconds=timeout_seconds)
@@ -187,6 +192,20 @@ async def open_database(
         if len(leaves) == 1:
             raise leaves[0] from None
         raise
+
+
+def _session_settings(timeout_seconds: float) -> dict[str, str]:
+    """Settings for every session eventd opens.
+
+    eventd never leaves a transaction idle: its statements follow each other
+    at once. A session idle inside a transaction for longer than a few
+    statement timeouts is one whose daemon was cut off (a network partition,
+    a frozen or killed process) — and it may hold an event's row lock. Without
+    this the server keeps it, lock and all, until TCP keepalive notices the
+    peer is gone (hours by default), and every write to that event waits.
+    """
+    idle_ms = int(max(IDLE_IN_TRANSACTION_MIN_SECONDS, 2 * timeout_seconds) * 1000)
+    return {"idle_in_transaction_session_timeout": str(idle_ms)}
 
 
 async def _reset(raw: Any) -> None:
@@ -207,4 +226,3 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield from _leaves(exc)
         else:
             yield exc
-
