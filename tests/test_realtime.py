@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+import wsproto
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventd.model import Event, utc_now
-from eventd.realtime.hub import Change, Hub, capacity_warning
+from eventd.realtime.hub import Change, Hub, capacity_warning, text_frame
 from eventd.realtime.outbox import TRY_AGAIN_LATER, Closing, Outbox
 
 TIMEOUT_SECONDS = 5
@@ -219,6 +220,55 @@ def test_encoding_does_not_change_the_change() -> None:
     change.encode(0.1)
     assert change == twin
     assert hash(change) == hash(twin)
+
+
+# ---------------------------------------------------------------------------
+# Change.frame: the bytes written to every connection
+
+
+def client_messages(data: bytes) -> list[str]:
+    """The text messages a WebSocket client (wsproto's, which checks) reads from server bytes."""
+    client = wsproto.Connection(wsproto.ConnectionType.CLIENT)
+    client.receive_data(data)
+    messages: list[str] = []
+    for event in client.events():
+        assert isinstance(event, wsproto.events.TextMessage), event
+        assert event.message_finished
+        messages.append(event.data)
+    return messages
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65_535, 65_536, 70_000])
+def test_text_frame_lengths_at_every_boundary(length: int) -> None:
+    text = "é" * (length // 2) + "x" * (length % 2)  # multi-byte: the length is in bytes
+    assert client_messages(text_frame(text)) == [text]
+
+
+def test_frame_is_the_encoded_message_framed_once_per_ratio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renders: list[float] = []
+    render = Change._render
+
+    def counting_render(self: Change, ratio: float) -> str:
+        renders.append(ratio)
+        return render(self, ratio)
+
+    monkeypatch.setattr(Change, "_render", counting_render)
+    change = capacity(EVENT_A, 5, confirmed=85)
+    frame = change.frame(0.1)
+    assert change.frame(0.1) is frame
+    assert client_messages(frame) == [change.encode(0.1)]
+    other = change.frame(0.2)
+    assert client_messages(other) == [change.encode(0.2)]
+    assert json.loads(client_messages(other)[0])["data"]["warning"] == "almostFull"
+    assert renders == [0.1, 0.2]
+
+
+def test_frames_of_many_changes_joined_read_as_separate_messages() -> None:
+    changes = [updated(EVENT_A, 1), capacity(EVENT_A, 2, confirmed=1), capacity(EVENT_B, 3)]
+    joined = b"".join(change.frame(0.1) for change in changes)
+    assert client_messages(joined) == [change.encode(0.1) for change in changes]
 
 
 # ---------------------------------------------------------------------------
@@ -650,6 +700,62 @@ async def test_outbox_property(size: int, ops: list[tuple[str, int, int]]) -> No
         assert len(delivered) + outbox.collapsed == len(put)
 
 
+async def test_take_nowait_takes_everything_in_order_and_empties() -> None:
+    outbox = Outbox(10)
+    changes = [updated(EVENT_A, 1), capacity(EVENT_A, 2), capacity(EVENT_B, 1)]
+    for change in changes:
+        outbox.put_nowait(change)
+    assert outbox.take_nowait() == changes
+    assert len(outbox) == 0
+    assert outbox.take_nowait() == []
+    outbox.put_nowait(later := capacity(EVENT_A, 3))
+    assert outbox.take_nowait() == [later]
+
+
+def test_take_nowait_after_a_collapse_gets_the_survivors() -> None:
+    outbox = Outbox(3)
+    for change in (capacity(EVENT_A, 1), updated(EVENT_B, 1), capacity(EVENT_A, 2)):
+        outbox.put_nowait(change)
+    outbox.put_nowait(capacity(EVENT_A, 3))  # over the bound: A's collapse into the newest
+    assert [(c.event.id, c.seq) for c in outbox.take_nowait()] == [(EVENT_B, 1), (EVENT_A, 3)]
+    assert outbox.collapsed == 2
+
+
+def test_take_nowait_raises_closing_once_closed() -> None:
+    outbox = Outbox(10)
+    outbox.put_nowait(updated(EVENT_A, 1))
+    outbox.close_nowait(GOING_AWAY)
+    with pytest.raises(Closing) as info:
+        outbox.take_nowait()
+    assert info.value.code == GOING_AWAY
+    assert outbox.close_code == GOING_AWAY
+
+
+def test_on_ready_fires_when_something_arrives_in_an_empty_outbox_and_on_close() -> None:
+    calls: list[int] = []
+    outbox = Outbox(10, on_ready=lambda: calls.append(len(outbox)))
+    outbox.put_nowait(updated(EVENT_A, 1))
+    outbox.put_nowait(updated(EVENT_A, 2))  # not empty before: whoever was told will take it
+    assert calls == [1]
+    outbox.take_nowait()
+    outbox.put_nowait(updated(EVENT_A, 3))
+    assert calls == [1, 1]
+    outbox.close_nowait(GOING_AWAY)
+    assert calls == [1, 1, 0]
+    outbox.close_nowait(TRY_AGAIN_LATER)  # closing twice tells nobody twice
+    outbox.put_nowait(updated(EVENT_A, 4))  # nor does a put after the close
+    assert calls == [1, 1, 0]
+    assert outbox.close_code == GOING_AWAY
+
+
+def test_on_ready_fires_on_the_overflow_that_closes_with_try_again_later() -> None:
+    closed_codes: list[int | None] = []
+    outbox = Outbox(1, on_ready=lambda: closed_codes.append(outbox.close_code))
+    outbox.put_nowait(updated(EVENT_A, 1))
+    outbox.put_nowait(updated(EVENT_A, 2))
+    assert closed_codes == [None, TRY_AGAIN_LATER]
+
+
 # ---------------------------------------------------------------------------
 # Hub
 
@@ -683,6 +789,25 @@ async def test_publish_hands_the_same_change_object_to_everyone() -> None:
         hub.publish(change)
         assert (await first.get()) is change
         assert (await second.get()) is change
+
+
+async def test_add_subscriber_delivers_until_unsubscribe() -> None:
+    hub = Hub()
+    outbox = Outbox(4)
+    hub.add_subscriber(outbox, EVENT_A)
+    hub.publish(first := updated(EVENT_A, 1))
+    hub.unsubscribe(outbox)
+    hub.publish(updated(EVENT_A, 2))
+    assert await drain(outbox) == [first]
+    assert not hub.is_watched(EVENT_A)
+
+
+def test_add_subscriber_during_shutdown_closes_at_once() -> None:
+    hub = Hub()
+    hub.close_all(GOING_AWAY)
+    outbox = Outbox(4)
+    hub.add_subscriber(outbox)
+    assert outbox.close_code == GOING_AWAY
 
 
 def test_subscribe_removes_on_exit() -> None:
@@ -876,3 +1001,12 @@ def test_statistics_counts_connections_once() -> None:
     stats = hub.statistics()
     assert stats.connections == 0
     assert stats.watched_events == 0
+
+
+def test_an_outbox_drops_what_its_snapshot_already_covered():
+    outbox = Outbox(8)
+    outbox.put_nowait(Change.snapshot(make_event(version=5)))
+    outbox.floor = 5
+    for seq in (4, 5, 6):  # 4 and 5 published late (held for another daemon's change)
+        outbox.put_nowait(capacity(EVENT_A, seq))
+    assert [change.seq for change in outbox.take_nowait()] == [5, 6]

@@ -13,11 +13,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 import trio
 import trio_websocket
+import wsproto
 from trio_websocket import ConnectionClosed, open_websocket_url
+from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Request, TextMessage
 
 from tests.conftest import create_attendee, create_event, register
 from tests.support import DaemonProcess, run_sql
@@ -38,9 +43,14 @@ async def next_message(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]
 
 async def make_attendees(database_url: str, count: int) -> list[str]:
     ids = [uuid.uuid4() for _ in range(count)]
-    await trio.to_thread.run_sync(lambda: run_sql(
-        database_url, "INSERT INTO attendees (id, name, email) SELECT id, 'W', id || '@ws.org'"
-        " FROM unnest($1::uuid[]) id", ids))
+    await trio.to_thread.run_sync(
+        lambda: run_sql(
+            database_url,
+            "INSERT INTO attendees (id, name, email) SELECT id, 'W', id || '@ws.org'"
+            " FROM unnest($1::uuid[]) id",
+            ids,
+        )
+    )
     return [str(i) for i in ids]
 
 
@@ -57,9 +67,15 @@ async def test_event_stream_starts_with_a_snapshot(client: httpx.AsyncClient, da
 
 async def refused_handshake(client: httpx.AsyncClient, path: str) -> httpx.Response:
     """Ask to upgrade with a plain request, to read the refusal's status and body."""
-    return await client.get(path, headers={
-        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    return await client.get(
+        path,
+        headers={
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
 
 
 async def test_unknown_event_refuses_the_handshake_with_404(client: httpx.AsyncClient):
@@ -90,8 +106,11 @@ async def test_concurrent_registrations_arrive_in_order_without_gaps(
             async with trio.open_nursery() as nursery:
                 for attendee_id in attendees:
                     nursery.start_soon(
-                        lambda a=attendee_id: many.post("/registrations", json={
-                            "eventId": event["id"], "attendeeId": a, "waitlist": True}))
+                        lambda a=attendee_id: many.post(
+                            "/registrations",
+                            json={"eventId": event["id"], "attendeeId": a, "waitlist": True},
+                        )
+                    )
         messages = [await next_message(ws) for _ in range(200)]
     assert [m["seq"] for m in messages] == list(range(2, 202))
     assert {m["type"] for m in messages} == {"eventCapacityUpdate"}
@@ -134,7 +153,10 @@ async def test_resume_with_since_inside_the_buffer_replays_exactly_the_missed(
     async with open_websocket_url(f"{url}?since={last_seen}") as ws:
         replayed = [await next_message(ws) for _ in range(3)]
         assert [(m["type"], m["seq"]) for m in replayed] == [
-            ("eventCapacityUpdate", 4), ("eventCapacityUpdate", 5), ("eventCapacityUpdate", 6)]
+            ("eventCapacityUpdate", 4),
+            ("eventCapacityUpdate", 5),
+            ("eventCapacityUpdate", 6),
+        ]
         assert replayed[-1]["data"]["registeredCount"] == 5
         person = await create_attendee(client)
         await register(client, event["id"], person["id"])
@@ -153,7 +175,10 @@ async def test_resume_at_the_current_seq_sends_only_live_messages(
         await client.patch(f"/events/{event['id']}", json={"name": "Renamed"})
         message = await next_message(ws)
     assert (message["type"], message["seq"], message["data"]["name"]) == (
-        "eventUpdated", 3, "Renamed")
+        "eventUpdated",
+        3,
+        "Renamed",
+    )
 
 
 async def test_resume_older_than_the_buffer_or_from_the_future_gets_a_snapshot(
@@ -163,8 +188,9 @@ async def test_resume_older_than_the_buffer_or_from_the_future_gets_a_snapshot(
     attendees = await make_attendees(database_url, 300)
     async with httpx.AsyncClient(base_url=daemon.url, timeout=60) as c:
         for attendee_id in attendees:  # 300 changes: more than the 256 held
-            r = await c.post("/registrations", json={
-                "eventId": event["id"], "attendeeId": attendee_id})
+            r = await c.post(
+                "/registrations", json={"eventId": event["id"], "attendeeId": attendee_id}
+            )
             assert r.status_code == 201
     for since in (1, 40, 10_000):
         url = ws_url(daemon.url, f"/ws/events/{event['id']}?since={since}")
@@ -190,8 +216,7 @@ async def test_event_stream_closes_with_1000_after_deletion(client: httpx.AsyncC
         await next_message(ws)
         assert (await client.delete(f"/events/{event['id']}")).status_code == 204
         deleted = await next_message(ws)
-        assert deleted == {**deleted, "type": "eventDeleted", "seq": 2,
-                           "data": {"id": event["id"]}}
+        assert deleted == {**deleted, "type": "eventDeleted", "seq": 2, "data": {"id": event["id"]}}
         with pytest.raises(ConnectionClosed) as closed, trio.fail_after(WAIT_SECONDS):
             await ws.get_message()
     assert closed.value.reason.code == 1000
@@ -220,8 +245,12 @@ async def test_global_stream_carries_every_kind_of_change(
         await client.delete(f"/events/{event['id']}")
         await collect(5)
     assert [(m["type"], m["seq"]) for m in mine] == [
-        ("newEvent", 1), ("eventCapacityUpdate", 2), ("eventUpdated", 3),
-        ("eventCapacityUpdate", 4), ("eventDeleted", 5)]
+        ("newEvent", 1),
+        ("eventCapacityUpdate", 2),
+        ("eventUpdated", 3),
+        ("eventCapacityUpdate", 4),
+        ("eventDeleted", 5),
+    ]
     assert mine[0]["data"]["id"] == event["id"]
     assert mine[2]["data"]["maxAttendees"] == 4
     assert mine[3]["data"]["availableSpots"] == 3
@@ -292,7 +321,11 @@ def _rss_kib(pid: int) -> int:
 async def test_a_client_that_never_reads_is_cut_off_and_slows_no_one(
     fresh_database_url: str, workdir: Path
 ):
-    daemon = DaemonProcess(fresh_database_url, workdir, websocket={"queue_size": 16}).start()
+    # A long ping interval: the client never reads, so it never answers a ping,
+    # and a loaded machine must not let the peer timeout (3 intervals) end it first.
+    daemon = DaemonProcess(
+        fresh_database_url, workdir, websocket={"queue_size": 16, "ping_interval_seconds": 300}
+    ).start()
     try:
         async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as client:
             event = await create_event(client, maxAttendees=10)
@@ -303,15 +336,18 @@ async def test_a_client_that_never_reads_is_cut_off_and_slows_no_one(
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 await sock.connect(("127.0.0.1", daemon.port))
                 slow = await trio_websocket.wrap_client_stream(
-                    nursery, trio.SocketStream(sock), "127.0.0.1", path, message_queue_size=1)
+                    nursery, trio.SocketStream(sock), "127.0.0.1", path, message_queue_size=1
+                )
                 async with open_websocket_url(ws_url(daemon.url, path)) as fast:
                     await next_message(fast)
                     rss_before = _rss_kib(daemon.process.pid)
                     # Edits cannot be collapsed: 2,000 of ~3.4 KB, more than
                     # loopback's socket buffers hold (~3 MB).
                     for n in range(2000):
-                        r = await client.patch(f"/events/{event['id']}",
-                                               json={"description": f"edit {n} " + "x" * 3000})
+                        r = await client.patch(
+                            f"/events/{event['id']}",
+                            json={"description": f"edit {n} " + "x" * 3000},
+                        )
                         assert r.status_code == 200
                         message = await next_message(fast)
                         assert (message["type"], message["seq"]) == ("eventUpdated", n + 2)
@@ -333,14 +369,14 @@ async def test_a_client_that_never_reads_is_cut_off_and_slows_no_one(
 
 
 @pytest.mark.slow
-async def test_stopping_the_daemon_closes_streams_with_1001(
-    fresh_database_url: str, workdir: Path
-):
+async def test_stopping_the_daemon_closes_streams_with_1001(fresh_database_url: str, workdir: Path):
     daemon = DaemonProcess(fresh_database_url, workdir).start()
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         event = await create_event(client)
-    async with open_websocket_url(ws_url(daemon.url, "/ws")) as everything, \
-            open_websocket_url(ws_url(daemon.url, f"/ws/events/{event['id']}")) as one:
+    async with (
+        open_websocket_url(ws_url(daemon.url, "/ws")) as everything,
+        open_websocket_url(ws_url(daemon.url, f"/ws/events/{event['id']}")) as one,
+    ):
         await next_message(one)
         code = await trio.to_thread.run_sync(daemon.stop)
         for ws in (everything, one):
@@ -352,8 +388,9 @@ async def test_stopping_the_daemon_closes_streams_with_1001(
 
 @pytest.mark.slow
 async def test_a_dead_peer_is_dropped(fresh_database_url: str, workdir: Path):
-    daemon = DaemonProcess(fresh_database_url, workdir,
-                           websocket={"ping_interval_seconds": 0.2}).start()
+    daemon = DaemonProcess(
+        fresh_database_url, workdir, websocket={"ping_interval_seconds": 0.2}
+    ).start()
     try:
         with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as raw:
             raw.sendall(_handshake("/ws", f"127.0.0.1:{daemon.port}"))
@@ -385,8 +422,195 @@ async def test_refused_handshakes_with_bodies_never_stop_the_daemon(
                 f"GET /ws/events/{event['id']}?since=bad HTTP/1.1\r\nHost: {host}\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
             assert _closed_by_peer(raw)
         response = await refused_handshake(client, f"/ws/events/{event['id']}?since=bad")
         assert response.status_code == 400
     assert (await client.get("/health")).status_code == 200
+
+
+class RawClient:
+    """A websocket client with nothing between the test and the bytes: wsproto on a socket.
+
+    It reads only when asked, answers pings only when told to, and checks
+    every frame the server sends.
+    """
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self.answer_pings = False
+        self.pings = 0
+        self._parts: list[str] = []
+        self._messages: list[dict[str, Any]] = []
+        self.close: CloseConnection | None = None
+
+    @classmethod
+    async def open(cls, port: int, path: str) -> RawClient:
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", port))
+        client = cls(sock)
+        await client.send(Request(host=f"127.0.0.1:{port}", target=path))
+        with trio.fail_after(WAIT_SECONDS):
+            while not isinstance(event := await client.next_event(), AcceptConnection):
+                assert event is not None, "closed during the handshake"
+        return client
+
+    async def message(self) -> dict[str, Any]:
+        with trio.fail_after(WAIT_SECONDS):
+            while not self._messages:
+                assert await self.next_event() is not None, "closed"
+        return self._messages.pop(0)
+
+    async def until_closed(self) -> CloseConnection:
+        with trio.fail_after(WAIT_SECONDS):
+            while self.close is None:
+                await self.next_event()
+        return self.close
+
+    async def send_close(self, code: int) -> None:
+        await self.send(CloseConnection(code=code))
+
+    async def send(self, event: Any) -> None:
+        await self.sock.send(self.ws.send(event))
+
+    async def next_event(self) -> Any:
+        for event in self.ws.events():
+            if isinstance(event, TextMessage):
+                self._parts.append(event.data)
+                if event.message_finished:
+                    self._messages.append(json.loads("".join(self._parts)))
+                    self._parts.clear()
+            elif isinstance(event, Ping):
+                self.pings += 1
+                if self.answer_pings:
+                    await self.send(event.response())
+            elif isinstance(event, CloseConnection):
+                self.close = event
+            return event
+        data = await self.sock.recv(1 << 16)
+        self.ws.receive_data(data or None)
+        return (await self.next_event()) if data else None
+
+
+async def test_a_burst_arrives_as_whole_messages_in_order(
+    client: httpx.AsyncClient, daemon, database_url: str
+):
+    # A client that reads nothing while a burst of registrations lands: the
+    # changes of one actor turn go out coalesced, and whatever the write
+    # boundaries, every frame parses on its own, in seq order.
+    event = await create_event(client, maxAttendees=100)
+    attendees = await make_attendees(database_url, 60)
+    raw = await RawClient.open(daemon.port, f"/ws/events/{event['id']}")
+    with raw.sock:
+        assert (await raw.message())["type"] == "snapshot"
+        async with httpx.AsyncClient(base_url=daemon.url, timeout=60) as many:
+            async with trio.open_nursery() as nursery:
+                for attendee_id in attendees:
+                    nursery.start_soon(register, many, event["id"], attendee_id)
+        messages = [await raw.message() for _ in attendees]
+    assert [m["seq"] for m in messages] == list(range(2, 62))
+    assert [m["data"]["registeredCount"] for m in messages] == list(range(1, 61))
+
+
+@pytest.mark.slow
+async def test_a_client_that_answers_pings_outlives_the_peer_timeout(
+    fresh_database_url: str, workdir: Path
+):
+    # Pings every 0.2 s, so a peer silent for 1 s is dropped: this one only
+    # ever sends pongs, and after many timeouts' worth of pings it still gets
+    # the news.
+    daemon = DaemonProcess(
+        fresh_database_url, workdir, websocket={"ping_interval_seconds": 0.2}
+    ).start()
+    try:
+        async with httpx.AsyncClient(base_url=daemon.url) as client:
+            event = await create_event(client)
+            raw = await RawClient.open(daemon.port, f"/ws/events/{event['id']}")
+            with raw.sock:
+                raw.answer_pings = True
+                assert (await raw.message())["type"] == "snapshot"
+                with trio.fail_after(WAIT_SECONDS):
+                    while raw.pings < 15:  # 3 s of pings: three peer timeouts
+                        assert await raw.next_event() is not None, "dropped"
+                person = await create_attendee(client)
+                assert (await register(client, event["id"], person["id"])).status_code == 201
+                assert (await raw.message())["seq"] == 2
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+
+
+async def test_a_client_ping_is_answered_between_messages(client: httpx.AsyncClient, daemon):
+    event = await create_event(client)
+    raw = await RawClient.open(daemon.port, f"/ws/events/{event['id']}")
+    with raw.sock:
+        assert (await raw.message())["type"] == "snapshot"
+        await raw.send(Ping(payload=b"are you there"))
+        with trio.fail_after(WAIT_SECONDS):
+            while not isinstance(event_ := await raw.next_event(), Pong):
+                assert event_ is not None, "closed"
+        assert event_.payload == b"are you there"
+        person = await create_attendee(client)
+        assert (await register(client, event["id"], person["id"])).status_code == 201
+        assert (await raw.message())["seq"] == 2
+
+
+async def test_a_client_close_is_answered_and_its_subscription_ends(
+    client: httpx.AsyncClient, daemon
+):
+    event = await create_event(client)
+    before = await _connections(client)
+    raw = await RawClient.open(daemon.port, f"/ws/events/{event['id']}")
+    with raw.sock:
+        await raw.message()
+        assert await _connections(client) == before + 1
+        await raw.send_close(4000)
+        answer = await raw.until_closed()
+        assert answer.code == 4000  # the close is echoed, as RFC 6455 asks
+        assert await raw.sock.recv(1) == b""  # and then the server hangs up
+    with trio.fail_after(WAIT_SECONDS):
+        # The daemon's state, seen only through /health: polled.
+        while await _connections(client) > before:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+
+async def _connections(client: httpx.AsyncClient) -> int:
+    health = (await client.get("/health")).json()
+    return int(health["checks"]["websocket"]["connections"])
+
+
+async def test_a_websocket_over_http2_is_refused_with_400(daemon):
+    # The streams write frames straight to an HTTP/1.1 connection's socket,
+    # which HTTP/2 (RFC 8441) does not have: refused plainly, nothing breaks.
+    sock = trio.socket.socket()
+    await sock.connect(("127.0.0.1", daemon.port))
+    with sock:
+        h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        h2c.initiate_connection()
+        await sock.send(h2c.data_to_send())
+        events: list[Any] = []
+        with trio.fail_after(WAIT_SECONDS):
+            while not any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events):
+                events += h2c.receive_data(await sock.recv(1 << 16))
+            h2c.send_headers(
+                1,
+                [
+                    (":method", "CONNECT"),
+                    (":protocol", "websocket"),
+                    (":scheme", "http"),
+                    (":path", "/ws"),
+                    (":authority", f"127.0.0.1:{daemon.port}"),
+                    ("sec-websocket-version", "13"),
+                ],
+            )
+            await sock.send(h2c.data_to_send())
+            while not any(isinstance(e, h2.events.StreamEnded) for e in events):
+                events += h2c.receive_data(await sock.recv(1 << 16))
+    response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+    assert dict(response.headers)[b":status"] == b"400"
+    body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    assert json.loads(body)["code"] == "validation_failed"
+    async with httpx.AsyncClient(base_url=daemon.url) as client:
+        assert (await client.get("/health")).status_code == 200

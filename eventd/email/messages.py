@@ -80,17 +80,18 @@ def compose(message: OutboxMessage, sender: str) -> Message:
     # The compat32 MIME classes, not EmailMessage: the same message, built
     # and flattened in a sixth of the time — it runs once per registration.
     alternative = MIMEMultipart("alternative")
-    alternative.attach(MIMEText(text, "plain", _UTF8))
-    alternative.attach(MIMEText(body_html, "html", _UTF8))
+    # (typeshed says str; the stdlib takes a Charset too, here for its QP body encoding)
+    alternative.attach(MIMEText(text, "plain", _UTF8))  # type: ignore[arg-type]
+    alternative.attach(MIMEText(body_html, "html", _UTF8))  # type: ignore[arg-type]
     email: Message = alternative
     if message.kind in ("registration_confirmed", "promoted"):
         email = MIMEMultipart("mixed")
         email.attach(alternative)
-        calendar = MIMEText(invite(message), "calendar", _UTF8)
+        calendar = MIMEText(invite(message), "calendar", _UTF8)  # type: ignore[arg-type]
         calendar.set_param("method", "REQUEST")
         calendar.add_header("Content-Disposition", "attachment", filename="invite.ics")
         email.attach(calendar)
-    email["Subject"] = _header(subject.format(name=event["name"]))
+    email["Subject"] = _header(subject.format(name=event["name"]))  # type: ignore[assignment]
     email["From"] = sender
     email["To"] = message.recipient
     email["Date"] = format_datetime(utc_now())

@@ -1,37 +1,53 @@
-"""hypercorn, set up for eventd: configuration, listening sockets, and three fixes.
+"""hypercorn, set up for eventd: configuration, sockets, a raw websocket write path, fixes.
 
 A peer is given up after ``3 × websocket.ping_interval_seconds`` of silence in
 either direction: no byte from it (no pong) ends the connection through
 hypercorn's read timeout; no byte accepted by it (a client that stopped
 reading, its window shut) ends it through the kernel's TCP_USER_TIMEOUT. The
-second matters because hypercorn shields its socket writes from cancellation:
-without it, a send to a client that never reads would wait forever, and so
-would a graceful shutdown.
+second matters because writes wait for the socket, shielded from
+cancellation: without it, a write to a client that never reads would wait
+forever, and so would a graceful shutdown.
+
+Everything that reaches into hypercorn's internals is in this module: the
+raw write path for websocket streams (:class:`RawWebsocket`), a leaner read
+loop (a thousand idle connections each wait in it), and two fixes (a body on
+a refused websocket handshake; one connection's error kept to it).
+:func:`_check_hypercorn` refuses, at import, a hypercorn it was not written
+against — an upgrade fails loudly at start instead of quietly corrupting
+streams.
 """
 
 from __future__ import annotations
 
+import contextvars
+import importlib.metadata
 import logging
 import math
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import hypercorn.config
 import trio
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import Body, Data
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import tcp_server
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
-from wsproto.events import Ping
+from wsproto.connection import ConnectionState
 
 from eventd.config import Config
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+
+# The hypercorn releases whose internals this module was written against.
+TESTED_HYPERCORN = ((0, 18),)
 
 
 class CannotListen(Exception):
@@ -50,9 +66,10 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.workers = config.server.workers
     # Idle keep-alive connections also hold a graceful stop: keep it short.
     hc.keep_alive_timeout = 5
-    # hypercorn pings every websocket this often; a peer that answers nothing
-    # (no pong, no data) for a few intervals is dead and its connection dropped.
-    hc.websocket_ping_interval = config.websocket.ping_interval_seconds
+    # No ping task per websocket: eventd's fan-out pings every stream from one
+    # task (eventd.http.fanout). A peer that answers nothing (no pong, no data)
+    # for three intervals is dead, and hypercorn's read timeout drops it.
+    hc.websocket_ping_interval = None
     hc.read_timeout = max(1, math.ceil(peer_timeout_seconds(config)))
     return hc
 
@@ -88,40 +105,189 @@ async def serve_http(
     )
 
 
-def _closed_event(stream: ws_stream.WSStream) -> trio.Event:
-    event: trio.Event | None = stream.__dict__.get("_eventd_closed_event")
-    if event is None:
-        event = stream.__dict__["_eventd_closed_event"] = trio.Event()
-    return event
+# ---------------------------------------------------------------------------
+# The raw websocket write path
 
 
-def _get_closed(stream: ws_stream.WSStream) -> bool:
-    return bool(stream.__dict__.get("_eventd_closed", False))
+class RawWebsocket:
+    """One HTTP/1.1 websocket's socket, written past hypercorn, quart and wsproto.
+
+    Server frames are never masked, so a message's frame is the same bytes on
+    every connection: the app frames it once and hands it here, where it is
+    written with one non-blocking ``write`` — no task switch, no ASGI message,
+    no framing per connection. What the socket cannot take now waits in a
+    backlog until :meth:`drain`.
+
+    From the claim on, hypercorn's own bytes on this connection (the 101
+    response, pongs, the close frame) come through :meth:`send` as well, under
+    hypercorn's send lock and behind the backlog, so frames never interleave.
+    Frames are written only while wsproto's connection is open: once a close
+    has been sent or received, nothing more goes out after it.
+    """
+
+    __slots__ = ("_server", "_socket", "_stream", "_backlog", "_broken", "on_gone")
+
+    def __init__(self, server: tcp_server.TCPServer, stream: ws_stream.WSStream) -> None:
+        self._server = server
+        self._socket = server.stream.socket
+        self._stream = stream
+        self._backlog = bytearray()
+        self._broken = False
+        # Called once the client is gone (closed, reset, timed out), from hypercorn's task.
+        self.on_gone: Callable[[], None] | None = None
+
+    @property
+    def open(self) -> bool:
+        """Accepted, no close sent or received, and the socket still there."""
+        connection = getattr(self._stream, "connection", None)  # set on accept
+        return (
+            connection is not None
+            and connection.state is ConnectionState.OPEN
+            and not self._stream.closed
+            and not self._broken
+            and self._socket.fileno() != -1
+        )
+
+    @property
+    def backlogged(self) -> bool:
+        """Bytes wait for the socket: :meth:`drain` writes them."""
+        return bool(self._backlog)
+
+    def write_nowait(self, frames: bytes) -> bool:
+        """Write whole frames now, as far as the socket takes them; the rest waits in the backlog.
+
+        True when nothing waits for :meth:`drain`. Frames are dropped once the
+        websocket is no longer :attr:`open`. (The fan-out's hot path: one call
+        per connection and round, so the checks of :attr:`open` are inlined.)
+        """
+        fd = self._socket.fileno()
+        stream = self._stream
+        connection = getattr(stream, "connection", None)
+        if (
+            fd == -1
+            or self._broken
+            or stream.closed
+            or connection is None
+            or connection.state is not ConnectionState.OPEN
+        ):
+            return not self._backlog
+        if self._backlog or self._server.send_lock.locked():
+            self._backlog += frames  # behind what is already on its way
+            return False
+        try:
+            sent = os.write(fd, frames)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # reset or shut: hypercorn's reader sees it too and ends the stream
+            self._broken = True
+            return True
+        if sent == len(frames):
+            return True
+        self._backlog += memoryview(frames)[sent:]
+        return False
+
+    async def drain(self) -> None:
+        """Wait until the backlog is written, or the connection is gone (the backlog is dropped)."""
+        async with self._server.send_lock:
+            await self._drain_locked()
+
+    async def send(self, data: bytes) -> None:
+        """hypercorn's bytes on this connection: behind the backlog, shielded as hypercorn's are."""
+        async with self._server.send_lock:
+            self._backlog += data
+            with trio.CancelScope(shield=True):
+                await self._drain_locked()
+        if self._broken or self._socket.fileno() == -1:
+            await self._server.protocol.handle(Closed())  # what hypercorn does on a failed send
+
+    async def _drain_locked(self) -> None:
+        while self._backlog:
+            if self._broken or self._socket.fileno() == -1:
+                self._backlog.clear()
+                return
+            sent = self._write(self._backlog)
+            del self._backlog[:sent]
+            if self._backlog:
+                try:
+                    await trio.lowlevel.wait_writable(self._socket)
+                except trio.ClosedResourceError:  # closed by hypercorn meanwhile
+                    self._backlog.clear()
+
+    def _write(self, data: bytearray) -> int:
+        try:
+            return os.write(self._socket.fileno(), data)
+        except BlockingIOError:
+            return 0
+        except OSError:  # reset, shut or closed: nothing more goes out
+            self._broken = True
+            return 0
 
 
-def _set_closed(stream: ws_stream.WSStream, value: bool) -> None:
-    stream.__dict__["_eventd_closed"] = value
-    if value:
-        _closed_event(stream).set()
+# The connection whose task (or an app task it spawned) is running.
+_connection: contextvars.ContextVar[tcp_server.TCPServer] = contextvars.ContextVar(
+    "eventd_hypercorn_connection"
+)
 
 
-async def _send_pings(stream: ws_stream.WSStream) -> None:
-    # hypercorn's own loop sleeps a whole ping interval between looks at
-    # `closed`, holding a closed connection (its TCP close, and a graceful
-    # shutdown) that long. Same pings, but woken the moment the stream closes.
-    interval = stream.config.websocket_ping_interval or math.inf
-    while True:
-        with trio.move_on_after(interval):
-            await _closed_event(stream).wait()
-        if stream.closed:
+def claim_raw_websocket() -> RawWebsocket | None:
+    """The websocket this request is opening, for :class:`RawWebsocket` writes.
+
+    Call it in a websocket view, before or after accepting. None when the
+    websocket cannot be written raw (HTTP/2). Messages the client sends on a
+    claimed websocket are dropped unread: the app never waits for them, and
+    hypercorn never waits for the app to take them. The end of the stream
+    (the ASGI ``websocket.disconnect``) is told to :attr:`RawWebsocket.on_gone`.
+    """
+    server = _connection.get(None)
+    if server is None or not isinstance(server.stream, trio.SocketStream):
+        return None
+    protocol = server.protocol.protocol
+    if not isinstance(protocol, H11Protocol):
+        return None
+    stream = protocol.stream
+    if not isinstance(stream, ws_stream.WSStream) or stream.app_put is None:
+        return None
+    raw = RawWebsocket(server, stream)
+    server.__dict__["_eventd_raw"] = raw
+    put = stream.app_put
+
+    async def put_all_but_messages(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.receive":
             return
-        await stream._send_wsproto_event(Ping())
+        if message["type"] == "websocket.disconnect" and raw.on_gone is not None:
+            raw.on_gone()
+        await put(message)
+
+    stream.app_put = put_all_but_messages
+    return raw
 
 
-# `closed` becomes a property so that setting it wakes the ping task.
-ws_stream.WSStream.closed = property(_get_closed, _set_closed)  # type: ignore[assignment]
-ws_stream.WSStream._send_pings = _send_pings  # type: ignore[method-assign,assignment]
+# ---------------------------------------------------------------------------
+# Patches
 
+
+def _check_hypercorn() -> None:
+    version = importlib.metadata.version("hypercorn")
+    major_minor = tuple(int(part) for part in version.split(".")[:2])
+    if major_minor not in TESTED_HYPERCORN:
+        raise RuntimeError(
+            f"hypercorn {version} is installed, but eventd/http/server.py reaches into the "
+            f"internals of hypercorn {', '.join('.'.join(map(str, v)) for v in TESTED_HYPERCORN)} "
+            "only; check its patches against this release before allowing it"
+        )
+    for owner, name in (
+        (tcp_server.TCPServer, "run"),
+        (tcp_server.TCPServer, "protocol_send"),
+        (tcp_server.TCPServer, "_read_data"),
+        (ws_stream.WSStream, "handle"),
+    ):
+        if not callable(getattr(owner, name, None)):
+            raise RuntimeError(f"hypercorn {version} has no {owner.__name__}.{name}")
+    if not isinstance(getattr(tcp_server, "MAX_RECV", None), int):
+        raise RuntimeError(f"hypercorn {version} has no tcp_server.MAX_RECV")
+
+
+_check_hypercorn()
 
 _hypercorn_handle = ws_stream.WSStream.handle
 
@@ -141,11 +307,61 @@ async def _run_contained(server: tcp_server.TCPServer) -> None:
     # hypercorn lets an error on one connection escape its task and stop the
     # whole server. The connection is closed by hypercorn's own `finally`;
     # here the error stays with it.
+    _connection.set(server)  # for claim_raw_websocket, in the app task spawned from here
     try:
         await _hypercorn_run(server)
     except Exception:
         log.exception("hypercorn failed on one connection; that connection was closed")
 
 
+_hypercorn_protocol_send = tcp_server.TCPServer.protocol_send
+
+
+async def _protocol_send(server: tcp_server.TCPServer, event: Any) -> None:
+    # On a claimed websocket, hypercorn's bytes queue behind the raw ones.
+    raw: RawWebsocket | None = server.__dict__.get("_eventd_raw")
+    if raw is not None and isinstance(event, RawData):
+        await raw.send(event.data)
+    else:
+        await _hypercorn_protocol_send(server, event)
+
+
+_hypercorn_read_data = tcp_server.TCPServer._read_data
+
+
+async def _read_data(server: tcp_server.TCPServer) -> None:
+    # hypercorn's read loop, waiting with one wait_readable and one CancelScope.
+    # An idle connection waits here for as long as it is open, and trio's
+    # receive_some under fail_after holds some 5 KB of frames and context
+    # managers per wait; this holds about 2 KB less, for every idle websocket.
+    # Same ends: EOF, a reset or a closed socket, the read timeout.
+    stream = server.stream
+    if not isinstance(stream, trio.SocketStream):
+        await _hypercorn_read_data(server)
+        return
+    sock = stream.socket
+    read_timeout = server.config.read_timeout or math.inf
+    while True:
+        with trio.move_on_after(read_timeout) as waiting:
+            try:
+                await trio.lowlevel.wait_readable(sock)
+            except (trio.ClosedResourceError, OSError):  # closed by hypercorn meanwhile
+                break
+        if waiting.cancelled_caught:
+            break
+        try:
+            data = os.read(sock.fileno(), tcp_server.MAX_RECV)
+        except BlockingIOError:
+            continue
+        except OSError:  # reset, or closed
+            break
+        await server.protocol.handle(RawData(data))
+        if not data:
+            break
+    await server.protocol.handle(Closed())
+
+
 ws_stream.WSStream.handle = _handle  # type: ignore[method-assign,assignment]
+tcp_server.TCPServer._read_data = _read_data  # type: ignore[method-assign,assignment]
 tcp_server.TCPServer.run = _run_contained  # type: ignore[method-assign,assignment]
+tcp_server.TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign,assignment]

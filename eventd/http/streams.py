@@ -2,64 +2,152 @@
 
 A per-event stream starts with a ``snapshot`` — or, with ``?since=SEQ``, with
 the changes after SEQ from the event actor's replay buffer — taken in the
-same step as the subscription, so nothing falls between them. Each
-connection's task writes from its own :class:`~eventd.realtime.outbox.Outbox`;
-the hub fills it without waiting.
+same step as the subscription, so nothing falls between them. The hub fills
+each connection's outbox without waiting; the fan-out
+(:mod:`eventd.http.fanout`) writes it to the socket.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from typing import Any
 
-import trio
-from quart import Blueprint, Response, websocket
+from flask.sansio.blueprints import BlueprintSetupState
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, WebsocketScope
+from quart import Blueprint, Response, current_app, websocket
+from quart.asgi import ASGIWebsocketConnection
+from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIWebsocketConnection
 
 from eventd.errors import EventdError, FieldError, NotFound, ValidationFailed
 from eventd.http import problems
 from eventd.http.context import parse_id, services
+from eventd.http.fanout import Fanout, Stream
+from eventd.http.server import claim_raw_websocket
 from eventd.realtime.hub import Change
-from eventd.realtime.outbox import TRY_AGAIN_LATER, Closing, Outbox
+from eventd.realtime.outbox import TRY_AGAIN_LATER
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("streams", __name__)
 
-NORMAL_CLOSURE = 1000
+_FANOUT = "eventd.fanout"
+
+
+class _NothingToReceive:
+    async def receive(self) -> str | bytes:
+        raise RuntimeError("eventd's websocket streams never read: clients' messages are dropped")
+
+
+class StreamingWebsocketConnection(TrioASGIWebsocketConnection):
+    """quart-trio's ASGI websocket connection without its nursery and receiving task.
+
+    quart-trio runs each websocket view beside a task that feeds it the
+    client's messages and cancels it on disconnect. The stream views read
+    nothing (what clients send is dropped, see
+    :func:`~eventd.http.server.claim_raw_websocket`) and learn of a disconnect
+    from their :class:`~eventd.http.server.RawWebsocket`, so the view runs in
+    the ASGI task itself: two tasks and a nursery fewer for every connection
+    held open, which is most of an idle connection's memory.
+    """
+
+    def __init__(self, app: QuartTrio, scope: WebsocketScope) -> None:  # no message channel
+        self.app = app
+        self.scope = scope
+        self._accepted = False
+        self._closed = False
+        self.receive_channel = _NothingToReceive()  # type: ignore[assignment]
+
+    async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        websocket = self._create_websocket_from_scope(send)
+        await ASGIWebsocketConnection.handle_websocket(self, websocket, send)
+
+
+for _name in ("_create_websocket_from_scope", "handle_websocket"):  # what the class relies on
+    if not callable(getattr(TrioASGIWebsocketConnection, _name, None)):
+        raise RuntimeError(f"this quart-trio has no TrioASGIWebsocketConnection.{_name}")
+
+
+@blueprint.record_once
+def _run_websockets_lean(state: BlueprintSetupState) -> None:
+    # Every websocket route of the app is in this blueprint.
+    app: Any = state.app
+    app.asgi_websocket_class = StreamingWebsocketConnection
+
+
+@blueprint.before_app_serving
+async def _start_fanout() -> None:
+    fanout = Fanout(services().config.websocket.ping_interval_seconds)
+    current_app.extensions[_FANOUT] = fanout
+    await current_app.nursery.start(fanout.run)  # type: ignore[attr-defined]
 
 
 @blueprint.websocket("/ws")
 @blueprint.websocket("/")
-async def every_event() -> None:
-    s = services()
-    outbox = Outbox(s.config.websocket.queue_size)
-    with s.hub.subscribe(outbox):
-        await _pump(outbox, close_after_delete=False)
+async def every_event() -> Response | None:
+    try:
+        stream = _subscribed_stream(None, [])
+    except EventdError as error:
+        return _refusal(error)
+    await _serve(stream)
+    return None
 
 
 @blueprint.websocket("/ws/events/<event_id>")
 async def one_event(event_id: str) -> Response | None:
-    s = services()
     try:
-        eid = parse_id(event_id, "Event")
-        since = _since(websocket.args.get("since"))
-        actor = await s.supervisor.watch(eid)
-        if actor.deleted:
-            raise NotFound(f"Event {event_id} does not exist.")
+        stream = await _event_stream(event_id)
     except EventdError as error:
-        refusal = problems.from_error(error)  # the handshake is refused with this response
-        refusal.headers["Connection"] = "close"  # hypercorn ends the connection after it
-        return refusal
+        return _refusal(error)
+    await _serve(stream)
+    return None
+
+
+async def _event_stream(event_id: str) -> Stream:
+    """One event's stream, holding its snapshot or replay, subscribed.
+
+    A function of its own so that nothing the stream has sent stays referenced
+    by the view for as long as the connection is open.
+    """
+    eid = parse_id(event_id, "Event")
+    since = _since(websocket.args.get("since"))
+    actor = await services().supervisor.watch(eid)
+    if actor.deleted:
+        raise NotFound(f"Event {event_id} does not exist.")
     # No checkpoint from here to the subscription: the snapshot (or replay)
     # and the live changes after it meet without a gap or an overlap.
     replay = actor.changes_since(since) if since is not None else None
     first = replay if replay is not None else [Change.snapshot(actor.state)]
-    # Room for the replay on top of the usual bound: resuming must not overflow.
-    outbox = Outbox(s.config.websocket.queue_size + len(first))
+    stream = _subscribed_stream(eid, first)
+    stream.outbox.floor = first[-1].seq if first else actor.state.version
+    return stream
+
+
+def _subscribed_stream(event_id: uuid.UUID | None, first: list[Change]) -> Stream:
+    """A stream of every change (``event_id`` None) or one event's, ``first`` queued first."""
+    raw = claim_raw_websocket()
+    if raw is None:
+        raise ValidationFailed([FieldError("protocol", "streams are served over HTTP/1.1")])
+    s = services()
+    stream = Stream(
+        current_app.extensions[_FANOUT],
+        raw,
+        # Room for a replay on top of the usual bound: resuming must not overflow.
+        s.config.websocket.queue_size + len(first),
+        s.config.websocket.almost_full_ratio,
+        close_after_delete=event_id is not None,
+    )
     for change in first:
-        outbox.put_nowait(change)
-    with s.hub.subscribe(outbox, eid):
-        await _pump(outbox, close_after_delete=True)
-    return None
+        stream.outbox.put_nowait(change)
+    s.hub.add_subscriber(stream.outbox, event_id)
+    return stream
+
+
+def _refusal(error: EventdError) -> Response:
+    refusal = problems.from_error(error)  # the handshake is refused with this response
+    refusal.headers["Connection"] = "close"  # hypercorn ends the connection after it
+    return refusal
 
 
 def _since(text: str | None) -> int | None:
@@ -70,32 +158,22 @@ def _since(text: str | None) -> int | None:
     return int(text)
 
 
-async def _pump(outbox: Outbox, *, close_after_delete: bool) -> None:
-    """Accept, then send what the outbox gives until a close; ignore what the client sends."""
-    s = services()
-    ratio = s.config.websocket.almost_full_ratio
-    await websocket.accept()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_discard_incoming)
-        try:
-            while True:
-                change = await outbox.get()
-                await websocket.send(change.encode(ratio))
-                if close_after_delete and change.type == "eventDeleted":
-                    raise Closing(NORMAL_CLOSURE)
-        except Closing as closing:
-            s.hub.unsubscribe(outbox)
-            if closing.code == TRY_AGAIN_LATER:
-                log.info("closing a websocket that cannot keep up (1013)")
-            # The close frame waits behind what the socket still holds: a slow
-            # client reads it eventually; a dead one is dropped by hypercorn's
-            # read timeout (no pong for three ping intervals).
-            await websocket.close(closing.code)
-        nursery.cancel_scope.cancel()
+async def _serve(stream: Stream) -> None:
+    """Feed the client until its stream is to close, then close it; unsubscribe.
 
-
-async def _discard_incoming() -> None:
-    # Clients have nothing to say on these streams; reading keeps close
-    # frames flowing, and whatever else arrives is dropped unread.
-    while True:
-        await websocket.receive()
+    What the client sends is ignored.
+    """
+    hub = services().hub
+    try:
+        await websocket.accept()
+        code = await stream.serve()
+    finally:
+        hub.unsubscribe(stream.outbox)
+    if code is None:
+        return  # the client has gone
+    if code == TRY_AGAIN_LATER:
+        log.info("closing a websocket that cannot keep up (1013)")
+    # The close frame waits behind what the socket still holds: a slow client
+    # reads it eventually; a dead one is dropped by hypercorn's read timeout
+    # (no pong for three ping intervals) or the kernel's TCP_USER_TIMEOUT.
+    await websocket.close(code)

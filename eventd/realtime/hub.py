@@ -2,8 +2,9 @@
 
 Actors call :meth:`Hub.publish` and never wait: the hub puts the change into
 each interested connection's :class:`~eventd.realtime.outbox.Outbox` without
-blocking, and the connection's own task writes it to its socket. A connection
-that falls too far behind is told to close; nobody else slows down.
+blocking, and the fan-out (eventd.http.fanout) writes it to the sockets, framed
+once for all of them. A connection that falls too far behind is told to
+close; nobody else slows down.
 """
 
 from __future__ import annotations
@@ -38,11 +39,23 @@ class Change:
         return cls("snapshot", event, event.version, utc_now())
 
     def encode(self, almost_full_ratio: float) -> str:
-        """The JSON text frame, encoded once however many clients receive it."""
+        """The JSON text of the message, encoded once however many clients receive it."""
         cached: tuple[float, str] | None = self.__dict__.get("_encoded")
         if cached is None or cached[0] != almost_full_ratio:
             cached = (almost_full_ratio, self._render(almost_full_ratio))
             object.__setattr__(self, "_encoded", cached)
+        return cached[1]
+
+    def frame(self, almost_full_ratio: float) -> bytes:
+        """The whole WebSocket text frame, header and payload, built once for every client.
+
+        A server's frames are unmasked (RFC 6455 §5.1), so these bytes are the
+        same on every connection and can be written to each as they are.
+        """
+        cached: tuple[float, bytes] | None = self.__dict__.get("_frame")
+        if cached is None or cached[0] != almost_full_ratio:
+            cached = (almost_full_ratio, text_frame(self.encode(almost_full_ratio)))
+            object.__setattr__(self, "_frame", cached)
         return cached[1]
 
     def _render(self, almost_full_ratio: float) -> str:
@@ -71,8 +84,21 @@ class Change:
         ).decode()
 
 
+def text_frame(text: str) -> bytes:
+    """One final, unmasked WebSocket text frame carrying ``text`` (RFC 6455 §5.2)."""
+    payload = text.encode()
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x81, length))
+    elif length < 1 << 16:
+        header = bytes((0x81, 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + length.to_bytes(8, "big")
+    return header + payload
+
+
 def capacity_warning(event: Event, almost_full_ratio: float) -> str | None:
-    """"full" at no spots; "almostFull" at or under the ratio (at least one spot)."""
+    """ "full" at no spots; "almostFull" at or under the ratio (at least one spot)."""
     available = event.available_spots
     if available <= 0:
         return "full"
@@ -85,6 +111,8 @@ def capacity_warning(event: Event, almost_full_ratio: float) -> str | None:
 
 class Subscriber:
     """What the hub needs of a connection: a non-blocking put."""
+
+    __slots__ = ()
 
     def put_nowait(self, change: Change) -> None:
         raise NotImplementedError
@@ -133,14 +161,18 @@ class Hub:
         self, subscriber: Subscriber, event_id: uuid.UUID | None = None
     ) -> Iterator[None]:
         """Deliver every change (``event_id`` None) or one event's, for the block."""
-        if self._closing_code is not None:  # opened during shutdown: closed at once
-            subscriber.close_nowait(self._closing_code)
-        group = self._everything if event_id is None else self._by_event.setdefault(event_id, set())
-        group.add(subscriber)
+        self.add_subscriber(subscriber, event_id)
         try:
             yield
         finally:
             self.unsubscribe(subscriber)
+
+    def add_subscriber(self, subscriber: Subscriber, event_id: uuid.UUID | None = None) -> None:
+        """Deliver every change (``event_id`` None) or one event's, until :meth:`unsubscribe`."""
+        if self._closing_code is not None:  # opened during shutdown: closed at once
+            subscriber.close_nowait(self._closing_code)
+        group = self._everything if event_id is None else self._by_event.setdefault(event_id, set())
+        group.add(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Deliver nothing more to ``subscriber``; it may already be gone."""

@@ -1,27 +1,28 @@
 """Outbox: one WebSocket connection's bounded, conflating queue.
 
-The hub puts changes in without ever waiting; the connection's task takes
-them out as fast as its socket accepts. A client that keeps up gets every
+The hub puts changes in without ever waiting; the fan-out takes them out as
+fast as the connection's socket accepts them. A client that keeps up gets every
 message. Only when more than ``size`` messages wait does the outbox collapse
 queued ``eventCapacityUpdate``s of one event into the newest (it carries the
 full counts; ``seq`` still only rises). If that is not enough — too many
 messages that cannot be collapsed — the client is too slow: the outbox drops
 what it holds and asks for a close with 1013.
+
+Its consumer is told by ``on_ready`` when there is something to
+:meth:`Outbox.take_nowait` (or a close to make) and takes everything at once;
+or it waits in :meth:`Outbox.get` for one change at a time.
 """
 
 from __future__ import annotations
 
-import collections
 import uuid
+from collections.abc import Callable
 
 import trio
 
 from eventd.realtime.hub import Change, Subscriber
 
 TRY_AGAIN_LATER = 1013  # WebSocket close code: the server is overloaded for this client
-
-# A queued message; a collapsed capacity update is emptied in place.
-_Slot = list[Change | None]
 
 
 class Closing(Exception):
@@ -33,71 +34,83 @@ class Closing(Exception):
 
 
 class Outbox(Subscriber):
-    def __init__(self, size: int) -> None:
+    __slots__ = ("_size", "_on_ready", "_queue", "_close_code", "_getter", "collapsed", "floor")
+
+    def __init__(self, size: int, on_ready: Callable[[], None] | None = None) -> None:
+        """``on_ready`` is called when the outbox gets something after being empty, and on close."""
         self._size = size
-        self._queue: collections.deque[_Slot] = collections.deque()
-        self._capacity_updates: dict[uuid.UUID, list[_Slot]] = {}
-        self._live = 0
+        self._on_ready = on_ready
+        self._queue: list[Change] = []  # a list, not a deque: most of the time it holds 0 or 1
         self._close_code: int | None = None
-        self._ready = trio.Event()
+        self._getter: trio.Event | None = None  # set for a get() waiting
         self.collapsed = 0
+        # A one-event stream's snapshot (or replay) already covers changes up to
+        # this seq: one its actor published late (held for an earlier change
+        # from another daemon) is not sent again.
+        self.floor = -1
 
     @property
     def closed(self) -> bool:
         return self._close_code is not None
 
+    @property
+    def close_code(self) -> int | None:
+        return self._close_code
+
     def put_nowait(self, change: Change) -> None:
-        if self._close_code is not None:
+        if self._close_code is not None or change.seq <= self.floor:
             return
-        slot: _Slot = [change]
-        self._queue.append(slot)
-        self._live += 1
-        if change.type == "eventCapacityUpdate":
-            self._capacity_updates.setdefault(change.event.id, []).append(slot)
-        if self._live > self._size:
+        self._queue.append(change)
+        if len(self._queue) > self._size:
             self._collapse()
-            if self._live > self._size:
+            if len(self._queue) > self._size:
                 self.close_nowait(TRY_AGAIN_LATER)
                 return
-        self._ready.set()
+        self._ready(len(self._queue) == 1)
 
     def close_nowait(self, code: int) -> None:
-        """Drop what is queued; the next :meth:`get` raises :class:`Closing`."""
+        """Drop what is queued; :meth:`get` and :meth:`take_nowait` raise :class:`Closing`."""
         if self._close_code is None:
             self._close_code = code
-            self._queue.clear()
-            self._capacity_updates.clear()
-            self._live = 0
-            self._ready.set()
+            self._queue = []
+            self._ready(True)
+
+    def take_nowait(self) -> list[Change]:
+        """Everything queued, oldest first (maybe nothing); :class:`Closing` when asked to close."""
+        if self._close_code is not None:
+            raise Closing(self._close_code)
+        taken, self._queue = self._queue, []
+        return taken
 
     async def get(self) -> Change:
         """The next change to send; raises :class:`Closing` when asked to close."""
         while True:
             if self._close_code is not None:
                 raise Closing(self._close_code)
-            while self._queue:
-                slot = self._queue.popleft()
-                change = slot[0]
-                if change is None:
-                    continue
-                self._live -= 1
-                if change.type == "eventCapacityUpdate":
-                    pending = self._capacity_updates[change.event.id]
-                    pending.remove(slot)  # it is the oldest live one: first in the list
-                    if not pending:
-                        del self._capacity_updates[change.event.id]
-                return change
-            self._ready = trio.Event()
-            await self._ready.wait()
+            if self._queue:
+                return self._queue.pop(0)
+            self._getter = trio.Event()
+            await self._getter.wait()
+
+    def _ready(self, news: bool) -> None:
+        if self._getter is not None:
+            self._getter.set()
+        if news and self._on_ready is not None:
+            self._on_ready()
 
     def _collapse(self) -> None:
-        for event_id, pending in self._capacity_updates.items():
-            for slot in pending[:-1]:
-                slot[0] = None
-                self._live -= 1
-                self.collapsed += 1
-            self._capacity_updates[event_id] = pending[-1:]
-        self._queue = collections.deque(slot for slot in self._queue if slot[0] is not None)
+        """Keep only the newest queued capacity update of each event, where it stands."""
+        newest_seen: set[uuid.UUID] = set()
+        kept: list[Change] = []
+        for change in reversed(self._queue):
+            if change.type == "eventCapacityUpdate":
+                if change.event.id in newest_seen:
+                    self.collapsed += 1
+                    continue
+                newest_seen.add(change.event.id)
+            kept.append(change)
+        kept.reverse()
+        self._queue = kept
 
     def __len__(self) -> int:
-        return self._live
+        return len(self._queue)
