@@ -36,6 +36,7 @@ from tests.support import (
     private_postgres,
     run_sql,
 )
+from tests.test_invariant import make_attendees
 from tests.test_smtp import Inbox, Server
 
 pytestmark = pytest.mark.slow
@@ -46,20 +47,6 @@ REQUEST_TIMEOUT_SECONDS = 3
 # loaded, shared machine. Generous on purpose: this is not a speed test.
 NO_HANG_SLACK_SECONDS = 10
 WAIT_SECONDS = 60
-
-
-async def insert_attendees(database_url: str, count: int) -> list[str]:
-    """Attendees straight into the table: the faults are about registrations."""
-    ids = [uuid.uuid4() for _ in range(count)]
-    await trio.to_thread.run_sync(
-        lambda: run_sql(
-            database_url,
-            "INSERT INTO attendees (id, name, email) SELECT id, 'Fault', 'fault-' || id || '@e.org'"
-            " FROM unnest($1::uuid[]) id",
-            ids,
-        )
-    )
-    return [str(i) for i in ids]
 
 
 async def new_event(client: httpx.AsyncClient, capacity: int) -> str:
@@ -280,7 +267,7 @@ async def test_postgres_crash_under_load_gives_503s_then_recovers_losing_nothing
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     async with httpx.AsyncClient(base_url=daemon.url, timeout=60, limits=limits) as client:
         event_id = await new_event(client, capacity=5000)
-        storm = Storm(client, event_id, await insert_attendees(pg.url, 6000))
+        storm = Storm(client, event_id, await make_attendees(pg.url, 6000))
         async with trio.open_nursery() as nursery:
             storm.start(nursery, clients)
             await storm.wait_for(201, 200)
@@ -298,7 +285,7 @@ async def test_postgres_crash_under_load_gives_503s_then_recovers_losing_nothing
         await trio.to_thread.run_sync(pg.start)
         recovery_seconds = await wait_healthy(client)
         late = await registrations_after_recovery(
-            client, event_id, await insert_attendees(pg.url, 400)
+            client, event_id, await make_attendees(pg.url, 400)
         )
 
         slowest = storm.check_answers()
@@ -328,7 +315,7 @@ async def test_postgres_hanging_under_load_gives_503s_in_time_then_recovers(
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     async with httpx.AsyncClient(base_url=daemon.url, timeout=60, limits=limits) as client:
         event_id = await new_event(client, capacity=5000)
-        storm = Storm(client, event_id, await insert_attendees(pg.url, 6000))
+        storm = Storm(client, event_id, await make_attendees(pg.url, 6000))
         try:
             async with trio.open_nursery() as nursery:
                 storm.start(nursery, clients)
@@ -347,7 +334,7 @@ async def test_postgres_hanging_under_load_gives_503s_in_time_then_recovers(
 
         recovery_seconds = await wait_healthy(client)
         late = await registrations_after_recovery(
-            client, event_id, await insert_attendees(pg.url, 400)
+            client, event_id, await make_attendees(pg.url, 400)
         )
 
         slowest = storm.check_answers()
@@ -460,7 +447,7 @@ async def test_network_partition_mid_transaction_gives_503s_then_recovers(
             )
             async with httpx.AsyncClient(base_url=daemon.url, timeout=60, limits=limits) as client:
                 event_id = await new_event(client, capacity=5000)
-                supply = await insert_attendees(pg.url, 6400)
+                supply = await make_attendees(pg.url, 6400)
                 storm = Storm(client, event_id, supply[:6000])
                 async with trio.open_nursery() as nursery:
                     storm.start(nursery, clients)
@@ -613,7 +600,7 @@ async def test_sigterm_mid_storm_with_streams_and_stuck_clients_exits_zero_in_ti
     try:
         async with httpx.AsyncClient(base_url=daemon.url, timeout=60) as client:
             event_id = await new_event(client, capacity=1000)
-            attendees = await insert_attendees(fresh_database_url, 300)
+            attendees = await make_attendees(fresh_database_url, 300)
             # Clients that do nothing: a websocket that never reads and an idle
             # keep-alive HTTP connection. Neither may hold the stop past its bound.
             stuck = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)

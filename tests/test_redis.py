@@ -23,7 +23,8 @@ from trio_websocket import open_websocket_url
 
 from tests.conftest import create_attendee, create_event
 from tests.support import DaemonProcess, free_port, run_sql
-from tests.test_websocket import make_attendees, next_message, ws_url
+from tests.test_invariant import make_attendees
+from tests.test_websocket import next_message, ws_url
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,8 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Request, TextMessage
 
 from tests.conftest import create_attendee, create_event, register
-from tests.support import DaemonProcess, run_sql
+from tests.support import DaemonProcess
+from tests.test_invariant import make_attendees
 
 WAIT_SECONDS = 20
 
@@ -39,19 +40,6 @@ async def next_message(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]
         message = await ws.get_message()
     assert isinstance(message, str)
     return json.loads(message)  # type: ignore[no-any-return]
-
-
-async def make_attendees(database_url: str, count: int) -> list[str]:
-    ids = [uuid.uuid4() for _ in range(count)]
-    await trio.to_thread.run_sync(
-        lambda: run_sql(
-            database_url,
-            "INSERT INTO attendees (id, name, email) SELECT id, 'W', id || '@ws.org'"
-            " FROM unnest($1::uuid[]) id",
-            ids,
-        )
-    )
-    return [str(i) for i in ids]
 
 
 async def test_event_stream_starts_with_a_snapshot(client: httpx.AsyncClient, daemon):
