@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         elif config.server.workers > 1 and not getattr(args, "worker", False):
             from eventd.workers import run_workers
 
-            status = trio.run(run_workers, config, args.config)
+            status = trio.run(run_workers, config, getattr(args, "config", None))
         else:
             trio.run(daemon.run_until_signalled, config)
     except* Unavailable as group:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,3 +66,28 @@ async def test_two_workers_share_the_port_and_never_overbook(
     assert "worker 1 running" in log
     assert "worker 2 running" in log
     assert "all workers stopped" in log
+
+
+def test_the_bare_command_runs_workers_from_the_environment(fresh_database_url: str, workdir: Path):
+    """`EVENTD_SERVER_WORKERS=2 eventd` — no subcommand, no --config: the README's way."""
+    daemon = DaemonProcess(fresh_database_url, workdir)  # for its config file, port and log
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTD_")}
+    env.update(EVENTD_CONFIG=str(daemon.config_path), EVENTD_SERVER_WORKERS="2")
+    with open(daemon.log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "eventd"], stdout=log,
+                                   stderr=subprocess.STDOUT, env=env, cwd=workdir)
+    try:
+        wait_for_workers(process.pid, 2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{daemon.url}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(daemon.log())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    assert code == 0, daemon.log()
+    assert "all workers stopped" in daemon.log()
