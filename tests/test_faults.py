@@ -256,6 +256,36 @@ def report(name: str, storm: Storm, record_property: Any, **more: Any) -> None:
     print(f"\n{name}: {observed}")
 
 
+async def recover_and_report(
+    name: str,
+    client: httpx.AsyncClient,
+    database_url: str,
+    event_id: str,
+    storm: Storm,
+    record_property: Any,
+    outage_seconds: float,
+) -> None:
+    """After a fault: back by itself, takes registrations again, lost nothing; say the figures."""
+    recovery_seconds = await wait_healthy(client)
+    late = await registrations_after_recovery(
+        client, event_id, await make_attendees(database_url, 400)
+    )
+    slowest = storm.check_answers()
+    unacknowledged = await check_nothing_lost(
+        client, database_url, event_id, storm.acknowledged() | late.acknowledged
+    )
+    report(
+        name,
+        storm,
+        record_property,
+        outage_seconds=outage_seconds,
+        recovery_seconds=recovery_seconds,
+        writes_back_after_seconds=late.seconds,
+        slowest_answer_seconds=slowest,
+        committed_without_201=unacknowledged,
+    )
+
+
 async def test_postgres_crash_under_load_gives_503s_then_recovers_losing_nothing(
     private_pg: PrivatePostgres,
     daemon_on_private_pg: DaemonProcess,
@@ -283,25 +313,9 @@ async def test_postgres_crash_under_load_gives_503s_then_recovers_losing_nothing
         assert health.json()["checks"]["database"]["status"] == "down"
 
         await trio.to_thread.run_sync(pg.start)
-        recovery_seconds = await wait_healthy(client)
-        late = await registrations_after_recovery(
-            client, event_id, await make_attendees(pg.url, 400)
+        await recover_and_report(
+            "postgres_crash", client, pg.url, event_id, storm, record_property, outage_seconds
         )
-
-        slowest = storm.check_answers()
-        unacknowledged = await check_nothing_lost(
-            client, pg.url, event_id, storm.acknowledged() | late.acknowledged
-        )
-    report(
-        "postgres_crash",
-        storm,
-        record_property,
-        outage_seconds=outage_seconds,
-        recovery_seconds=recovery_seconds,
-        writes_back_after_seconds=late.seconds,
-        slowest_answer_seconds=slowest,
-        committed_without_201=unacknowledged,
-    )
 
 
 async def test_postgres_hanging_under_load_gives_503s_in_time_then_recovers(
@@ -332,25 +346,9 @@ async def test_postgres_hanging_under_load_gives_503s_in_time_then_recovers(
         assert health.status_code == 503, health.text
         assert health.json()["status"] == "down"
 
-        recovery_seconds = await wait_healthy(client)
-        late = await registrations_after_recovery(
-            client, event_id, await make_attendees(pg.url, 400)
+        await recover_and_report(
+            "postgres_hang", client, pg.url, event_id, storm, record_property, outage_seconds
         )
-
-        slowest = storm.check_answers()
-        unacknowledged = await check_nothing_lost(
-            client, pg.url, event_id, storm.acknowledged() | late.acknowledged
-        )
-    report(
-        "postgres_hang",
-        storm,
-        record_property,
-        outage_seconds=outage_seconds,
-        recovery_seconds=recovery_seconds,
-        writes_back_after_seconds=late.seconds,
-        slowest_answer_seconds=slowest,
-        committed_without_201=unacknowledged,
-    )
 
 
 class Partition:
