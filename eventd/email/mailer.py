@@ -34,8 +34,10 @@ POLL_SECONDS = 1.0
 # claim and one "sent" update then serve many messages.
 GATHER_SECONDS = 0.05
 # While commits came this recently, the daemon is busy serving: the mailer
-# pauses this long between messages (so it still sends 20 a second).
-BUSY_WITHIN_SECONDS = 0.1
+# pauses this long between messages (so it still sends 20 a second). Longer
+# than the gap between group commits in a rush (a batch every ~0.1 s), or the
+# mailer would take those gaps for quiet and compose flat out between them.
+BUSY_WITHIN_SECONDS = 1.0
 BUSY_PAUSE_SECONDS = 0.05
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
