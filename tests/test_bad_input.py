@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trio
 
 from tests.conftest import (
     assert_problem,
@@ -22,6 +24,7 @@ from tests.conftest import (
     future,
     unique_location,
 )
+from tests.support import DaemonProcess
 
 
 def assert_invalid(response: httpx.Response, *fields: str) -> list[dict[str, Any]]:
@@ -358,6 +361,63 @@ async def test_body_just_under_the_limit_is_not_413(client: httpx.AsyncClient):
     response = await client.post("/events", content=raw,
                                  headers={"Content-Type": "application/json"})
     assert response.status_code == 201, response.text
+
+
+async def _raw_exchange(url: str, head: bytes, parts: list[tuple[float, bytes]]) -> bytes:
+    """Send a request's head, then each part after its pause; everything the daemon answers."""
+    host, port = httpx.URL(url).host, httpx.URL(url).port
+    assert port is not None
+    stream = await trio.open_tcp_stream(host, port)
+    async with stream:
+        await stream.send_all(head)
+        for pause, data in parts:
+            await trio.sleep(pause)
+            await stream.send_all(data)
+        answer = b""
+        with trio.move_on_after(10):
+            while chunk := await stream.receive_some():
+                answer += chunk
+        return answer
+
+
+def _head(path: str, body_length: int) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: eventd\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {body_length}\r\nConnection: close\r\n\r\n").encode()
+
+
+async def test_body_arriving_in_pieces_is_read_whole(client: httpx.AsyncClient):
+    body = json.dumps({"name": "Slow Sender", "email": f"{uuid.uuid4().hex}@slow.org"}).encode()
+    answer = await _raw_exchange(str(client.base_url), _head("/attendees", len(body)),
+                                 [(0.2, body[:10]), (0.2, body[10:25]), (0.2, body[25:])])
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 201 ", answer
+    assert b"Slow Sender" in rest
+
+
+@pytest.fixture
+def impatient_daemon(fresh_database_url: str, workdir: Path) -> Iterator[DaemonProcess]:
+    daemon = DaemonProcess(fresh_database_url, workdir,
+                           server={"request_timeout_seconds": 1}).start()
+    yield daemon
+    assert daemon.stop() == 0
+
+
+async def test_body_that_never_finishes_is_408_and_writes_nothing(
+    impatient_daemon: DaemonProcess,
+):
+    body = json.dumps({"name": "Stalled", "email": "stalled@example.org"}).encode()
+    started = trio.current_time()
+    answer = await _raw_exchange(impatient_daemon.url, _head("/attendees", len(body) + 100),
+                                 [(0, body)])
+    waited = trio.current_time() - started
+    head, _, problem = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert b"application/problem+json" in head
+    assert json.loads(problem)["status"] == 408
+    assert 0.9 <= waited < 5, waited  # the request deadline, then the answer
+    async with httpx.AsyncClient(base_url=impatient_daemon.url) as fresh:
+        found = await fresh.get("/attendees", params={"search": "stalled@example.org"})
+    assert found.json()["total"] == 0
 
 
 # --- path ids, routes, methods ----------------------------------------------------

@@ -7,9 +7,9 @@ import logging
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
-from eventd.errors import EventdError, PayloadTooLarge, Unavailable
+from eventd.errors import EventdError, Unavailable
 from eventd.http import (
     attendees,
     dashboard,
@@ -21,6 +21,7 @@ from eventd.http import (
     streams,
     swagger_ui,
 )
+from eventd.http.connection import Connection, Request
 from eventd.http.metrics import Metrics
 from eventd.http.rate_limits import install as install_rate_limit
 from eventd.services import Services
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 
 class EventdApp(QuartTrio):
+    asgi_http_class = Connection
+    request_class = Request
     request_timeout_seconds = 10.0
 
     async def dispatch_request(self, request_context=None):  # type: ignore[no-untyped-def]
@@ -43,6 +46,7 @@ def create_app(services: Services) -> EventdApp:
     app = EventdApp("eventd", static_folder=None)  # no /static route: each page serves its own
     app.request_timeout_seconds = services.config.server.request_timeout_seconds
     app.config["MAX_CONTENT_LENGTH"] = services.config.limits.max_body_bytes
+    app.config["BODY_TIMEOUT"] = app.request_timeout_seconds
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
     for module in (events, attendees, registrations, health, streams, dashboard, openapi,
@@ -50,20 +54,14 @@ def create_app(services: Services) -> EventdApp:
         app.register_blueprint(module.blueprint)
 
     @app.before_request
-    async def read_whole_body() -> None:
-        # hypercorn takes the next request on a keep-alive connection only once
-        # this one's body is read, so read it (within the limit) even when the
-        # answer — a 404, 405 or 415 — will not need it. A request that
-        # announces no body (most GETs) has none to read.
-        if not request.content_length and "Transfer-Encoding" not in request.headers:
-            return
-        try:
-            await request.get_data(cache=True)
-        except RequestEntityTooLarge:
-            limit = services.config.limits.max_body_bytes
-            raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.") from None
+    async def body_as_read() -> None:
+        # The connection read the body before the request was handled
+        # (eventd.http.connection); what was wrong with it is answered here.
+        assert isinstance(request, Request)
+        if request.body_error is not None:
+            raise request.body_error
 
-    install_rate_limit(app, services.config.limits)  # after the body is read, as above
+    install_rate_limit(app, services.config.limits)
 
     @app.errorhandler(EventdError)
     async def domain_error(error: EventdError) -> Response:

@@ -27,7 +27,7 @@ blueprint = Blueprint("attendees", __name__)
 @blueprint.post("/attendees")
 @idempotent
 async def create_attendee() -> Response:
-    body = await read_body(AttendeeCreate)
+    body = read_body(AttendeeCreate)
     attendee: Attendee = await services().writer.submit(
         commands.CreateAttendee(uuid.uuid4(), body.name, body.email)
     )

@@ -16,6 +16,7 @@ from eventd.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from eventd.http.connection import Request
 from eventd.http.schemas import M, parse_body
 from eventd.services import Services
 
@@ -28,15 +29,14 @@ def services() -> Services:
     return found
 
 
-async def read_body(model: type[M]) -> M:
+def read_body(model: type[M]) -> M:
     """The request's JSON body, checked for type, size and schema."""
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(
             f"Send the body as application/json, not {request.mimetype or 'nothing'}."
         )
-    raw = await request.get_data(cache=True, as_text=False)  # read before dispatch
-    assert isinstance(raw, bytes)
-    return parse_body(model, raw)
+    assert isinstance(request, Request)
+    return parse_body(model, request.complete_body)
 
 
 def parse_id(text: str, what: str) -> uuid.UUID:

@@ -28,7 +28,7 @@ blueprint = Blueprint("events", __name__)
 @admin_route
 @idempotent
 async def create_event() -> Response:
-    body = await read_body(EventCreate)
+    body = read_body(EventCreate)
     s = services()
     fields = commands.EventFields(
         name=body.name,
@@ -88,7 +88,7 @@ async def get_event(event_id: str) -> Response:
 @admin_route
 async def update_event(event_id: str) -> Response:
     eid = parse_id(event_id, "Event")
-    changes = (await read_body(EventPatch)).changes()
+    changes = (read_body(EventPatch)).changes()
     event: Event = await services().supervisor.ask(
         eid, lambda reply: m.UpdateEvent(changes, reply)
     )

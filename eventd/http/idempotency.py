@@ -81,6 +81,7 @@ from eventd.errors import (
     ValidationFailed,
 )
 from eventd.http import problems
+from eventd.http.connection import Request
 from eventd.http.context import services
 from eventd.storage import idempotency as store
 from eventd.storage.database import Database, QueryFailed
@@ -116,9 +117,8 @@ def idempotent(
         key = _read_key()
         if key is None:
             return await handler(*args, **kwargs)
-        raw = await request.get_data(cache=True, as_text=False)
-        assert isinstance(raw, bytes)
-        fingerprint = request_fingerprint(request.method, request.path, raw)
+        assert isinstance(request, Request)
+        fingerprint = request_fingerprint(request.method, request.path, request.complete_body)
         s = services()
         await _sweep_if_due(s.db)
         # Longer than any owner can live: its deadline, then its shielded settling.

@@ -34,7 +34,7 @@ blueprint = Blueprint("registrations", __name__)
 @blueprint.post("/registrations")
 @idempotent
 async def register() -> Response:
-    body = await read_body(RegistrationCreate)
+    body = read_body(RegistrationCreate)
     registration_id = uuid.uuid4()
     registration: Registration = await services().supervisor.ask(
         body.event_id,
