@@ -10,8 +10,10 @@ forever, and so would a graceful shutdown.
 
 Everything that reaches into hypercorn's internals is in this module: the
 raw write path for websocket streams (:class:`RawWebsocket`), a leaner read
-loop (a thousand idle connections each wait in it), and two fixes (a body on
-a refused websocket handshake; one connection's error kept to it).
+loop (a thousand idle connections each wait in it), a response written in one
+piece (:func:`_stream_send`), a keep-alive timer with no task per request
+(:class:`KeepAliveTimer`), and two fixes (a body on a refused websocket
+handshake; one connection's error kept to it).
 :func:`_check_hypercorn` refuses, at import, a hypercorn it was not written
 against — an upgrade fails loudly at start instead of quietly corrupting
 streams.
@@ -28,11 +30,12 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import h11
 import hypercorn.config
 import trio
 from hypercorn.events import Closed, RawData
 from hypercorn.protocol import ws_stream
-from hypercorn.protocol.events import Body, Data
+from hypercorn.protocol.events import Body, Data, EndBody, Response
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import tcp_server
 from hypercorn.trio.run import worker_serve
@@ -263,6 +266,107 @@ def claim_raw_websocket() -> RawWebsocket | None:
 
 
 # ---------------------------------------------------------------------------
+# One write per response, one keep-alive task per connection
+
+
+async def _stream_send(protocol: H11Protocol, event: Any) -> None:
+    """hypercorn's H11Protocol.stream_send, writing a response in one piece.
+
+    hypercorn writes a response's head, its body and its end each on its own
+    (three trips through the send lock and the socket), the end even when it
+    adds no bytes, as with every Content-Length body. Here the head waits for
+    the first body bytes, or the end, and goes out with them; an end with no
+    bytes of its own is not written. A streamed body still goes out chunk by
+    chunk, as it comes.
+    """
+    if isinstance(event, Response) and event.status_code >= 200:
+        headers = [*event.headers, *protocol.config.response_headers("h11")]
+        if protocol.keep_alive_requests >= protocol.config.keep_alive_max_requests:
+            headers.append((b"connection", b"close"))
+        protocol.__dict__["_eventd_head"] = _h11_bytes(
+            protocol, h11.Response(headers=headers, status_code=event.status_code)
+        )
+    elif isinstance(event, Body | EndBody):
+        head = protocol.__dict__.pop("_eventd_head", b"")
+        data = _h11_bytes(
+            protocol, h11.Data(data=event.data) if isinstance(event, Body) else h11.EndOfMessage()
+        )
+        if head or data:
+            await protocol.send(RawData(data=head + data))
+    else:
+        await _hypercorn_stream_send(protocol, event)
+
+
+def _h11_bytes(protocol: H11Protocol, event: Any) -> bytes:
+    """What h11 says ``event`` is on the wire; nothing once the peer broke the protocol."""
+    try:
+        data: bytes = protocol.connection.send(event) or b""
+    except h11.LocalProtocolError:
+        if protocol.connection.their_state != h11.ERROR:
+            raise
+        return b""
+    return data
+
+
+class KeepAliveTimer:
+    """hypercorn's keep-alive timeout for one connection, with one task for its life.
+
+    hypercorn stops its idle task as each request starts and spawns a new one
+    as it ends: a cancellation and a spawn per request. This keeps one waiting
+    task and moves its deadline: :meth:`stop` (a request is in hand) puts it
+    off for ever, :meth:`restart` (idle again) sets it ``keep_alive_timeout``
+    from now. Same ends as hypercorn's: an idle connection is closed at its
+    deadline, or at once when the server terminates; a busy one is left to
+    hypercorn, which closes it after its answer once the server terminates.
+    """
+
+    def __init__(self, server: tcp_server.TCPServer) -> None:
+        self._server = server
+        self._scope: trio.CancelScope | None = None
+        self._deadline = math.inf
+        self._ended = False
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        self._deadline = trio.current_time() + self._server.config.keep_alive_timeout
+        if self._scope is None:
+            self._scope = trio.CancelScope(deadline=self._deadline)
+            task_group._nursery.start_soon(self._watch)
+        else:
+            self._scope.deadline = self._deadline
+
+    async def stop(self) -> None:
+        self._deadline = math.inf
+        if self._scope is not None:
+            self._scope.deadline = math.inf
+
+    def end(self) -> None:
+        """The connection has stopped reading (its peer left): hypercorn closes it; stop waiting."""
+        self._ended = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _watch(self) -> None:
+        server = self._server
+        while True:
+            assert self._scope is not None
+            with self._scope:
+                await server.context.terminated.wait()
+            if self._ended:
+                return
+            idle = self._deadline != math.inf
+            if server.context.terminated.is_set():
+                if not idle:
+                    return
+                break
+            if idle and trio.current_time() >= self._deadline:
+                break
+            # The deadline passed as a request came in: wait for the next one.
+            self._scope = trio.CancelScope(deadline=self._deadline)
+        with trio.CancelScope(shield=True):
+            await server._initiate_server_close()
+
+
+# ---------------------------------------------------------------------------
 # Patches
 
 
@@ -279,6 +383,9 @@ def _check_hypercorn() -> None:
         (tcp_server.TCPServer, "run"),
         (tcp_server.TCPServer, "protocol_send"),
         (tcp_server.TCPServer, "_read_data"),
+        (tcp_server.TCPServer, "__init__"),
+        (tcp_server.TCPServer, "_initiate_server_close"),
+        (H11Protocol, "stream_send"),
         (ws_stream.WSStream, "handle"),
     ):
         if not callable(getattr(owner, name, None)):
@@ -327,6 +434,13 @@ async def _protocol_send(server: tcp_server.TCPServer, event: Any) -> None:
 
 
 _hypercorn_read_data = tcp_server.TCPServer._read_data
+_hypercorn_stream_send = H11Protocol.stream_send
+_hypercorn_init = tcp_server.TCPServer.__init__
+
+
+def _init(server: tcp_server.TCPServer, *args: Any, **kwargs: Any) -> None:
+    _hypercorn_init(server, *args, **kwargs)
+    server.idle_task = KeepAliveTimer(server)  # type: ignore[assignment]
 
 
 async def _read_data(server: tcp_server.TCPServer) -> None:
@@ -359,9 +473,13 @@ async def _read_data(server: tcp_server.TCPServer) -> None:
         if not data:
             break
     await server.protocol.handle(Closed())
+    if isinstance(server.idle_task, KeepAliveTimer):
+        server.idle_task.end()
 
 
 ws_stream.WSStream.handle = _handle  # type: ignore[method-assign,assignment]
+H11Protocol.stream_send = _stream_send  # type: ignore[method-assign,assignment]
+tcp_server.TCPServer.__init__ = _init  # type: ignore[method-assign,assignment]
 tcp_server.TCPServer._read_data = _read_data  # type: ignore[method-assign,assignment]
 tcp_server.TCPServer.run = _run_contained  # type: ignore[method-assign,assignment]
 tcp_server.TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign,assignment]
