@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import socket
 import uuid
 from collections.abc import Iterator
@@ -452,6 +453,12 @@ async def test_network_partition_mid_transaction_gives_503s_then_recovers(
                     await storm.wait_for(201, 200)
                     storm.phase = "outage"
                     partition.cut_mid_transaction()
+                    # A registration batch is one statement, its own transaction;
+                    # an update is BEGIN, the event's row lock, more, COMMIT: cut in it.
+                    nursery.start_soon(
+                        functools.partial(client.patch, f"/events/{event_id}",
+                                          json={"description": "Cut off mid-update"})
+                    )
                     with trio.fail_after(WAIT_SECONDS):
                         await partition.cut_happened.wait()
                     cut_at = trio.current_time()

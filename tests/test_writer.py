@@ -94,3 +94,47 @@ async def test_each_command_of_a_batch_gets_its_own_answer(fresh_database_url: s
     [op] = results["missing"]
     assert op.outcome == ("event_not_found" if kind == "register" else "not_found")
     assert results["made"].name == "Ann"
+
+
+async def test_registrations_of_many_events_commit_as_one_statement(fresh_database_url: str):
+    """Every actor's ops in a batch: one statement, its own transaction, all committed."""
+    async with open_database(fresh_database_url, pool_size=4, timeout_seconds=5) as db:
+        await apply_migrations(db)
+        starts = datetime.now(UTC) + timedelta(days=3)
+        events = [uuid.uuid4() for _ in range(3)]
+        attendees = [uuid.uuid4() for _ in range(6)]
+        async with db.connection() as conn:
+            for n, event_id in enumerate(events):
+                await conn.execute(
+                    "INSERT INTO events (id, name, starts_at, duration_minutes, ends_at, location,"
+                    " max_attendees) VALUES ($1, 'E', $2, 60, $3, $4, 1)",
+                    event_id, starts, starts + timedelta(hours=1), f"Room {n}")
+            await conn.execute(
+                "INSERT INTO attendees (id, name, email)"
+                " SELECT id, 'A', id || '@x.org' FROM unnest($1::uuid[]) id", attendees)
+        writer = Writer(db)
+        batch = [
+            commands.RegistrationOps(event_id, [
+                commands.RegistrationOp("register", uuid.uuid4(), attendees[2 * n]),
+                commands.RegistrationOp("register", uuid.uuid4(), attendees[2 * n + 1], True),
+            ])
+            for n, event_id in enumerate(events)
+        ]
+        results = {}
+
+        async def submit(command: commands.RegistrationOps) -> None:
+            results[command.event_id] = await writer.submit(command)
+
+        async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as submitters:
+                for command in batch:
+                    submitters.start_soon(submit, command)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(writer.run)  # all three are in its first batch
+            await writer.close()
+        assert writer.statistics().transactions == 1
+        rows = await db.fetch("SELECT xmin::text AS tx, status FROM registrations")
+    assert sorted(r["status"] for r in rows) == ["confirmed"] * 3 + ["waitlisted"] * 3
+    assert len({r["tx"] for r in rows}) == 1  # one transaction wrote them all
+    for event_id in events:
+        assert [op.outcome for op in results[event_id]] == ["confirmed", "waitlisted"]

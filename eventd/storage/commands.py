@@ -61,6 +61,7 @@ class RegistrationOps(WriteCommand[list[OpResult]]):
     """One event actor's pending registrations and cancellations, in order."""
 
     batch_order: ClassVar[int] = 10
+    single_statement: ClassVar[bool] = True  # every actor's ops in one call
 
     def __init__(self, event_id: uuid.UUID, ops: Sequence[RegistrationOp]) -> None:
         super().__init__()

@@ -55,6 +55,9 @@ class WriteCommand(Generic[T]):
 
     #: Commands of one class in one batch may be run together by run_batch.
     batch_order: ClassVar[int] = 100
+    #: run_batch issues exactly one statement: a batch of this class alone
+    #: needs no BEGIN and COMMIT around it, the statement is its own transaction.
+    single_statement: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.reply: Reply[T] = Reply()
@@ -174,20 +177,29 @@ class Writer:
             command.reply.settle(result)
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Connection]:
+    async def _transaction(self, *, one_statement: bool = False) -> AsyncIterator[Connection]:
         """A transaction on the writer's own connection, held across batches.
 
         Reads share the rest of the pool; a burst of slow list queries can
         never make a commit wait for a connection. A connection that failed is
         given back and a fresh one taken for the next batch.
+
+        ``one_statement``: the batch is one statement, which PostgreSQL runs
+        as a transaction of its own — one round trip instead of three (BEGIN,
+        the statement, COMMIT). Under load each round trip waits for the
+        daemon's event loop to come round to it, so this is most of a hot
+        event's commit time.
         """
         if self._held is None:
             stack = contextlib.AsyncExitStack()
             self._held_conn = await stack.enter_async_context(self._db.connection())
             self._held = stack
         try:
-            async with self._held_conn.transaction() as conn:
-                yield conn
+            if one_statement:
+                yield self._held_conn
+            else:
+                async with self._held_conn.transaction() as conn:
+                    yield conn
         except (Unavailable, QueryFailed):
             await self._release()
             raise
@@ -202,7 +214,8 @@ class Writer:
         for index, command in enumerate(batch):
             by_class.setdefault(type(command), []).append(index)
         results: list[outcome.Outcome[Any] | None] = [None] * len(batch)
-        async with self._transaction() as conn:
+        one_statement = len(by_class) == 1 and next(iter(by_class)).single_statement
+        async with self._transaction(one_statement=one_statement) as conn:
             for cls in sorted(by_class, key=lambda c: c.batch_order):
                 indexes = by_class[cls]
                 group_results = await cls.run_batch(conn, [batch[i] for i in indexes])
