@@ -1,4 +1,9 @@
-"""Reply: a one-shot answer, set once by the task that has it, awaited by the one that asked."""
+"""Reply: a one-shot answer, set once by the task that has it, awaited by the one that asked.
+
+One per request on the registration path (and one per writer command), so it
+is built on trio's low-level parking instead of a ``trio.Event``: two slots,
+no parking lot.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,11 @@ T = TypeVar("T")
 
 
 class Reply(Generic[T]):
+    __slots__ = ("_result", "_waiter")
+
     def __init__(self) -> None:
-        self._done = trio.Event()
         self._result: outcome.Outcome[T] | None = None
+        self._waiter: trio.lowlevel.Task | None = None  # the one task in wait(), if any
 
     def set(self, value: T) -> None:
         self.settle(outcome.Value(value))
@@ -23,11 +30,24 @@ class Reply(Generic[T]):
 
     def settle(self, result: outcome.Outcome[T]) -> None:
         """The first answer counts; later ones are ignored."""
-        if not self._done.is_set():
-            self._result = result
-            self._done.set()
+        if self._result is not None:
+            return
+        self._result = result
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
 
     async def wait(self) -> T:
-        await self._done.wait()
+        """The answer, once there is one (one waiter only; cancellable while waiting)."""
+        if self._result is None:
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        else:
+            await trio.lowlevel.checkpoint()
         assert self._result is not None
         return self._result.unwrap()

@@ -21,6 +21,7 @@ what was wrong with it (:attr:`Request.body_error`), raised by the app's first
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import trio
@@ -75,7 +76,15 @@ class Connection(TrioASGIHTTPConnection):
         limit: int = self.app.config["MAX_CONTENT_LENGTH"]
         chunks: list[bytes] = []
         size = 0
-        message: Any = await receive()
+        # hypercorn hands the app its channel's receive: what is queued is
+        # taken without a trip through the scheduler per message.
+        queued = getattr(getattr(receive, "__self__", None), "receive_nowait", None)
+        message: Any = None
+        if queued is not None:
+            with contextlib.suppress(trio.WouldBlock):
+                message = queued()
+        if message is None:
+            message = await receive()
         deadline = None
         while message["type"] == "http.request":
             chunk = message.get("body", b"")
@@ -88,6 +97,10 @@ class Connection(TrioASGIHTTPConnection):
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+            if queued is not None:
+                with contextlib.suppress(trio.WouldBlock):
+                    message = queued()
+                    continue
             if deadline is None:
                 deadline = trio.current_time() + self.app.config["BODY_TIMEOUT"]
             with trio.move_on_at(deadline):
