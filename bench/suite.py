@@ -25,6 +25,7 @@ import httpx
 
 from bench.burst import burst
 from bench.harness import (
+    cpu_seconds,
     create_event,
     daemon_on_scratch_database,
     health,
@@ -177,6 +178,7 @@ def _throughput(
     section = f"workers = {workers}"
     rows: list[Row] = []
     rates: dict[str, float] = {}
+    cpu_per_request: dict[str, tuple[float, float]] = {}  # figure -> (µs per request, cores busy)
     url, seconds = daemon.url, settings.seconds
     if "read" not in wanted:  # spread and hot imply read
         if "burst" in wanted:
@@ -191,9 +193,11 @@ def _throughput(
 
     def read(connections: int) -> LoadResult:
         progress(f"{section}: read, {connections} connections, {seconds:g} s")
-        result = run_wrk(url, read_file, connections=connections, seconds=seconds)
+        with DaemonCpu(daemon) as cpu:
+            result = run_wrk(url, read_file, connections=connections, seconds=seconds)
         figure = f"read `GET /events/{{id}}`, {connections} conn"
         rows.append(_load_row(section, figure, result, 200))
+        cpu_per_request[f"read {connections}"] = cpu.per_request(result)
         return result
 
     read_spread = read(SPREAD_CONNECTIONS)
@@ -223,8 +227,10 @@ def _throughput(
             f"{section}: {name}, {len(events)} event(s), {connections} connections, {seconds:g} s"
         )
         commits_before = writer_transactions(url)
-        result = run_wrk(url, pairs, connections=connections, seconds=seconds, mode="once")
+        with DaemonCpu(daemon) as cpu:
+            result = run_wrk(url, pairs, connections=connections, seconds=seconds, mode="once")
         commits_after = writer_transactions(url)
+        cpu_per_request[name] = cpu.per_request(result)
         outbox = run_sql(
             db,
             "SELECT count(*) FILTER (WHERE sent_at IS NULL) AS unsent, count(*) FROM email_outbox",
@@ -259,11 +265,13 @@ def _throughput(
         spread = registrations("spread", spread_events, SPREAD_CONNECTIONS)
         rates["spread"] = spread.rate
         _registration_rows(rows, section, "spread", spread, read_spread)
+        rows.append(_cpu_row(section, "spread", cpu_per_request, SPREAD_CONNECTIONS))
     if "hot" in wanted:
         assert read_hot is not None
         hot = registrations("hot", [hot_event], HOT_CONNECTIONS)
         rates["hot"] = hot.rate
         _registration_rows(rows, section, "hot", hot, read_hot)
+        rows.append(_cpu_row(section, "hot", cpu_per_request, HOT_CONNECTIONS))
         rows.append(
             Row(
                 section,
@@ -276,6 +284,46 @@ def _throughput(
     if "burst" in wanted:
         rows.append(_burst(daemon, db, workdir, section, settings))
     return rows, rates
+
+
+class DaemonCpu:
+    """The daemon's CPU time (all its workers) over a block, per answered request.
+
+    A throughput ratio moves with whatever else the shared machine does during
+    each of its two runs; CPU time per request hardly does. While the daemon
+    keeps a core busy, throughput is the inverse of it, so the CPU ratio says
+    what the req/s ratio would be on a quiet machine, and the share of a core
+    says whether the daemon, not the database, set the pace.
+    """
+
+    def __init__(self, daemon: DaemonProcess) -> None:
+        assert daemon.process is not None
+        self._pid = daemon.process.pid
+        self._cpu = self._wall = 0.0
+
+    def __enter__(self) -> DaemonCpu:
+        self._cpu, self._wall = cpu_seconds(self._pid), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._cpu = cpu_seconds(self._pid) - self._cpu
+        self._wall = time.perf_counter() - self._wall
+
+    def per_request(self, result: LoadResult) -> tuple[float, float]:
+        """(µs of daemon CPU per answered request, cores kept busy)."""
+        return 1e6 * self._cpu / max(1, result.requests), self._cpu / max(1e-9, self._wall)
+
+
+def _cpu_row(
+    section: str, name: str, cpu: dict[str, tuple[float, float]], connections: int
+) -> Row:
+    (used, busy), (read_used, read_busy) = cpu[name], cpu[f"read {connections}"]
+    return Row(
+        section,
+        f"{name}: daemon CPU per request, read / {name} (same connections)",
+        f"{used:,.0f} µs ({busy:.0%} of a core) vs read {read_used:,.0f} µs"
+        f" ({read_busy:.0%}): {read_used / used:.2f}",
+    )
 
 
 def writer_transactions(url: str) -> int | None:
