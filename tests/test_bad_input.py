@@ -402,13 +402,14 @@ def impatient_daemon(fresh_database_url: str, workdir: Path) -> Iterator[DaemonP
     assert daemon.stop() == 0
 
 
+@pytest.mark.parametrize("sent", ["part", "none"], ids=["part of it", "none of it"])
 async def test_body_that_never_finishes_is_408_and_writes_nothing(
-    impatient_daemon: DaemonProcess,
+    impatient_daemon: DaemonProcess, sent: str
 ):
     body = json.dumps({"name": "Stalled", "email": "stalled@example.org"}).encode()
     started = trio.current_time()
     answer = await _raw_exchange(impatient_daemon.url, _head("/attendees", len(body) + 100),
-                                 [(0, body)])
+                                 [(0, body)] if sent == "part" else [])
     waited = trio.current_time() - started
     head, _, problem = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 "), answer

@@ -22,6 +22,7 @@ what was wrong with it (:attr:`Request.body_error`), raised by the app's first
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import trio
@@ -74,19 +75,27 @@ class Connection(TrioASGIHTTPConnection):
         request deadline is answered 408.
         """
         limit: int = self.app.config["MAX_CONTENT_LENGTH"]
-        chunks: list[bytes] = []
-        size = 0
         # hypercorn hands the app its channel's receive: what is queued is
         # taken without a trip through the scheduler per message.
         queued = getattr(getattr(receive, "__self__", None), "receive_nowait", None)
-        message: Any = None
-        if queued is not None:
-            with contextlib.suppress(trio.WouldBlock):
-                message = queued()
-        if message is None:
-            message = await receive()
-        deadline = None
-        while message["type"] == "http.request":
+        deadline = math.inf  # set on the first wait
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: Any = None
+            if queued is not None:
+                with contextlib.suppress(trio.WouldBlock):
+                    message = queued()
+            if message is None:
+                if deadline == math.inf:
+                    deadline = trio.current_time() + self.app.config["BODY_TIMEOUT"]
+                with trio.move_on_at(deadline):
+                    message = await receive()
+            if message is None:
+                request.body_error = RequestTimeout("The request body did not arrive in time.")
+                break
+            if message["type"] != "http.request":
+                break  # http.disconnect: the client has gone, the answer is dropped
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -97,18 +106,6 @@ class Connection(TrioASGIHTTPConnection):
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-            if queued is not None:
-                with contextlib.suppress(trio.WouldBlock):
-                    message = queued()
-                    continue
-            if deadline is None:
-                deadline = trio.current_time() + self.app.config["BODY_TIMEOUT"]
-            with trio.move_on_at(deadline):
-                message = await receive()
-                continue
-            request.body_error = RequestTimeout("The request body did not arrive in time.")
-            break
-        # (an http.disconnect ends the loop too: the client has gone, the answer is dropped)
         data = b"".join(chunks)
         request.complete_body = data
         request.body.append(data)  # for quart's own readers (request.get_data)
