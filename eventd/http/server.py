@@ -12,8 +12,9 @@ Everything that reaches into hypercorn's internals is in this module: the
 raw write path for websocket streams (:class:`RawWebsocket`), a leaner read
 loop (a thousand idle connections each wait in it), a response written in one
 piece (:func:`_stream_send`), a keep-alive timer with no task per request
-(:class:`KeepAliveTimer`), and two fixes (a body on a refused websocket
-handshake; one connection's error kept to it).
+(:class:`KeepAliveTimer`), a request's body handed to the app without a
+trip through the scheduler per message (:func:`_spawn_app`), and two fixes
+(a body on a refused websocket handshake; one connection's error kept to it).
 :func:`_check_hypercorn` refuses, at import, a hypercorn it was not written
 against — an upgrade fails loudly at start instead of quietly corrupting
 streams.
@@ -37,7 +38,7 @@ from hypercorn.events import Closed, RawData
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import Body, Data, EndBody, Response
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.trio import tcp_server
+from hypercorn.trio import task_group, tcp_server
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
@@ -385,6 +386,7 @@ def _check_hypercorn() -> None:
         (tcp_server.TCPServer, "_read_data"),
         (tcp_server.TCPServer, "__init__"),
         (tcp_server.TCPServer, "_initiate_server_close"),
+        (task_group.TaskGroup, "spawn_app"),
         (H11Protocol, "stream_send"),
         (ws_stream.WSStream, "handle"),
     ):
@@ -431,6 +433,33 @@ async def _protocol_send(server: tcp_server.TCPServer, event: Any) -> None:
         await raw.send(event.data)
     else:
         await _hypercorn_protocol_send(server, event)
+
+
+_hypercorn_spawn_app = task_group.TaskGroup.spawn_app
+
+
+async def _spawn_app(group: task_group.TaskGroup, *args: Any) -> Callable[[Any], Awaitable[None]]:
+    """hypercorn's TaskGroup.spawn_app, its ``app_put`` waiting only when the app's queue is full.
+
+    hypercorn hands each message of a request to the app through a memory
+    channel's ``send``, which yields to the scheduler even when there is room:
+    a POST's body and its end went in on two separate turns of the read loop,
+    and the app often woke between them to wait for the end. Here a message
+    that fits is queued at once, so the app finds the whole body waiting; the
+    queue's bound (``max_app_queue_size``) still holds the reader back.
+    """
+    send = await _hypercorn_spawn_app(group, *args)
+    channel = getattr(send, "__self__", None)  # hypercorn returns the channel's bound send
+    if not isinstance(channel, trio.MemorySendChannel):
+        return send
+
+    async def put(message: Any) -> None:
+        try:
+            channel.send_nowait(message)
+        except trio.WouldBlock:
+            await channel.send(message)
+
+    return put
 
 
 _hypercorn_read_data = tcp_server.TCPServer._read_data
@@ -483,3 +512,4 @@ tcp_server.TCPServer.__init__ = _init  # type: ignore[method-assign,assignment]
 tcp_server.TCPServer._read_data = _read_data  # type: ignore[method-assign,assignment]
 tcp_server.TCPServer.run = _run_contained  # type: ignore[method-assign,assignment]
 tcp_server.TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign,assignment]
+task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign,assignment]
