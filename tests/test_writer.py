@@ -8,12 +8,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 import trio
 
 from eventd.errors import Unavailable
 from eventd.storage import commands
-from eventd.storage.database import open_database
+from eventd.storage.database import _translate_errors, open_database
 from eventd.storage.migrations import apply_migrations
 from eventd.storage.writer import Writer
 
@@ -138,3 +139,19 @@ async def test_registrations_of_many_events_commit_as_one_statement(fresh_databa
     assert len({r["tx"] for r in rows}) == 1  # one transaction wrote them all
     for event_id in events:
         assert [op.outcome for op in results[event_id]] == ["confirmed", "waitlisted"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionResetError(),
+        asyncpg.InterfaceError("the connection is closed"),
+        # Seen after an outage: a pooled connection left mid-operation.
+        asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
+    ],
+)
+def test_a_broken_connection_is_unavailable_not_a_crash(error: Exception) -> None:
+    with pytest.raises(Unavailable), _translate_errors():
+        raise error

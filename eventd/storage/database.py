@@ -56,7 +56,9 @@ def _translate_errors(*, connecting: bool = False) -> Iterator[None]:
         ):
             raise Unavailable("The database cannot be reached right now.") from exc
         raise QueryFailed(str(exc), sqlstate) from exc
-    except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+        # InternalClientError: a connection left mid-operation by an outage
+        # ("another operation is in progress"); the pool drops it on release.
         raise Unavailable("The database cannot be reached right now.") from exc
 
 
