@@ -217,8 +217,10 @@ class EventActor:
             for request in asked:
                 request.reply.fail(exc)
             return
-        if self._changed_elsewhere(results):
+        if self._edited_elsewhere(results):
             await self._refresh(results)
+        elif self._changed_elsewhere(results):
+            self._adopt_among_others(results)
         else:
             for result in results:
                 if result.counts is not None:
@@ -230,15 +232,41 @@ class EventActor:
     def _changed_elsewhere(self, results: list[c.OpResult]) -> bool:
         """Did the database's version move further than these results account for?
 
-        Another daemon on the same database changed the event: its fields may
-        differ from ours, not just its counts.
+        Another daemon on the same database changed the event.
         """
         versions = [r.counts.version for r in results if r.counts is not None]
         own = sum(1 for r in results if r.outcome in _CHANGES)
         return bool(versions) and max(versions) > self.state.version + own
 
+    def _edited_elsewhere(self, results: list[c.OpResult]) -> bool:
+        """Did another daemon edit the event's fields since the version we hold?"""
+        return any(
+            r.counts is not None and r.counts.edited_version > self.state.version
+            for r in results
+        )
+
+    def _adopt_among_others(self, results: list[c.OpResult]) -> None:
+        """Publish our changes when other daemons' registrations came between them.
+
+        Their changes moved only the counts, which ours carry: no reload.
+        Each of ours is published at its own ``seq``; theirs reach this
+        daemon's streams through the relay, or without one as gaps — collapsed
+        capacity updates, the next one carrying the counts.
+        """
+        for result in results:
+            if result.counts is not None:
+                self.state = self.state.with_counts(result.counts)
+        self._publish_own(results)
+
+    def _publish_own(self, results: list[c.OpResult]) -> None:
+        """Each of our changes as a capacity update at its own seq, with the fields we hold."""
+        for result in results:
+            if result.counts is not None and result.outcome in _CHANGES:
+                counts = result.counts
+                self._emit("eventCapacityUpdate", self.state.at_counts(counts), counts.version)
+
     async def _refresh(self, results: list[c.OpResult]) -> None:
-        """Reload the event after changes made elsewhere, then publish ours.
+        """Reload the event after another daemon edited it, then publish ours.
 
         With peers, their changes come through the relay and ours are
         published as capacity updates in between. Without, nobody will tell
@@ -254,10 +282,7 @@ class EventActor:
         if self._peers is None:
             self._emit("eventUpdated", fresh, fresh.version)
             return
-        for result in results:
-            if result.counts is not None and result.outcome in _CHANGES:
-                counts = result.counts
-                self._emit("eventCapacityUpdate", fresh.at_counts(counts), counts.version)
+        self._publish_own(results)
 
     async def _reload(self, request: m.Reload) -> None:
         """Catch up with the database after missing news; a newer event is one update."""

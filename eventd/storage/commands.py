@@ -247,7 +247,7 @@ class UpdateEvent(WriteCommand[EventUpdated]):
         row = await conn.fetchrow(
             "UPDATE events SET name = $2, description = $3, starts_at = $4,"
             " duration_minutes = $5, ends_at = $6, location = $7, max_attendees = $8,"
-            " version = version + 1, updated_at = now()"
+            " version = version + 1, edited_version = version + 1, updated_at = now()"
             f" WHERE id = $1 RETURNING {Event.COLUMNS}",
             self.event_id,
             merged.name,
