@@ -8,12 +8,18 @@ the real daemon as a process on a database of its own, over loopback.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import json
 import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
 
 from tests.conftest import future, unique_location
 from tests.support import DaemonProcess, run_sql
@@ -34,6 +40,18 @@ async def make_attendees(database_url: str, count: int) -> list[str]:
         )
     )
     return [str(i) for i in ids]
+
+
+@contextmanager
+def logs_on_failure(*daemons: DaemonProcess) -> Iterator[None]:
+    """A storm that fails carries the end of each daemon's log (gone with its tmp dir later)."""
+    try:
+        yield
+    except BaseException as exc:
+        for daemon in daemons:
+            exc.add_note(f"--- {daemon.url} log, last 60 lines:\n"
+                         + "\n".join(daemon.log().splitlines()[-60:]))
+        raise
 
 
 async def storm(
@@ -91,7 +109,7 @@ async def test_thousand_attempts_for_a_hundred_seats(fresh_database_url: str, wo
     try:
         event_id = await create_event(daemon.url, 100)
         attendees = await make_attendees(fresh_database_url, 1000)
-        with trio.fail_after(120):
+        with trio.fail_after(120), logs_on_failure(daemon):
             responses = await storm([daemon.url], event_id, attendees)
         assert outcome_counts(responses) == {(201, "confirmed"): 100, (409, "event_full"): 900}
         statuses, (confirmed, waitlisted, capacity) = await trio.to_thread.run_sync(
@@ -114,7 +132,7 @@ async def test_two_daemons_on_one_database_never_overbook(
     try:
         event_id = await create_event(first.url, 100)
         attendees = await make_attendees(fresh_database_url, 1000)
-        with trio.fail_after(120):
+        with trio.fail_after(120), logs_on_failure(first, second):
             responses = await storm([first.url, second.url], event_id, attendees,
                                     waitlist=False)
         assert outcome_counts(responses) == {(201, "confirmed"): 100, (409, "event_full"): 900}
@@ -133,7 +151,7 @@ async def test_two_daemons_same_attendee_registers_once(fresh_database_url: str,
     try:
         event_id = await create_event(first.url, 10)
         [attendee] = await make_attendees(fresh_database_url, 1)
-        with trio.fail_after(60):
+        with trio.fail_after(60), logs_on_failure(first, second):
             responses = await storm([first.url, second.url] * 10, event_id, [attendee] * 20,
                                     connections=20)
         assert outcome_counts(responses) == {(201, "confirmed"): 1,
@@ -194,41 +212,86 @@ async def test_kill_9_during_a_storm_loses_no_acknowledged_registration(
         assert restarted.stop() == 0, restarted.log()
 
 
-async def test_an_actor_notices_changes_made_through_another_daemon(
-    fresh_database_url: str, workdir: Path
-):
-    import json
+@dataclasses.dataclass
+class TwoDaemons:
+    first: DaemonProcess
+    second: DaemonProcess
+    event_id: str  # made through the first, capacity 10
+    attendees: list[str]
+    client: httpx.AsyncClient
+    stream: WebSocketConnection  # the event's stream on the second, its snapshot read
 
-    from trio_websocket import open_websocket_url
+    async def register(self, daemon: DaemonProcess, attendee: str) -> httpx.Response:
+        return await self.client.post(f"{daemon.url}/registrations",
+                                      json={"eventId": self.event_id, "attendeeId": attendee})
 
-    first = DaemonProcess(fresh_database_url, workdir).start()
-    second = DaemonProcess(fresh_database_url, workdir).start()
+    async def next_message(self) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(await self.stream.get_message())
+        return message
+
+
+@asynccontextmanager
+async def two_daemons_and_a_stream(
+    database_url: str, workdir: Path, attendees: int
+) -> AsyncIterator[TwoDaemons]:
+    first = DaemonProcess(database_url, workdir).start()
+    second = DaemonProcess(database_url, workdir).start()
     try:
         event_id = await create_event(first.url, 10)
-        attendees = await make_attendees(fresh_database_url, 2)
-        stream = second.url.replace("http://", "ws://") + f"/ws/events/{event_id}"
-        async with httpx.AsyncClient() as c, open_websocket_url(stream) as ws:
-            assert json.loads(await ws.get_message())["type"] == "snapshot"
-            renamed = await c.patch(f"{first.url}/events/{event_id}", json={"name": "Renamed"})
-            assert renamed.json()["version"] == 2
-            # B learns of it with its own next write: one update carrying it all.
-            r = await c.post(f"{second.url}/registrations",
-                             json={"eventId": event_id, "attendeeId": attendees[0]})
-            assert r.status_code == 201
-            update = json.loads(await ws.get_message())
-            assert (update["type"], update["seq"]) == ("eventUpdated", 3)
-            assert update["data"]["name"] == "Renamed"
-            assert update["data"]["registeredCount"] == 1
-            assert (await c.get(f"{second.url}/events/{event_id}")).json()["name"] == "Renamed"
-
-            assert (await c.delete(f"{first.url}/events/{event_id}")).status_code == 204
-            gone = await c.post(f"{second.url}/registrations",
-                                json={"eventId": event_id, "attendeeId": attendees[1]})
-            assert gone.status_code == 404
-            deleted = json.loads(await ws.get_message())
-            assert deleted["type"] == "eventDeleted"
-            assert deleted["seq"] > 3
-            assert (await c.get(f"{second.url}/events/{event_id}")).status_code == 404
+        ids = await make_attendees(database_url, attendees)
+        url = second.url.replace("http://", "ws://") + f"/ws/events/{event_id}"
+        async with httpx.AsyncClient() as client, open_websocket_url(url) as stream:
+            assert json.loads(await stream.get_message())["type"] == "snapshot"
+            yield TwoDaemons(first, second, event_id, ids, client, stream)
     finally:
         assert first.stop() == 0, first.log()
         assert second.stop() == 0, second.log()
+
+
+async def test_registrations_through_another_daemon_reach_an_actor_as_counts(
+    fresh_database_url: str, workdir: Path
+):
+    """Another daemon's registrations move only the counts: B adopts them without a reload.
+
+    B's stream gets its own change as a capacity update carrying A's too (the
+    gap at A's seq is a collapsed capacity update), not the eventUpdated a
+    reload publishes after an edit.
+    """
+    async with two_daemons_and_a_stream(fresh_database_url, workdir, 3) as d:
+        assert (await d.register(d.first, d.attendees[0])).status_code == 201
+        assert (await d.register(d.second, d.attendees[1])).status_code == 201
+        update = await d.next_message()
+        assert (update["type"], update["seq"]) == ("eventCapacityUpdate", 3)
+        assert update["data"]["registeredCount"] == 2
+        event = (await d.client.get(f"{d.second.url}/events/{d.event_id}")).json()
+        assert (event["version"], event["registeredCount"], event["name"]) == (3, 2, "Ticket drop")
+        # An edit after them is still noticed, with B's next write.
+        await d.client.patch(f"{d.first.url}/events/{d.event_id}", json={"name": "Renamed"})
+        assert (await d.register(d.second, d.attendees[2])).status_code == 201
+        update = await d.next_message()
+        assert (update["type"], update["seq"]) == ("eventUpdated", 5)
+        assert (update["data"]["name"], update["data"]["registeredCount"]) == ("Renamed", 3)
+
+
+async def test_an_actor_notices_changes_made_through_another_daemon(
+    fresh_database_url: str, workdir: Path
+):
+    async with two_daemons_and_a_stream(fresh_database_url, workdir, 2) as d:
+        renamed = await d.client.patch(f"{d.first.url}/events/{d.event_id}",
+                                       json={"name": "Renamed"})
+        assert renamed.json()["version"] == 2
+        # B learns of it with its own next write: one update carrying it all.
+        assert (await d.register(d.second, d.attendees[0])).status_code == 201
+        update = await d.next_message()
+        assert (update["type"], update["seq"]) == ("eventUpdated", 3)
+        assert update["data"]["name"] == "Renamed"
+        assert update["data"]["registeredCount"] == 1
+        event = (await d.client.get(f"{d.second.url}/events/{d.event_id}")).json()
+        assert event["name"] == "Renamed"
+
+        assert (await d.client.delete(f"{d.first.url}/events/{d.event_id}")).status_code == 204
+        assert (await d.register(d.second, d.attendees[1])).status_code == 404
+        deleted = await d.next_message()
+        assert deleted["type"] == "eventDeleted"
+        assert deleted["seq"] > 3
+        assert (await d.client.get(f"{d.second.url}/events/{d.event_id}")).status_code == 404

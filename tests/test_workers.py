@@ -15,7 +15,13 @@ import pytest
 import trio
 
 from tests.support import DaemonProcess
-from tests.test_invariant import create_event, database_truth, make_attendees, storm
+from tests.test_invariant import (
+    create_event,
+    database_truth,
+    logs_on_failure,
+    make_attendees,
+    storm,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +50,8 @@ async def test_two_workers_share_the_port_and_never_overbook(
         first = await trio.to_thread.run_sync(wait_for_workers, daemon.process.pid, 2)
         event_id = await create_event(daemon.url, capacity=50)
         attendees = await make_attendees(fresh_database_url, 300)
-        responses = await storm([daemon.url], event_id, attendees)
+        with logs_on_failure(daemon):
+            responses = await storm([daemon.url], event_id, attendees)
         assert sorted(r.status_code for r in responses).count(201) == 50
         counts, (confirmed, _waitlisted, rows) = await trio.to_thread.run_sync(
             database_truth, fresh_database_url, event_id)
