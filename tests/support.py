@@ -110,6 +110,7 @@ class DaemonProcess:
         for section, values in sections.items():
             config.setdefault(section, {}).update(values)
         self.config_path.write_text(_toml(config))
+        self.workers: int = config["server"].get("workers", 1)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
@@ -124,7 +125,9 @@ class DaemonProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"eventd exited at start:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                # Healthy, and every worker serving: the first one answers before the rest.
+                if (httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+                        and self.log().count("eventd: listening on ") >= self.workers):
                     return self
             time.sleep(0.05)
         self.kill()
