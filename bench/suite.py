@@ -343,7 +343,10 @@ def _registration_rows(
     rows.append(
         Row(section, f"{name} / read (same connections)", f"{ratio:.2f}", "≥ 0.80", ratio >= 0.8)
     )
-    rows.append(Row(section, f"{name} p99", _ms(result.p99_ms), "≤ 50 ms", result.p99_ms <= 50))
+    # Every connection is kept busy, so the latency is mostly the queue: about
+    # connections / rate (Little's law). The p99 target is judged at a fixed
+    # rate of 1,000/s instead (hot-rate, open loop).
+    rows.append(Row(section, f"{name} p99 (closed loop: queueing)", _ms(result.p99_ms)))
     valid = result.count(201) >= 0.99 * result.requests
     if not valid:
         rows.append(
