@@ -116,6 +116,7 @@ class DaemonProcess:
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTD_")}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        logged_before = self._log.tell()  # a restart appends to the same log
         self.process = subprocess.Popen(
             [sys.executable, "-m", "eventd", "serve", "--config", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
@@ -127,7 +128,8 @@ class DaemonProcess:
             with contextlib.suppress(httpx.HTTPError):
                 # Healthy, and every worker serving: the first one answers before the rest.
                 if (httpx.get(f"{self.url}/health", timeout=1).status_code == 200
-                        and self.log().count("eventd: listening on ") >= self.workers):
+                        and self.log_path.read_bytes()[logged_before:].count(
+                            b"eventd: listening on ") >= self.workers):
                     return self
             time.sleep(0.05)
         self.kill()
