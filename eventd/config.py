@@ -30,6 +30,7 @@ class ServerConfig:
     bind: str = "127.0.0.1:3000"
     request_timeout_seconds: float = 10.0
     workers: int = 1
+    keep_alive_seconds: float = 75.0
 
     @property
     def host(self) -> str:
@@ -43,6 +44,7 @@ class ServerConfig:
         split_bind(self.bind)
         _require(self.request_timeout_seconds > 0, "server.request_timeout_seconds", "must be > 0")
         _require(self.workers >= 1, "server.workers", "must be ≥ 1")
+        _require(self.keep_alive_seconds > 0, "server.keep_alive_seconds", "must be > 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -352,6 +352,7 @@ def test_bad_database_url(write: Write, url: str) -> None:
     [
         ("[server]\nrequest_timeout_seconds = 0", "server.request_timeout_seconds"),
         ("[server]\nworkers = 0", "server.workers"),
+        ("[server]\nkeep_alive_seconds = 0", "server.keep_alive_seconds"),
         ("[database]\npool_size = 1", "database.pool_size"),
         ('[redis]\nurl = "http://cache"', "redis.url"),
         ("[redis]\ncache_ttl_seconds = 0", "redis.cache_ttl_seconds"),

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import h11
+import httpx
 import trio
 
-from eventd.http.server import SHUTDOWN_GRACE_SECONDS
+from eventd.config import Config
+from eventd.http.server import SHUTDOWN_GRACE_SECONDS, hypercorn_config
 from tests.support import DaemonProcess
 
-KEEP_ALIVE_SECONDS = 5  # eventd.http.server.hypercorn_config
+KEEP_ALIVE_SECONDS = 3  # server.keep_alive_seconds of the keep-alive test's daemon
 
 
 class RawHttp:
@@ -83,7 +86,11 @@ async def test_one_connection_carries_every_kind_of_response(daemon: DaemonProce
         assert status == 404
 
 
-async def test_keep_alive_closes_idle_connections_only(daemon: DaemonProcess):
+async def test_keep_alive_closes_idle_connections_only(fresh_database_url: str, workdir: Path):
+    daemon = DaemonProcess(
+        fresh_database_url, workdir, server={"keep_alive_seconds": KEEP_ALIVE_SECONDS}
+    ).start()
+
     async def idle() -> None:
         conn = await RawHttp.open(daemon)
         async with conn.stream:
@@ -116,9 +123,30 @@ async def test_keep_alive_closes_idle_connections_only(daemon: DaemonProcess):
             answer = await conn.stream.receive_some()
             assert answer.startswith(b"HTTP/1.1 201 "), answer
 
-    async with trio.open_nursery() as nursery:
-        for test in (idle, active, busy):
-            nursery.start_soon(test)
+    try:
+        async with trio.open_nursery() as nursery:
+            for test in (idle, active, busy):
+                nursery.start_soon(test)
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+
+
+def test_idle_connections_outlive_the_clients_own_keep_alive() -> None:
+    """By default the client lets an idle connection go first (hypercorn_config)."""
+    assert hypercorn_config(Config()).keep_alive_timeout > httpx.Limits().keepalive_expiry
+
+
+async def test_a_connection_reused_as_late_as_a_client_would_is_answered(daemon: DaemonProcess):
+    """httpx reuses a connection idle for up to 5 s: the daemon must still have it open.
+
+    With the server's keep-alive at the same 5 s, a request sent on such a
+    connection met a server closing it, and was reset.
+    """
+    conn = await RawHttp.open(daemon)
+    async with conn.stream:
+        assert (await conn.request("GET", "/health"))[0] == 200
+        await trio.sleep(httpx.Limits().keepalive_expiry + 0.5)
+        assert (await conn.request("GET", "/health"))[0] == 200
 
 
 async def test_stop_closes_idle_connections_at_once(fresh_database_url: str, workdir):

@@ -68,8 +68,12 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.backlog = 1024
     # With several workers on one port, each binds it with SO_REUSEPORT (see eventd.workers).
     hc.workers = config.server.workers
-    # Idle keep-alive connections also hold a graceful stop: keep it short.
-    hc.keep_alive_timeout = 5
+    # Longer than clients keep an idle connection (httpx: 5 s), so the client
+    # lets go first. A server that closes at the moment a client reuses the
+    # connection resets a request already on its way: with both at 5 s, a
+    # storm's reused connections were reset now and then. Idle connections do
+    # not hold up a graceful stop: KeepAliveTimer closes them at once.
+    hc.keep_alive_timeout = config.server.keep_alive_seconds
     # No ping task per websocket: eventd's fan-out pings every stream from one
     # task (eventd.http.fanout). A peer that answers nothing (no pong, no data)
     # for three intervals is dead, and hypercorn's read timeout drops it.
