@@ -127,7 +127,7 @@ async def serve(
         writer = Writer(db, on_commit=mailer.wake)
         supervisor = Supervisor(
             functools.partial(queries.load_event, db),
-            writer.submit,
+            writer.offer,
             hub.publish,
             is_watched=hub.is_watched,
             is_followed=hub.is_followed,

@@ -1,12 +1,15 @@
 """Reply: a one-shot answer, set once by the task that has it, awaited by the one that asked.
 
 One per request on the registration path (and one per writer command), so it
-is built on trio's low-level parking instead of a ``trio.Event``: two slots,
-no parking lot.
+is built on trio's low-level parking instead of a ``trio.Event``: three slots,
+no parking lot. Instead of a waiting task, a reply can have a callback
+(:meth:`then`), called with the answer by whoever sets it: a turn of an event
+actor's registrations waits for the writer that way, without a task of its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import outcome
@@ -16,11 +19,12 @@ T = TypeVar("T")
 
 
 class Reply(Generic[T]):
-    __slots__ = ("_result", "_waiter")
+    __slots__ = ("_result", "_waiter", "_callback")
 
     def __init__(self) -> None:
         self._result: outcome.Outcome[T] | None = None
         self._waiter: trio.lowlevel.Task | None = None  # the one task in wait(), if any
+        self._callback: Callable[[outcome.Outcome[T]], None] | None = None
 
     def set(self, value: T) -> None:
         self.settle(outcome.Value(value))
@@ -36,9 +40,19 @@ class Reply(Generic[T]):
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             trio.lowlevel.reschedule(waiter)
+        elif self._callback is not None:
+            self._callback(result)
+
+    def then(self, callback: Callable[[outcome.Outcome[T]], None]) -> None:
+        """Call ``callback`` with the answer, in the setter's task, instead of waiting for it."""
+        assert self._result is None, "a reply is answered once"
+        assert self._waiter is None, "a reply is waited for or handed to a callback, not both"
+        assert self._callback is None, "one callback"
+        self._callback = callback
 
     async def wait(self) -> T:
         """The answer, once there is one (one waiter only; cancellable while waiting)."""
+        assert self._callback is None, "a reply is waited for or handed to a callback, not both"
         if self._result is None:
             self._waiter = trio.lowlevel.current_task()
 

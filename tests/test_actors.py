@@ -1,7 +1,7 @@
 """The Supervisor and its EventActors in isolation.
 
 Rules of this file: no sockets and no database — ``FakeStore`` stands in for
-both ``load_event`` and the writer's ``submit``, and tests script it (a
+both ``load_event`` and the writer's ``offer``, and tests script it (a
 per-event gate that blocks the writer, a per-event error it raises once).
 Time only moves through trio's ``MockClock`` (the ``autojump_clock``
 fixture); nothing sleeps for real. Every wait is bounded by
@@ -15,6 +15,7 @@ import contextvars
 import dataclasses
 import functools
 import logging
+import math
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -31,7 +32,7 @@ from eventd.actors import messages as m
 from eventd.actors.event_actor import GAP_WAIT_SECONDS, Peers
 from eventd.actors.mailbox import Mailbox, MailboxClosed
 from eventd.actors.supervisor import ActorCrashed, Supervisor
-from eventd.errors import AlreadyRegistered, EventFull, EventStarted, NotFound
+from eventd.errors import AlreadyRegistered, EventFull, EventStarted, NotFound, Unavailable
 from eventd.model import Event, EventCounts, Registration, utc_now
 from eventd.realtime.hub import Change
 from eventd.storage import commands as c
@@ -71,6 +72,8 @@ class FakeStore:
         # Scripting: submit waits on a gate of its event; raises a failure once.
         self.gates: dict[uuid.UUID, trio.Event] = {}
         self.failures: dict[uuid.UUID, BaseException] = {}
+        self.edited_versions: dict[uuid.UUID, int] = {}  # the version of the last edit
+        self._inbox, self._offered = trio.open_memory_channel[WriteCommand[Any]](math.inf)
 
     def add_event(
         self,
@@ -121,7 +124,22 @@ class FakeStore:
         await trio.lowlevel.checkpoint()
         return self.events.get(event_id)
 
+    def offer(self, command: WriteCommand[Any]) -> None:
+        """Like the writer's: queued now, answered later in a task of the store's own."""
+        self._inbox.send_nowait(command)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Answer offered commands, each in its own task (a gate holds back only its event)."""
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for command in self._offered:
+                nursery.start_soon(self._answer, command)
+
+    async def _answer(self, command: WriteCommand[Any]) -> None:
+        command.reply.settle(await outcome.acapture(self.submit, command))
+
     async def submit(self, command: WriteCommand[Any]) -> Any:
+        """The answer to ``command``, as scripted (gates, failures)."""
         self.commands.append(command)
         event_id: uuid.UUID = command.event_id  # type: ignore[attr-defined]
         gate = self.gates.get(event_id)
@@ -150,7 +168,16 @@ class FakeStore:
             event.waitlist_count,
             event.version,
             event.updated_at,
+            self.edited_versions.get(event.id, 0),
         )
+
+    def edit_elsewhere(self, event_id: uuid.UUID, name: str) -> Event:
+        """Another daemon renames the event: a new version, and its edited_version."""
+        event = self.events[event_id]
+        event = dataclasses.replace(event, name=name, version=event.version + 1)
+        self.events[event_id] = event
+        self.edited_versions[event_id] = event.version
+        return event
 
     def _apply(self, event_id: uuid.UUID, op: c.RegistrationOp) -> c.OpResult:
         event = self.events.get(event_id)
@@ -221,8 +248,9 @@ def _event_deleted(event: Event) -> c.EventDeleted:
 async def running(
     store: FakeStore, changes: list[Change], **options: Any
 ) -> AsyncIterator[Supervisor]:
-    supervisor = Supervisor(store.load_event, store.submit, changes.append, **options)
+    supervisor = Supervisor(store.load_event, store.offer, changes.append, **options)
     async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
         await nursery.start(supervisor.run)
         yield supervisor
         nursery.cancel_scope.cancel()
@@ -401,6 +429,93 @@ async def test_concurrent_requests_share_one_command_and_capacity_holds() -> Non
             assert [(ch.type, ch.seq) for ch in changes] == [
                 ("eventCapacityUpdate", v) for v in range(2, 7)
             ]
+
+
+class ActorTasks(trio.abc.Instrument):
+    """Counts the tasks started for event actors."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        if task.name.startswith("event-actor"):
+            self.started += 1
+
+
+@asynccontextmanager
+async def counting_actor_tasks() -> AsyncIterator[ActorTasks]:
+    tasks = ActorTasks()
+    trio.lowlevel.add_instrument(tasks)
+    try:
+        yield tasks
+    finally:
+        trio.lowlevel.remove_instrument(tasks)
+
+
+async def test_turns_of_registrations_run_without_a_task_of_their_own() -> None:
+    """The asker hands the turn to the writer; the writer's answer starts the next one."""
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=100)
+    async with running(store, changes) as supervisor, counting_actor_tasks() as tasks:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            gate = store.gate(event.id)
+            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
+            async with trio.open_nursery() as nursery:
+                first = uuid.uuid4()
+                nursery.start_soon(registering, results, supervisor, event.id, first)
+                await trio.testing.wait_all_tasks_blocked()
+                assert supervisor.statistics().awake_actors == 1  # its turn is at the writer
+                rest = [uuid.uuid4() for _ in range(5)]
+                for rid in rest:
+                    nursery.start_soon(registering, results, supervisor, event.id, rid)
+                await trio.testing.wait_all_tasks_blocked()
+                gate.set()
+            assert [len(cmd.ops) for cmd in store.ops_commands(event.id)] == [1, 5]
+            assert all(value_of(r).status == "confirmed" for r in results.values())
+            assert [ch.seq for ch in changes] == list(range(2, 8))
+            assert supervisor.statistics().awake_actors == 0
+            assert tasks.started == 0
+
+
+async def test_a_turn_the_writer_could_not_commit_is_answered_and_the_actor_goes_on() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            store.failures[event.id] = Unavailable("The database is unreachable.")
+            with pytest.raises(Unavailable):
+                await register(supervisor, event.id)
+            assert changes == []
+            assert (await register(supervisor, event.id)).status == "confirmed"
+            stats = supervisor.statistics()
+            assert (stats.restarts, stats.awake_actors) == (0, 0)
+
+
+async def test_an_event_edited_through_another_daemon_is_reloaded_before_the_answers() -> None:
+    """The turn's answer shows a newer edit: the actor's task reloads, publishes, then answers."""
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes) as supervisor, counting_actor_tasks() as tasks:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await register(supervisor, event.id)
+            assert tasks.started == 0
+            store.edit_elsewhere(event.id, "Renamed")
+            registration = await register(supervisor, event.id)
+            assert registration.status == "confirmed"
+            assert tasks.started == 1  # the reload waits for the database: in a task
+            assert store.loads[event.id] == 2
+            state = await supervisor.get_event(event.id)
+            assert (state.name, state.confirmed_count, state.version) == ("Renamed", 2, 4)
+            # Without peers nobody tells us the edit: the reloaded event is one update.
+            assert [(ch.type, ch.seq) for ch in changes] == [
+                ("eventCapacityUpdate", 2), ("eventUpdated", 4)
+            ]
+            assert changes[-1].event.name == "Renamed"
+            await trio.testing.wait_all_tasks_blocked()
+            assert supervisor.statistics().awake_actors == 0
+            assert (await register(supervisor, event.id)).status == "confirmed"
+            assert tasks.started == 1
 
 
 def error_of_or_none(result: outcome.Outcome[Any]) -> BaseException | None:

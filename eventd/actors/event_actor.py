@@ -5,10 +5,17 @@ code that changes it. It takes its mailbox a batch at a time: every
 registration and cancellation waiting there goes to the writer as one
 command, so a hot event's requests share one transaction instead of queueing
 for one each. After COMMIT the actor adopts the database's counts, publishes
-one change per new version, and answers each request. It has a task only
-while its mailbox has messages (or a change is held back, see below): a
-dormant actor is its state and nothing else, so memory follows the number of
-live events, not the number of tasks.
+one change per new version, and answers each request. A dormant actor is its
+state and nothing else, so memory follows the number of live events, not the
+number of tasks.
+
+A turn of registrations needs no task at all (:class:`RegistrationTurn`): the
+supervisor takes it from the mailbox, the writer's answer comes back as a
+callback, and the actor finishes the turn in the writer's task right after
+COMMIT. Everything else — edits, deletion, reloads, news from other daemons,
+and a turn that must wait for something after COMMIT — runs in a task the
+supervisor starts for the actor, which ends when the mailbox is empty again
+(or once a change held back is released, see below).
 
 The actor's own check (has the event started?) is the fast path that spares
 the database a round trip; the database checks everything under the event's
@@ -52,12 +59,24 @@ REPLAY_BUFFER_SIZE = 256
 # published anyway (their daemon died after COMMIT, or Redis lost a message).
 GAP_WAIT_SECONDS = 0.5
 
-Submit = Callable[[WriteCommand[Any]], Awaitable[Any]]
+Offer = Callable[[WriteCommand[Any]], None]  # queue a command; its reply settles after COMMIT
 Publish = Callable[[Change], None]
 Load = Callable[[uuid.UUID], Awaitable[Event | None]]
 
 # Outcomes that are a change of this event: one version each.
 _CHANGES = frozenset({"confirmed", "waitlisted", "cancelled"})
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationTurn:
+    """Registrations and cancellations on their way to the writer as one command."""
+
+    command: c.RegistrationOps
+    asked: list[m.Register | m.Cancel]  # in the order of command.ops
+
+    def fail(self, error: BaseException) -> None:
+        for request in self.asked:
+            request.reply.fail(error)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +105,7 @@ class EventActor:
         "state",
         "deleted",
         "in_hand",
-        "_submit",
+        "_offer",
         "_publish",
         "_load",
         "_peers",
@@ -100,7 +119,7 @@ class EventActor:
     def __init__(
         self,
         event: Event,
-        submit: Submit,
+        offer: Offer,
         publish: Publish,
         load: Load,
         peers: Peers | None = None,
@@ -112,7 +131,7 @@ class EventActor:
         self.deleted = False
         # The turn being handled, for the supervisor to answer if the actor crashes.
         self.in_hand: Sequence[m.Message] = ()
-        self._submit = submit
+        self._offer = offer
         self._publish = publish
         self._load = load
         self._peers = peers
@@ -184,11 +203,16 @@ class EventActor:
 
     # --- registrations and cancellations -------------------------------------
 
-    async def _registration_ops(self, requests: list[m.Register | m.Cancel]) -> None:
+    def registration_turn(self, requests: list[m.Register | m.Cancel]) -> RegistrationTurn | None:
+        """The writer's command for these requests; None when none is left for it.
+
+        Those the actor can answer itself (the event has started, or is
+        gone) are answered here.
+        """
         if self.deleted:
             for request in requests:
                 _fail_gone(request, self.state)
-            return
+            return None
         now = utc_now()
         ops: list[c.RegistrationOp] = []
         asked: list[m.Register | m.Cancel] = []
@@ -210,23 +234,55 @@ class EventActor:
                 ops.append(c.RegistrationOp("cancel", request.registration_id))
             asked.append(request)
         if not ops:
-            return
-        try:
-            results: list[c.OpResult] = await self._submit(c.RegistrationOps(self.state.id, ops))
-        except EventdError as exc:
-            for request in asked:
-                request.reply.fail(exc)
-            return
+            return None
+        return RegistrationTurn(c.RegistrationOps(self.state.id, ops), asked)
+
+    def registrations_committed(self, turn: RegistrationTurn, results: list[c.OpResult]) -> bool:
+        """Adopt the counts, publish, answer — when that needs no waiting.
+
+        False, having done nothing, when it does: another daemon edited the
+        event (it must be reloaded), or there are peers (the shared cache is
+        written first). :meth:`finish_registrations` then does it in a task.
+        """
+        if self._peers is not None or self._edited_elsewhere(results):
+            return False
+        self._take_results(results)
+        self._answer_turn(turn, results)
+        return True
+
+    async def finish_registrations(
+        self, turn: RegistrationTurn, results: list[c.OpResult]
+    ) -> None:
+        """Adopt the counts, publish, answer: whatever it takes."""
         if self._edited_elsewhere(results):
             await self._refresh(results)
-        elif self._changed_elsewhere(results):
+        else:
+            self._take_results(results)
+        await self._store()
+        self._answer_turn(turn, results)
+
+    async def _registration_ops(self, requests: list[m.Register | m.Cancel]) -> None:
+        """A turn of registrations in the actor's task (behind another kind of message)."""
+        turn = self.registration_turn(requests)
+        if turn is None:
+            return
+        try:
+            results: list[c.OpResult] = await self._submit(turn.command)
+        except EventdError as exc:
+            turn.fail(exc)
+            return
+        await self.finish_registrations(turn, results)
+
+    def _take_results(self, results: list[c.OpResult]) -> None:
+        if self._changed_elsewhere(results):
             self._adopt_among_others(results)
         else:
             for result in results:
                 if result.counts is not None:
                     self._adopt(result.counts)
-        await self._store()
-        for request, result in zip(asked, results, strict=True):
+
+    def _answer_turn(self, turn: RegistrationTurn, results: list[c.OpResult]) -> None:
+        for request, result in zip(turn.asked, results, strict=True):
             self._answer(request, result)
 
     def _changed_elsewhere(self, results: list[c.OpResult]) -> bool:
@@ -358,6 +414,10 @@ class EventActor:
         if newer is not self.state:
             self.state = newer
             self._emit("eventCapacityUpdate", newer, newer.version)
+
+    async def _submit(self, command: WriteCommand[Any]) -> Any:
+        self._offer(command)
+        return await command.reply.wait()
 
     # --- edits and deletion ---------------------------------------------------
 

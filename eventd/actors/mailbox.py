@@ -21,6 +21,8 @@ import trio
 
 from eventd.actors import messages as m
 
+_REGISTRATIONS = (m.Register, m.Cancel)
+
 
 class MailboxClosed(Exception):
     """The actor was retired or its event deleted: the sender should ask the supervisor again."""
@@ -64,13 +66,32 @@ class Mailbox:
             raise MailboxClosed
         self._append(notice)
 
+    def registrations_first(self) -> bool:
+        """Is the oldest message a registration or a cancellation?"""
+        messages = self._messages
+        return messages is not None and isinstance(messages[0], _REGISTRATIONS)
+
+    def take_registrations(self, most: int) -> list[m.Register | m.Cancel]:
+        """Like :meth:`take`, up to the first message that is not a registration or cancellation."""
+        messages = self._messages
+        taken: list[m.Register | m.Cancel] = []
+        while messages and len(taken) < most and isinstance(messages[0], _REGISTRATIONS):
+            taken.append(messages.popleft())  # type: ignore[arg-type]
+        self._taken()
+        return taken
+
     def take(self, most: int) -> list[m.Message]:
         """The oldest ``most`` messages at most, in order; waiting senders get their room."""
         messages = self._messages
         if not messages:
             return []
         taken = [messages.popleft() for _ in range(min(most, len(messages)))]
-        if not messages:
+        self._taken()
+        return taken
+
+    def _taken(self) -> None:
+        """Messages were taken: drop an empty deque, let waiting senders in."""
+        if not self._messages:
             self._messages = None
         if self._room is not None:
             room = self._bound - len(self) - self._admitted
@@ -78,7 +99,6 @@ class Mailbox:
                 self._admitted += len(self._room.unpark(count=room))
             if not self._room:
                 self._room = None  # everyone let out, or gone
-        return taken
 
     async def wait(self, deadline: float) -> None:
         """Until a message is here, or ``deadline`` (trio's clock) has passed."""

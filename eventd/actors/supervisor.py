@@ -4,8 +4,12 @@ Every request for an event goes through :meth:`Supervisor.ask`, which finds
 the event's actor (hydrating it from the database on first use), puts the
 message in its bounded mailbox and awaits the reply. A live actor is dormant —
 its state and an empty mailbox, no task — until a message arrives; then the
-supervisor starts its task in its nursery, and the task ends when the mailbox
-is empty again. A crashed actor is logged, answered for, reloaded from the
+supervisor gives it a turn (:meth:`Supervisor._wake`). A turn of registrations
+needs no task: it goes to the writer as one command, and the writer's answer
+finishes it, right after COMMIT, and starts the next turn if messages came
+meanwhile. Any other turn runs in a task in the supervisor's nursery, which
+ends when the mailbox is empty again. Either way an actor has one turn under
+way at most. A crashed actor is logged, answered for, reloaded from the
 database and started again on the same mailbox, and nothing else notices. One
 sweep, not a timer per actor, retires the actors dormant for ``idle_seconds``,
 so memory follows the working set.
@@ -17,18 +21,27 @@ import collections
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import outcome
 import trio
 
 from eventd.actors import messages as m
-from eventd.actors.event_actor import EventActor, Peers, Publish, Submit
+from eventd.actors.event_actor import (
+    MAX_MESSAGES_PER_TURN,
+    EventActor,
+    Offer,
+    Peers,
+    Publish,
+    RegistrationTurn,
+)
 from eventd.actors.mailbox import Mailbox, MailboxClosed
-from eventd.errors import InternalError, NotFound, Unavailable
+from eventd.errors import EventdError, InternalError, NotFound, Unavailable
 from eventd.model import Event
 from eventd.realtime.hub import Change
 from eventd.storage.event_cache import GONE, EventCache
@@ -64,8 +77,8 @@ class _Slot:
     def __init__(self, actor: EventActor, mailbox: Mailbox, now: float) -> None:
         self.actor = actor
         self.mailbox = mailbox
-        self.awake = False  # has a task
-        self.idle_since = now  # when its task last ended (or it was made)
+        self.awake = False  # has a turn under way (in a task, or at the writer)
+        self.idle_since = now  # when its last turn ended (or it was made)
         self.restarts = 0  # crashes in a row, for the backoff
         self.last_crash = -math.inf
 
@@ -83,7 +96,7 @@ class _Hydration:
 @dataclasses.dataclass(frozen=True)
 class SupervisorStatistics:
     live_actors: int  # hydrated, dormant or not
-    awake_actors: int  # with a task at the moment
+    awake_actors: int  # with a turn under way at the moment
     hydrations: int
     retirements: int
     restarts: int
@@ -94,7 +107,7 @@ class Supervisor:
     def __init__(
         self,
         load_event: LoadEvent,
-        submit: Submit,
+        offer: Offer,
         publish: Publish,
         *,
         idle_seconds: float = IDLE_RETIRE_SECONDS,
@@ -105,7 +118,7 @@ class Supervisor:
         cache: EventCache | None = None,
     ) -> None:
         self._load_event = load_event
-        self._submit = submit
+        self._offer = offer
         self._publish = publish
         self._is_followed = is_followed
         self._peers = peers
@@ -263,12 +276,88 @@ class Supervisor:
         return slot
 
     def _wake(self, slot: _Slot) -> None:
-        """Start the task of a dormant actor that has a message; an awake one takes it itself."""
+        """Give a dormant actor that has messages its turn; an awake one takes them itself."""
         if slot.awake:
             return
         slot.awake = True
         self._awake += 1
-        self._start(self._supervise, slot, name=f"event-actor {slot.actor.state.id}")
+        if self._peers is None and slot.mailbox.registrations_first():
+            self._registrations_without_task(slot)
+        else:
+            self._start_task(slot)
+
+    def _start_task(
+        self,
+        slot: _Slot,
+        finish: Callable[[], Awaitable[object]] | None = None,
+        *,
+        crashed: bool = False,
+    ) -> None:
+        self._start(
+            functools.partial(self._supervise, slot, finish, crashed=crashed),
+            name=f"event-actor {slot.actor.state.id}",
+        )
+
+    def _registrations_without_task(self, slot: _Slot) -> None:
+        """Send the registrations at the head of the mailbox to the writer as one command.
+
+        Its answer ends the turn (:meth:`_registrations_settled`). Called in
+        the asker's task, or for the next turn in the writer's: nothing here
+        waits.
+        """
+        requests = slot.mailbox.take_registrations(MAX_MESSAGES_PER_TURN)
+        slot.actor.in_hand = requests
+        try:
+            turn = slot.actor.registration_turn(requests)
+        except Exception:
+            self._crashed_without_task(slot)
+            return
+        if turn is None:
+            self._next_turn(slot)
+            return
+        turn.command.reply.then(functools.partial(self._registrations_settled, slot, turn))
+        self._offer(turn.command)
+
+    def _registrations_settled(
+        self, slot: _Slot, turn: RegistrationTurn, result: outcome.Outcome[Any]
+    ) -> None:
+        """The writer's answer to a turn without a task (in the writer's task, after COMMIT)."""
+        actor = slot.actor
+        try:
+            if isinstance(result, outcome.Error):
+                if not isinstance(result.error, EventdError):
+                    raise result.error  # a bug in the command: the actor crashed
+                turn.fail(result.error)
+            else:
+                results = result.unwrap()
+                if not actor.registrations_committed(turn, results):
+                    # It must wait for something first: its task finishes the turn.
+                    finish = functools.partial(actor.finish_registrations, turn, results)
+                    self._start_task(slot, finish)
+                    return
+        except Exception:
+            self._crashed_without_task(slot)
+            return
+        self._next_turn(slot)
+
+    def _crashed_without_task(self, slot: _Slot) -> None:
+        self._crashed(slot)
+        self._start_task(slot, crashed=True)
+
+    def _next_turn(self, slot: _Slot) -> None:
+        """A turn without a task is over: the actor is dormant, or takes what came meanwhile."""
+        self._rest(slot)
+        if slot.mailbox and not slot.mailbox.closed:
+            self._wake(slot)
+
+    def _rest(self, slot: _Slot) -> None:
+        """The actor's turn is over (it was deleted, or its mailbox is empty): it is dormant."""
+        slot.actor.in_hand = ()
+        slot.awake = False
+        slot.idle_since = trio.current_time()
+        self._awake -= 1
+        if slot.actor.deleted:
+            self._forget(slot)
 
     def _start(self, fn: Callable[..., Awaitable[object]], *args: object, name: str) -> None:
         """Start a task in the supervisor's nursery, in the supervisor's own context.
@@ -284,7 +373,7 @@ class Supervisor:
     def _new_actor(self, event: Event, published: int | None = None) -> EventActor:
         return EventActor(
             event,
-            self._submit,
+            self._offer,
             self._publish,
             self._load_event,
             self._peers,
@@ -334,30 +423,48 @@ class Supervisor:
             if not isinstance(message, m.Notice):
                 message.reply.fail(NotFound(f"Event {event_id} does not exist."))
 
-    async def _supervise(self, slot: _Slot) -> None:
-        """Run the actor until it is dormant again (or deleted); restart it if it crashes."""
-        event_id = slot.actor.state.id
+    async def _supervise(
+        self,
+        slot: _Slot,
+        finish: Callable[[], Awaitable[object]] | None = None,
+        *,
+        crashed: bool = False,
+    ) -> None:
+        """Run the actor until it is dormant again (or deleted); restart it if it crashes.
+
+        ``finish``: a turn that had to wait for something after COMMIT, done
+        before the actor's loop. ``crashed``: the actor crashed in a turn
+        without a task, and is restarted first.
+        """
         try:
             while True:
                 try:
+                    if crashed:
+                        crashed = False
+                        if not await self._restart(slot):
+                            return
+                    if finish is not None:
+                        step, finish = finish, None
+                        await step()
                     await slot.actor.run(slot.mailbox)
                 except Exception:
-                    log.exception("event actor %s crashed; restarting it", event_id)
-                    for message in slot.actor.in_hand:
-                        if not isinstance(message, m.Notice):
-                            message.reply.fail(ActorCrashed("The request failed; please retry."))
-                    if not await self._restart(slot):
-                        return
+                    self._crashed(slot)
+                    crashed = True
                     continue
-                if slot.actor.deleted:
-                    self._forget(slot)
                 return
         finally:
             # No checkpoint since the actor found its mailbox empty: the next
-            # message starts a new task.
-            slot.awake = False
-            slot.idle_since = trio.current_time()
-            self._awake -= 1
+            # message gives it a new turn.
+            self._rest(slot)
+
+    def _crashed(self, slot: _Slot) -> None:
+        """Log the crash (in an ``except`` block) and answer what the actor had in hand."""
+        log.exception("event actor %s crashed; restarting it", slot.actor.state.id)
+        self._restarts += 1
+        for message in slot.actor.in_hand:
+            if not isinstance(message, m.Notice):
+                message.reply.fail(ActorCrashed("The request failed; please retry."))
+        slot.actor.in_hand = ()
 
     async def _restart(self, slot: _Slot) -> bool:
         """Reload the crashed actor's event and give the slot a fresh actor.
@@ -366,7 +473,6 @@ class Supervisor:
         restarts at once. Returns False when the event is gone.
         """
         event_id = slot.actor.state.id
-        self._restarts += 1
         now = trio.current_time()
         if now - slot.last_crash > RESTART_WINDOW_SECONDS:
             slot.restarts = 0

@@ -9,6 +9,12 @@ If the batch transaction fails on a statement (a deadlock with another daemon,
 say), it is rolled back and each command is run again alone, so one command's
 trouble is that command's answer only. If the database is unreachable every
 command in the batch gets :class:`eventd.errors.Unavailable`.
+
+The inbox has no bound of its own: everyone who queues a command waits for its
+answer — a request, or an event actor with at most one command in flight — so
+what waits here is bounded by the requests and actors there are. That lets an
+actor hand over a turn with :meth:`Writer.offer`, which never blocks, from code
+that cannot wait.
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH_COMMANDS = 256
-INBOX_SIZE = 1024
 # Deadlock and serialization failures (with another daemon) are worth retrying.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 CONFLICT_RETRY_BACKOFF_SECONDS = (0.0, 0.01, 0.05, 0.2)
@@ -82,6 +87,15 @@ class WriteCommand(Generic[T]):
                 results.append(outcome.Error(exc))
         return results
 
+
+def _answer(command: WriteCommand[Any], result: outcome.Outcome[Any]) -> None:
+    """Settle the command's reply; a failing callback (Reply.then) must not stop the writer."""
+    try:
+        command.reply.settle(result)
+    except Exception:
+        log.exception("the answer to %s failed", type(command).__name__)
+
+
 @dataclasses.dataclass(frozen=True)
 class WriterStatistics:
     transactions: int
@@ -102,7 +116,7 @@ class Writer:
     def __init__(self, db: Database, on_commit: Callable[[], None] | None = None) -> None:
         self._db = db
         self._on_commit = on_commit  # e.g. wake the mailer: the batch may have queued emails
-        self._send, self._receive = trio.open_memory_channel[WriteCommand[Any]](INBOX_SIZE)
+        self._send, self._receive = trio.open_memory_channel[WriteCommand[Any]](math.inf)
         self._transactions = 0
         self._commands = 0
         self._largest_batch = 0
@@ -114,11 +128,19 @@ class Writer:
 
     async def submit(self, command: WriteCommand[T]) -> T:
         """Queue ``command``; return its result once it is committed."""
-        try:
-            await self._send.send(command)
-        except trio.ClosedResourceError:
-            raise Unavailable("The daemon is shutting down.") from None
+        self.offer(command)
         return await command.reply.wait()
+
+    def offer(self, command: WriteCommand[Any]) -> None:
+        """Queue ``command`` without waiting: its reply is settled after COMMIT.
+
+        Once the writer is closed the reply fails at once, with
+        :class:`~eventd.errors.Unavailable`.
+        """
+        try:
+            self._send.send_nowait(command)
+        except trio.ClosedResourceError:
+            command.reply.fail(Unavailable("The daemon is shutting down."))
 
     async def close(self) -> None:
         """Stop taking commands; :meth:`run` finishes what is queued, then returns."""
@@ -156,7 +178,7 @@ class Writer:
             results = await self._run_together(batch)
         except Unavailable as exc:
             for command in batch:
-                command.reply.settle(outcome.Error(exc))
+                _answer(command, outcome.Error(exc))
             return
         except QueryFailed as exc:
             if len(batch) > 1:
@@ -174,7 +196,7 @@ class Writer:
                     command.after_commit(result.value)
                 except Exception:
                     log.exception("after-commit hook of %s failed", type(command).__name__)
-            command.reply.settle(result)
+            _answer(command, result)
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, one_statement: bool = False) -> AsyncIterator[Connection]:
