@@ -304,6 +304,27 @@ async def registering(
     )
 
 
+class ActorTasks(trio.abc.Instrument):
+    """Counts the tasks started for event actors."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        if task.name.startswith("event-actor"):
+            self.started += 1
+
+
+@asynccontextmanager
+async def counting_actor_tasks() -> AsyncIterator[ActorTasks]:
+    tasks = ActorTasks()
+    trio.lowlevel.add_instrument(tasks)
+    try:
+        yield tasks
+    finally:
+        trio.lowlevel.remove_instrument(tasks)
+
+
 def error_of(result: outcome.Outcome[Any]) -> BaseException:
     assert isinstance(result, outcome.Error), f"expected an error, got {result!r}"
     return result.error
@@ -388,9 +409,10 @@ async def test_second_registration_of_an_attendee_is_refused() -> None:
 
 
 async def test_concurrent_requests_share_one_command_and_capacity_holds() -> None:
+    """One turn at the writer, the rest the next turn — and no task of the actor's for either."""
     store, changes = FakeStore(), []
     event = store.add_event(max_attendees=5)
-    async with running(store, changes) as supervisor:
+    async with running(store, changes) as supervisor, counting_actor_tasks() as tasks:
         with trio.fail_after(TIMEOUT_SECONDS):
             await supervisor.get_event(event.id)  # hydrate
             gate = store.gate(event.id)
@@ -400,6 +422,7 @@ async def test_concurrent_requests_share_one_command_and_capacity_holds() -> Non
                 nursery.start_soon(registering, results, supervisor, event.id, first)
                 await trio.testing.wait_all_tasks_blocked()
                 assert len(store.ops_commands(event.id)) == 1  # the writer holds one turn
+                assert supervisor.statistics().awake_actors == 1
                 rest = [uuid.uuid4() for _ in range(29)]
                 for rid in rest:
                     nursery.start_soon(registering, results, supervisor, event.id, rid)
@@ -429,53 +452,8 @@ async def test_concurrent_requests_share_one_command_and_capacity_holds() -> Non
             assert [(ch.type, ch.seq) for ch in changes] == [
                 ("eventCapacityUpdate", v) for v in range(2, 7)
             ]
-
-
-class ActorTasks(trio.abc.Instrument):
-    """Counts the tasks started for event actors."""
-
-    def __init__(self) -> None:
-        self.started = 0
-
-    def task_spawned(self, task: trio.lowlevel.Task) -> None:
-        if task.name.startswith("event-actor"):
-            self.started += 1
-
-
-@asynccontextmanager
-async def counting_actor_tasks() -> AsyncIterator[ActorTasks]:
-    tasks = ActorTasks()
-    trio.lowlevel.add_instrument(tasks)
-    try:
-        yield tasks
-    finally:
-        trio.lowlevel.remove_instrument(tasks)
-
-
-async def test_turns_of_registrations_run_without_a_task_of_their_own() -> None:
-    """The asker hands the turn to the writer; the writer's answer starts the next one."""
-    store, changes = FakeStore(), []
-    event = store.add_event(max_attendees=100)
-    async with running(store, changes) as supervisor, counting_actor_tasks() as tasks:
-        with trio.fail_after(TIMEOUT_SECONDS):
-            await supervisor.get_event(event.id)
-            gate = store.gate(event.id)
-            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
-            async with trio.open_nursery() as nursery:
-                first = uuid.uuid4()
-                nursery.start_soon(registering, results, supervisor, event.id, first)
-                await trio.testing.wait_all_tasks_blocked()
-                assert supervisor.statistics().awake_actors == 1  # its turn is at the writer
-                rest = [uuid.uuid4() for _ in range(5)]
-                for rid in rest:
-                    nursery.start_soon(registering, results, supervisor, event.id, rid)
-                await trio.testing.wait_all_tasks_blocked()
-                gate.set()
-            assert [len(cmd.ops) for cmd in store.ops_commands(event.id)] == [1, 5]
-            assert all(value_of(r).status == "confirmed" for r in results.values())
-            assert [ch.seq for ch in changes] == list(range(2, 8))
             assert supervisor.statistics().awake_actors == 0
-            assert tasks.started == 0
+            assert tasks.started == 0  # the writer's answer started the second turn
 
 
 async def test_a_turn_the_writer_could_not_commit_is_answered_and_the_actor_goes_on() -> None:
@@ -1027,7 +1005,7 @@ async def test_crash_is_logged_not_raised(
 # --- dormant actors ----------------------------------------------------------
 #
 # A live actor has a task only while it has messages (or a change held back):
-# ``awake_actors`` counts the actors with a task, ``live_actors`` all of them.
+# ``awake_actors`` counts the actors with a turn under way, ``live_actors`` all of them.
 
 
 def _peers(shared: list[Change]) -> Peers:
