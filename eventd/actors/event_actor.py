@@ -262,7 +262,7 @@ class EventActor:
         self._answer_turn(turn, results)
 
     async def _registration_ops(self, requests: list[m.Register | m.Cancel]) -> None:
-        """A turn of registrations in the actor's task (behind another kind of message)."""
+        """A turn of registrations in the actor's task: with peers, or behind other messages."""
         turn = self.registration_turn(requests)
         if turn is None:
             return
