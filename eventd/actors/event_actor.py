@@ -31,7 +31,7 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
@@ -67,8 +67,7 @@ Load = Callable[[uuid.UUID], Awaitable[Event | None]]
 _CHANGES = frozenset({"confirmed", "waitlisted", "cancelled"})
 
 
-@dataclasses.dataclass(frozen=True)
-class RegistrationTurn:
+class RegistrationTurn(NamedTuple):
     """Registrations and cancellations on their way to the writer as one command."""
 
     command: c.RegistrationOps

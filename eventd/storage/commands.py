@@ -12,7 +12,7 @@ import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import outcome
 
@@ -41,16 +41,14 @@ OpOutcome = Literal[
 ]
 
 
-@dataclasses.dataclass(frozen=True)
-class RegistrationOp:
+class RegistrationOp(NamedTuple):
     kind: Literal["register", "cancel"]
     registration_id: uuid.UUID
     attendee_id: uuid.UUID | None = None
     waitlist: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class OpResult:
+class OpResult(NamedTuple):
     outcome: OpOutcome
     created_at: datetime | None
     promoted: tuple[uuid.UUID, ...]
