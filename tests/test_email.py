@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from eventd.email.mailer import LEASE_SECONDS, Mailer
+from eventd.email.messages import OutboxMessage
 from eventd.email.transports import FileTransport, TransportError
 from eventd.storage.database import open_database
 from eventd.storage.migrations import apply_migrations
@@ -105,11 +106,11 @@ class FlakyTransport(FileTransport):
         self.failures = failures
         self.attempts = 0
 
-    async def send(self, message: EmailMessage, message_id: str) -> None:
+    async def send(self, message: OutboxMessage, sender: str) -> None:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise TransportError("server says 451, try later")
-        await super().send(message, message_id)
+        await super().send(message, sender)
 
 
 async def test_a_failing_transport_delays_messages_but_loses_and_doubles_none(

@@ -19,7 +19,7 @@ import orjson
 import trio
 import trio.lowlevel
 
-from eventd.email.messages import OutboxMessage, compose
+from eventd.email.messages import OutboxMessage
 from eventd.email.transports import Transport
 from eventd.errors import Unavailable
 from eventd.storage.database import Database
@@ -131,7 +131,7 @@ class Mailer:
         payload = orjson.loads(row["payload"])
         message = OutboxMessage(row["id"], row["kind"], row["recipient"], payload)
         try:
-            await self._transport.send(compose(message, self._sender), str(message.id))
+            await self._transport.send(message, self._sender)
         except Exception as exc:  # a refusal, or a bug composing: keep it, try later
             self.failed_attempts += 1
             backoff = self._backoff_base_seconds * 2 ** (row["attempts"] - 1)

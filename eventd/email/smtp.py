@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from email.message import Message
 from typing import Any
 
 import aiosmtplib
 import trio_asyncio
 
 from eventd.config import EmailConfig
+from eventd.email.messages import OutboxMessage, compose
 from eventd.email.transports import TransportError
 
 # Below the mailer's lease, so a send never outlives its claim.
@@ -28,11 +28,11 @@ class SmtpTransport:
         self._config = config
         self._loop = loop
 
-    async def send(self, message: Message, message_id: str) -> None:
+    async def send(self, message: OutboxMessage, sender: str) -> None:
         c = self._config
         try:
             await trio_asyncio.aio_as_trio(aiosmtplib.send, loop=self._loop)(
-                message,
+                compose(message, sender),
                 hostname=c.host,
                 port=c.port,
                 username=c.username or None,

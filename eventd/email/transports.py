@@ -1,17 +1,20 @@
-"""Transports: where a composed message goes. ``file`` (the default) and ``none``.
+"""Transports: where a message goes. ``file`` (the default) and ``none``.
 
-A transport raises :class:`TransportError` when a message could not be
-handed over; the mailer keeps it and tries again later.
+A transport is handed the outbox's message and composes it (MIME, calendar
+invitation) only if it delivers it: ``none`` composes nothing. It raises
+:class:`TransportError` when a message could not be handed over; the mailer
+keeps it and tries again later.
 """
 
 from __future__ import annotations
 
 import os
-from email.message import Message
 from pathlib import Path
 from typing import Protocol
 
 import trio
+
+from eventd.email.messages import OutboxMessage, compose
 
 
 class TransportError(Exception):
@@ -21,7 +24,7 @@ class TransportError(Exception):
 class Transport(Protocol):
     name: str
 
-    async def send(self, message: Message, message_id: str) -> None: ...
+    async def send(self, message: OutboxMessage, sender: str) -> None: ...
 
 
 class FileTransport:
@@ -36,8 +39,9 @@ class FileTransport:
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
 
-    async def send(self, message: Message, message_id: str) -> None:
-        await trio.to_thread.run_sync(self._write, message.as_bytes(), message_id)
+    async def send(self, message: OutboxMessage, sender: str) -> None:
+        data = compose(message, sender).as_bytes()
+        await trio.to_thread.run_sync(self._write, data, str(message.id))
 
     def _write(self, data: bytes, message_id: str) -> None:
         try:
@@ -58,5 +62,5 @@ class NoTransport:
 
     name = "none"
 
-    async def send(self, message: Message, message_id: str) -> None:
+    async def send(self, message: OutboxMessage, sender: str) -> None:
         return None
