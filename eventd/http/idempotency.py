@@ -82,7 +82,7 @@ from eventd.errors import (
 )
 from eventd.http import problems
 from eventd.http.connection import Request
-from eventd.http.context import services
+from eventd.http.context import header_values, services
 from eventd.storage import idempotency as store
 from eventd.storage.database import Database, QueryFailed
 
@@ -144,7 +144,7 @@ def request_fingerprint(method: str, path: str, body: bytes) -> bytes:
 
 
 def _read_key() -> str | None:
-    sent = request.headers.getlist(HEADER)
+    sent = header_values(b"idempotency-key")
     if not sent:
         return None
     problem = None
