@@ -287,18 +287,24 @@ class EventActor:
     def _changed_elsewhere(self, results: list[c.OpResult]) -> bool:
         """Did the database's version move further than these results account for?
 
-        Another daemon on the same database changed the event.
+        Another daemon on the same database changed the event. (Loops, not
+        comprehensions: this runs for every turn, most of them of one result.)
         """
-        versions = [r.counts.version for r in results if r.counts is not None]
-        own = sum(1 for r in results if r.outcome in _CHANGES)
-        return bool(versions) and max(versions) > self.state.version + own
+        newest = own = 0
+        for result in results:
+            if result.outcome in _CHANGES:
+                own += 1
+            if result.counts is not None and result.counts.version > newest:
+                newest = result.counts.version
+        return newest > self.state.version + own
 
     def _edited_elsewhere(self, results: list[c.OpResult]) -> bool:
         """Did another daemon edit the event's fields since the version we hold?"""
-        return any(
-            r.counts is not None and r.counts.edited_version > self.state.version
-            for r in results
-        )
+        version = self.state.version
+        for result in results:
+            if result.counts is not None and result.counts.edited_version > version:
+                return True
+        return False
 
     def _adopt_among_others(self, results: list[c.OpResult]) -> None:
         """Publish our changes when other daemons' registrations came between them.

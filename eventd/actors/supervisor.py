@@ -148,7 +148,7 @@ class Supervisor:
     async def ask(self, event_id: uuid.UUID, make: Callable[[m.Reply[T]], m.Message]) -> T:
         """Send the message ``make(reply)`` to the event's actor; return its answer."""
         while True:
-            slot = await self._slot(event_id)
+            slot = self._slots.get(event_id) or await self._slot(event_id)
             reply: m.Reply[T] = m.Reply()
             try:
                 await slot.mailbox.put(make(reply))

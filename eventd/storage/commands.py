@@ -73,7 +73,7 @@ class RegistrationOps(WriteCommand[list[OpResult]]):
         # Registration locks are taken event by event, in id order, in every
         # daemon; a deadlock with other kinds of command is retried by the writer.
         ordered = sorted(
-            (c for c in commands if isinstance(c, RegistrationOps)), key=lambda c: c.event_id
+            (c for c in commands if isinstance(c, RegistrationOps)), key=_event_order
         )
         kinds, ids, events, attendees, waitlist = [], [], [], [], []
         for command in ordered:
@@ -101,13 +101,20 @@ class RegistrationOps(WriteCommand[list[OpResult]]):
         return [by_command[id(c)] for c in commands]
 
 
+def _event_order(command: RegistrationOps) -> int:
+    # UUID's own ordering is the same, through a Python-level __lt__ per comparison.
+    return command.event_id.int
+
+
 def _op_result(row: Row) -> OpResult:
     counts = row["counts"]
+    promoted = row["promoted"]
     return OpResult(
-        outcome=row["outcome"],
-        created_at=row["created_at"],
-        promoted=tuple(row["promoted"] or ()),
-        counts=EventCounts.from_row(counts) if counts and counts["event_id"] else None,
+        row["outcome"],
+        row["created_at"],
+        tuple(promoted) if promoted else (),
+        # The composite eventd_event_counts has EventCounts' fields, in order.
+        EventCounts._make(counts) if counts and counts["event_id"] else None,
     )
 
 
