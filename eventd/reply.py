@@ -38,10 +38,14 @@ class Reply(Generic[T]):
             return
         self._result = result
         waiter, self._waiter = self._waiter, None
+        # Let go of the callback: it usually holds what holds this reply (a
+        # turn holds its command, whose reply this is), and the cycle would
+        # leave a whole turn for the cycle collector instead of reference counting.
+        callback, self._callback = self._callback, None
         if waiter is not None:
             trio.lowlevel.reschedule(waiter)
-        elif self._callback is not None:
-            self._callback(result)
+        elif callback is not None:
+            callback(result)
 
     def then(self, callback: Callable[[outcome.Outcome[T]], None]) -> None:
         """Call ``callback`` with the answer, in the setter's task, instead of waiting for it."""
