@@ -59,7 +59,7 @@ class _Row:
 class FakeStore:
     """Events and registrations in memory, with the writer's answers.
 
-    ``submit`` answers a ``RegistrationOps`` the way ``eventd_registration_ops``
+    ``submit`` answers a ``RegistrationOps`` the way ``eventd_registration_batch``
     does: confirm while confirmed < max, else waitlist (if asked) or
     event_full; one version per change; a cancellation frees a spot and
     promotes the head of the waitlist.
@@ -182,36 +182,39 @@ class FakeStore:
         return event
 
     def _apply(self, event_id: uuid.UUID, op: c.RegistrationOp) -> c.OpResult:
+        # Like the database: a registration given no id gets one.
+        rid = op.registration_id or uuid.uuid4()
+        result = functools.partial(c.OpResult, rid)
         event = self.events.get(event_id)
         if event is None:
-            return c.OpResult("event_not_found", None, (), None)
+            return result("event_not_found", None, (), None)
         now = utc_now()
         if op.kind == "register":
             if event.starts_at <= now:
-                return c.OpResult("event_started", None, (), self._counts(event))
+                return result("event_started", None, (), self._counts(event))
             if any(
                 r.event_id == event_id and r.attendee_id == op.attendee_id
                 for r in self.rows.values()
             ):
-                return c.OpResult("already_registered", None, (), self._counts(event))
+                return result("already_registered", None, (), self._counts(event))
             if event.confirmed_count < event.max_attendees:
                 status, confirmed, waitlist = "confirmed", 1, 0
             elif op.waitlist:
                 status, confirmed, waitlist = "waitlisted", 0, 1
-                self.waitlists[event_id].append(op.registration_id)
+                self.waitlists[event_id].append(rid)
             else:
-                return c.OpResult("event_full", None, (), self._counts(event))
+                return result("event_full", None, (), self._counts(event))
             assert op.attendee_id is not None
-            self.rows[op.registration_id] = _Row(event_id, op.attendee_id, status)
+            self.rows[rid] = _Row(event_id, op.attendee_id, status)
             event = self._change(event, confirmed, waitlist, now)
-            return c.OpResult(status, now, (), self._counts(event))  # type: ignore[arg-type]
-        row = self.rows.get(op.registration_id)
+            return result(status, now, (), self._counts(event))  # type: ignore[arg-type]
+        row = self.rows.get(rid)
         if row is None or row.event_id != event_id:
-            return c.OpResult("not_found", None, (), self._counts(event))
-        del self.rows[op.registration_id]
+            return result("not_found", None, (), self._counts(event))
+        del self.rows[rid]
         promoted: tuple[uuid.UUID, ...] = ()
         if row.status == "waitlisted":
-            self.waitlists[event_id].remove(op.registration_id)
+            self.waitlists[event_id].remove(rid)
             event = self._change(event, 0, -1, now)
         elif self.waitlists[event_id]:
             head = self.waitlists[event_id].pop(0)
@@ -220,7 +223,7 @@ class FakeStore:
             event = self._change(event, 0, -1, now)
         else:
             event = self._change(event, -1, 0, now)
-        return c.OpResult("cancelled", None, promoted, self._counts(event))
+        return result("cancelled", None, promoted, self._counts(event))
 
     def _change(self, event: Event, confirmed: int, waitlist: int, now: Any) -> Event:
         event = dataclasses.replace(

@@ -376,7 +376,7 @@ class EventActor:
                 assert result.counts is not None
                 request.reply.set(
                     Registration(
-                        id=request.registration_id,
+                        id=result.registration_id,
                         event_id=event.id,
                         attendee_id=request.attendee_id,
                         status=result.outcome,

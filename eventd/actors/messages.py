@@ -20,7 +20,7 @@ __all__ = ["Cancel", "CountsChanged", "DeleteEvent", "Message", "Notice", "Regis
 
 
 class Register(NamedTuple):
-    registration_id: uuid.UUID
+    registration_id: uuid.UUID | None  # None: the database makes one as it commits
     attendee_id: uuid.UUID
     waitlist: bool
     reply: Reply[Any]

@@ -9,8 +9,6 @@ here as the 201.
 
 from __future__ import annotations
 
-import uuid
-
 from quart import Blueprint, Response, request
 
 from eventd.actors import messages as m
@@ -35,14 +33,13 @@ blueprint = Blueprint("registrations", __name__)
 @idempotent
 async def register() -> Response:
     body = read_body(RegistrationCreate)
-    registration_id = uuid.uuid4()
+    # No id yet: the database makes it in the same statement that registers.
     registration: Registration = await services().supervisor.ask(
         body.event_id,
-        lambda reply: m.Register(registration_id, body.attendee_id, body.waitlist, reply),
+        lambda reply: m.Register(None, body.attendee_id, body.waitlist, reply),
     )
-    return json_response(
-        registration.to_json(), 201, location=f"/registrations/{registration.id}"
-    )
+    answer = registration.to_json()
+    return json_response(answer, 201, location=f"/registrations/{answer['id']}")
 
 
 @blueprint.get("/registrations/<registration_id>")

@@ -1,9 +1,10 @@
 """The writes eventd makes, as commands for the :class:`~eventd.storage.writer.Writer`.
 
 Each command is one change a client asked for. Registration operations of all
-actors in a batch go to PostgreSQL in one call of ``eventd_registration_ops``
-(see ``sql/001_init.sql``), which re-checks capacity and uniqueness under the
-event's row lock: the database's word is final.
+actors in a batch go to PostgreSQL in one call of ``eventd_registration_batch``
+(``sql/005_registration_batch.sql``, over the functions of ``sql/001`` and
+``003``), which re-checks capacity and uniqueness under the event's row lock:
+the database's word is final.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from eventd.errors import (
     NotFound,
 )
 from eventd.model import Attendee, Event, EventCounts
-from eventd.storage.database import Connection, Row
+from eventd.storage.database import Connection
 from eventd.storage.writer import WriteCommand
 
 # --- registrations -----------------------------------------------------------
@@ -43,12 +44,14 @@ OpOutcome = Literal[
 
 class RegistrationOp(NamedTuple):
     kind: Literal["register", "cancel"]
-    registration_id: uuid.UUID
+    # The registration to cancel; for a new one, None: the database makes its id.
+    registration_id: uuid.UUID | None
     attendee_id: uuid.UUID | None = None
     waitlist: bool = False
 
 
 class OpResult(NamedTuple):
+    registration_id: uuid.UUID  # the one registered (its id made now) or cancelled
     outcome: OpOutcome
     created_at: datetime | None
     promoted: tuple[uuid.UUID, ...]
@@ -84,8 +87,9 @@ class RegistrationOps(WriteCommand[list[OpResult]]):
                 attendees.append(op.attendee_id)
                 waitlist.append(op.waitlist)
         rows = await conn.fetch(
-            "SELECT idx, outcome, created_at, promoted, counts"
-            " FROM eventd_registration_ops($1, $2, $3, $4, $5)",
+            "SELECT registration_id, outcome, created_at, promoted, event_id, max_attendees,"
+            " confirmed_count, waitlist_count, version, updated_at, edited_version, idx"
+            " FROM eventd_registration_batch($1, $2, $3, $4, $5)",
             kinds,
             ids,
             events,
@@ -106,15 +110,15 @@ def _event_order(command: RegistrationOps) -> int:
     return command.event_id.int
 
 
-def _op_result(row: Row) -> OpResult:
-    counts = row["counts"]
-    promoted = row["promoted"]
+def _op_result(row: Any) -> OpResult:  # an asyncpg Record, read by position
+    """A row of eventd_registration_batch: the result's fields, then the counts', in order."""
+    promoted = row[3]
     return OpResult(
-        row["outcome"],
-        row["created_at"],
+        row[0],
+        row[1],
+        row[2],
         tuple(promoted) if promoted else (),
-        # The composite eventd_event_counts has EventCounts' fields, in order.
-        EventCounts._make(counts) if counts and counts["event_id"] else None,
+        EventCounts._make(row[4:11]) if row[4] is not None else None,
     )
 
 
