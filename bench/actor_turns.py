@@ -25,7 +25,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import timedelta
@@ -152,17 +151,12 @@ def main() -> None:
         for shape, value in figures(args.registrations).items():
             print(f"{shape}: {value:.1f} µs of CPU per registration in the actor layer")
         return
+    from bench.harness import checkout  # not at the top: the baseline's bench runs this file
+
     here = Path(__file__).resolve().parent.parent
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.baseline],
-                       cwd=here, check=True, capture_output=True)
-        try:
-            rounds = [(_run_tree(tree, args.registrations), _run_tree(here, args.registrations))
-                      for _ in range(3)]
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)],
-                           cwd=here, check=False, capture_output=True)
+    with checkout(args.baseline) as tree:
+        rounds = [(_run_tree(tree, args.registrations), _run_tree(here, args.registrations))
+                  for _ in range(3)]
     for shape in SHAPES:
         base = sorted(r[0][shape] for r in rounds)[1]
         this = sorted(r[1][shape] for r in rounds)[1]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import subprocess
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -59,6 +61,21 @@ def daemon_on_scratch_database(
     """A fresh database and one daemon on it: (daemon, database URL); both gone afterwards."""
     with scratch_database(admin) as db, running_daemon(db, workdir, **sections) as daemon:
         yield daemon, db
+
+
+@contextlib.contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """``rev`` of this repository checked out in a temporary git worktree, removed afterwards."""
+    here = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev],
+                       cwd=here, check=True, capture_output=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)],
+                           cwd=here, check=False, capture_output=True)
 
 
 def timed_start(daemon: DaemonProcess) -> float:

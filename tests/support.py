@@ -97,6 +97,7 @@ class DaemonProcess:
     """``python -m eventd serve`` with a config of its own, on a free port."""
 
     def __init__(self, database_url: str, workdir: Path, **sections: dict[str, Any]) -> None:
+        self.source: Path | None = None  # a checkout whose eventd to run, not the installed one
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
@@ -115,6 +116,8 @@ class DaemonProcess:
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTD_")}
+        if self.source is not None:
+            env["PYTHONPATH"] = str(self.source)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         logged_before = self._log.tell()  # a restart appends to the same log
         self.process = subprocess.Popen(
