@@ -19,21 +19,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Literal
 
-from bench.harness import (
-    checkout,
-    cpu_seconds,
-    create_event,
-    insert_attendees,
-    postgres_admin,
+from bench.harness import checkout, create_event, insert_attendees, postgres_admin
+from bench.suite import (
+    BIG_CAPACITY,
+    HOT_CONNECTIONS,
+    SPREAD_CONNECTIONS,
+    SPREAD_EVENTS,
+    DaemonCpu,
+    registration_requests,
 )
-from bench.suite import BIG_CAPACITY, HOT_CONNECTIONS, SPREAD_CONNECTIONS, SPREAD_EVENTS
 from bench.wrk_load import LoadResult, run_wrk, write_requests
 from tests.support import DaemonProcess, scratch_database
 
@@ -60,8 +60,7 @@ def measure(admin: str, source: Path | None, shape: str, seconds: float) -> Run:
         daemon.source = source
         daemon.start()
         try:
-            assert daemon.process is not None
-            pid, url = daemon.process.pid, daemon.url
+            url = daemon.url
             events = [create_event(url, BIG_CAPACITY)["id"] for _ in range(events_wanted)]
             read_file = workdir / "read.txt"
             write_requests(read_file, [("GET", f"/events/{events[0]}", "")])
@@ -71,14 +70,11 @@ def measure(admin: str, source: Path | None, shape: str, seconds: float) -> Run:
             per_pair = len(attendees) // PAIRS_PER_RUN
             pairs = []
             for n in range(PAIRS_PER_RUN):
-                read = _timed(pid, url, read_file, connections, seconds, "cycle")
+                read = _timed(daemon, read_file, connections, seconds, "cycle")
                 pairs_file = workdir / f"pairs-{n}.txt"
-                write_requests(pairs_file, (
-                    ("POST", "/registrations", json.dumps(
-                        {"eventId": events[i % len(events)], "attendeeId": str(attendee)}))
-                    for i, attendee in enumerate(attendees[n * per_pair:(n + 1) * per_pair])
-                ))
-                registered = _timed(pid, url, pairs_file, connections, seconds, "once")
+                write_requests(pairs_file, registration_requests(
+                    events, attendees[n * per_pair:(n + 1) * per_pair]))
+                registered = _timed(daemon, pairs_file, connections, seconds, "once")
                 pairs.append((read, registered))
         finally:
             daemon.stop()
@@ -91,14 +87,14 @@ def measure(admin: str, source: Path | None, shape: str, seconds: float) -> Run:
 
 
 def _timed(
-    pid: int, url: str, requests: Path, connections: int, seconds: float,
+    daemon: DaemonProcess, requests: Path, connections: int, seconds: float,
     mode: Literal["cycle", "once"],
 ) -> tuple[LoadResult, float]:
     """wrk's result and the daemon's µs of CPU per answered request."""
-    used = cpu_seconds(pid)
-    result = run_wrk(url, requests, connections=connections, seconds=seconds, mode=mode)
-    used = cpu_seconds(pid) - used
-    return result, 1e6 * used / max(1, result.requests)
+    with DaemonCpu(daemon) as cpu:
+        result = run_wrk(daemon.url, requests, connections=connections, seconds=seconds,
+                         mode=mode)
+    return result, cpu.per_request(result)[0]
 
 
 def main() -> None:

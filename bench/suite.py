@@ -17,7 +17,7 @@ import math
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from bench.open_loop import (
     RateResult,
     run_open_loop,
 )
-from bench.wrk_load import LoadResult, run_wrk, write_requests
+from bench.wrk_load import LoadResult, Request, run_wrk, write_requests
 from bench.ws_subscribers import open_subscribers
 from eventd.actors.supervisor import IDLE_RETIRE_SECONDS
 from tests.support import DaemonProcess, run_sql, scratch_database
@@ -212,17 +212,7 @@ def _throughput(
 
     def registrations(name: str, events: Sequence[str], connections: int) -> LoadResult:
         pairs = workdir / f"{name}-pairs.txt"
-        write_requests(
-            pairs,
-            (
-                (
-                    "POST",
-                    "/registrations",
-                    json.dumps({"eventId": events[n % len(events)], "attendeeId": str(attendee)}),
-                )
-                for n, attendee in enumerate(attendees)
-            ),
-        )
+        write_requests(pairs, registration_requests(events, attendees))
         progress(
             f"{section}: {name}, {len(events)} event(s), {connections} connections, {seconds:g} s"
         )
@@ -284,6 +274,15 @@ def _throughput(
     if "burst" in wanted:
         rows.append(_burst(daemon, db, workdir, section, settings))
     return rows, rates
+
+
+def registration_requests(
+    events: Sequence[str], attendees: Sequence[uuid.UUID]
+) -> Iterator[Request]:
+    """One ``POST /registrations`` per attendee, the events taken in turn: unique pairs."""
+    for n, attendee in enumerate(attendees):
+        body = {"eventId": events[n % len(events)], "attendeeId": str(attendee)}
+        yield "POST", "/registrations", json.dumps(body)
 
 
 class DaemonCpu:
