@@ -70,8 +70,16 @@ class InstantWriter:
             now = utc_now()
             for command in batch:
                 assert isinstance(command, c.RegistrationOps)
-                command.reply.settle(outcome.Value([self._confirm(command.event_id, now)
-                                                    for _ in command.ops]))
+                if hasattr(command, "parts"):  # many events' turns, answered part by part
+                    command.reply.settle(outcome.Value([
+                        [self._confirm(part.event_id, now) for _ in part.ops]
+                        for part in command.parts()
+                    ]))
+                else:  # trees before rounds: one event's turn per command
+                    command.reply.settle(outcome.Value([
+                        self._confirm(command.event_id, now)  # type: ignore[attr-defined,misc]
+                        for _ in command.ops  # type: ignore[attr-defined]
+                    ]))
 
     def _confirm(self, event_id: uuid.UUID, now: Any) -> c.OpResult:
         version = self._versions[event_id] = self._versions.get(event_id, 1) + 1

@@ -109,15 +109,18 @@ class FakeStore:
         gate = self.gates[event_id] = trio.Event()
         return gate
 
-    def ops_commands(self, event_id: uuid.UUID) -> list[c.RegistrationOps]:
+    def submitted_turns(self, event_id: uuid.UUID) -> list[c.EventOps]:
+        """The event's turns of registrations, as they reached the store."""
         return [
-            cmd
+            part
             for cmd in self.commands
-            if isinstance(cmd, c.RegistrationOps) and cmd.event_id == event_id
+            if isinstance(cmd, c.RegistrationOps)
+            for part in cmd.parts()
+            if part.event_id == event_id
         ]
 
     def submitted_ids(self, event_id: uuid.UUID) -> list[uuid.UUID]:
-        return [op.registration_id for cmd in self.ops_commands(event_id) for op in cmd.ops]
+        return [op.registration_id for turn in self.submitted_turns(event_id) for op in turn.ops]
 
     # -- what the supervisor is given --
 
@@ -142,17 +145,26 @@ class FakeStore:
 
     async def submit(self, command: WriteCommand[Any]) -> Any:
         """The answer to ``command``, as scripted (gates, failures)."""
-        self.commands.append(command)
-        event_id: uuid.UUID = command.event_id  # type: ignore[attr-defined]
-        gate = self.gates.get(event_id)
-        if gate is not None:
-            await gate.wait()
-        await trio.lowlevel.checkpoint()
-        failure = self.failures.pop(event_id, None)
-        if failure is not None:
-            raise failure  # before any change, like a bug in the command
         if isinstance(command, c.RegistrationOps):
-            return [self._apply(event_id, op) for op in command.ops]
+            parts = command.parts()  # taken now, as the writer takes them when it runs
+            if not parts:
+                return []  # every request was answered by its actor: nothing to write
+            events = [part.event_id for part in parts]
+        else:
+            events = [command.event_id]  # type: ignore[attr-defined]
+        self.commands.append(command)
+        for event_id in events:
+            gate = self.gates.get(event_id)
+            if gate is not None:
+                await gate.wait()
+        await trio.lowlevel.checkpoint()
+        for event_id in events:
+            failure = self.failures.pop(event_id, None)
+            if failure is not None:
+                raise failure  # before any change, like a bug in the command
+        if isinstance(command, c.RegistrationOps):
+            return [[self._apply(part.event_id, op) for op in part.ops] for part in parts]
+        [event_id] = events
         if isinstance(command, c.DeleteEvent):
             event = self.events.pop(event_id, None)
             if event is None:
@@ -413,6 +425,56 @@ async def test_second_registration_of_an_attendee_is_refused() -> None:
             assert len(changes) == 1
 
 
+async def test_many_events_ready_together_share_one_command() -> None:
+    """A round: every actor ready before the writer runs goes in one command, one part each.
+
+    What reached an actor's mailbox after it joined the round is taken too:
+    its turn is taken when the writer runs the command, not when it is queued.
+    """
+    store, changes = FakeStore(), []
+    events = [store.add_event() for _ in range(5)]
+    async with running(store, changes) as supervisor, counting_actor_tasks() as tasks:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            for event in events:
+                await supervisor.get_event(event.id)  # hydrate
+            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
+            asked = {event.id: [uuid.uuid4(), uuid.uuid4()] for event in events}
+            async with trio.open_nursery() as nursery:
+                for rids in zip(*asked.values(), strict=True):
+                    for event, rid in zip(events, rids, strict=True):
+                        nursery.start_soon(registering, results, supervisor, event.id, rid)
+            [command] = store.commands
+            assert isinstance(command, c.RegistrationOps)
+            assert {part.event_id: {op.registration_id for op in part.ops}
+                    for part in command.parts()} == {k: set(v) for k, v in asked.items()}
+            assert all(isinstance(r, outcome.Value) for r in results.values())
+            assert len(results) == 10
+            assert supervisor.statistics().awake_actors == 0
+    assert tasks.started == 0
+    assert len(changes) == 10
+
+
+async def test_a_round_refused_before_it_runs_answers_its_requests() -> None:
+    """A writer that has stopped refuses a round at once: its requests, still in
+    their mailboxes, are taken and answered, and the actors are dormant again."""
+    store, changes = FakeStore(), []
+    event = store.add_event()
+
+    def refuse(command: WriteCommand[Any]) -> None:
+        command.reply.fail(Unavailable("The daemon is shutting down."))
+
+    supervisor = Supervisor(store.load_event, refuse, changes.append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        with trio.fail_after(TIMEOUT_SECONDS):
+            for _ in range(2):
+                with pytest.raises(Unavailable):
+                    await register(supervisor, event.id)
+            assert supervisor.statistics().awake_actors == 0
+        nursery.cancel_scope.cancel()
+    assert changes == []
+
+
 async def test_concurrent_requests_share_one_command_and_capacity_holds() -> None:
     """One turn at the writer, the rest the next turn — and no task of the actor's for either."""
     store, changes = FakeStore(), []
@@ -426,18 +488,18 @@ async def test_concurrent_requests_share_one_command_and_capacity_holds() -> Non
                 first = uuid.uuid4()
                 nursery.start_soon(registering, results, supervisor, event.id, first)
                 await trio.testing.wait_all_tasks_blocked()
-                assert len(store.ops_commands(event.id)) == 1  # the writer holds one turn
+                assert len(store.submitted_turns(event.id)) == 1  # the writer holds one turn
                 assert supervisor.statistics().awake_actors == 1
                 rest = [uuid.uuid4() for _ in range(29)]
                 for rid in rest:
                     nursery.start_soon(registering, results, supervisor, event.id, rid)
                 await trio.testing.wait_all_tasks_blocked()
                 # The others wait in the mailbox, not in the writer.
-                assert len(store.ops_commands(event.id)) == 1
+                assert len(store.submitted_turns(event.id)) == 1
                 assert not results
                 gate.set()
 
-            commands = store.ops_commands(event.id)
+            commands = store.submitted_turns(event.id)
             assert [len(cmd.ops) for cmd in commands] == [1, 29]
             assert [op.registration_id for op in commands[0].ops] == [first]
             assert {op.registration_id for op in commands[1].ops} == set(rest)
@@ -517,7 +579,7 @@ async def test_full_event_answers_event_full_from_the_database() -> None:
         with trio.fail_after(TIMEOUT_SECONDS):
             with pytest.raises(EventFull):
                 await register(supervisor, event.id)
-            assert [len(cmd.ops) for cmd in store.ops_commands(event.id)] == [1]
+            assert [len(cmd.ops) for cmd in store.submitted_turns(event.id)] == [1]
             assert changes == []
             assert (await supervisor.get_event(event.id)).version == event.version
 
@@ -814,7 +876,7 @@ async def test_full_mailbox_makes_senders_wait() -> None:
                 blocked_scope.cancel()
                 await trio.testing.wait_all_tasks_blocked()
                 assert blocked_scope.cancelled_caught
-                assert len(store.ops_commands(event.id)) == 1
+                assert len(store.submitted_turns(event.id)) == 1
                 gate.set()
 
             submitted = store.submitted_ids(event.id)
@@ -898,7 +960,7 @@ async def test_delete_fails_requests_waiting_in_and_outside_the_mailbox() -> Non
             assert value_of(results[deletion]) is None
             assert isinstance(error_of(results[queued]), NotFound)
             assert isinstance(error_of(results[blocked]), NotFound)
-            assert store.ops_commands(event.id) == []
+            assert store.submitted_turns(event.id) == []
             assert [(ch.type, ch.seq) for ch in changes] == [("eventDeleted", 2)]
             assert supervisor.statistics().live_actors == 0
 

@@ -33,8 +33,8 @@ async def test_a_batch_that_fails_inside_never_reports_a_commit(fresh_database_u
             await conn.execute(
                 "INSERT INTO attendees (id, name, email) VALUES ($1, 'A', 'a@x.org')", attendee_id)
         writer = Writer(db)
-        register = commands.RegistrationOps(
-            event_id, [commands.RegistrationOp("register", uuid.uuid4(), attendee_id)])
+        register = commands.RegistrationOps([commands.EventOps(
+            event_id, [commands.RegistrationOp("register", uuid.uuid4(), attendee_id)])])
         blocked = commands.CreateEvent(uuid.uuid4(), commands.EventFields(
             "Blocked", "", starts, 60, "Hall", 5))
         answers: dict[str, object] = {}
@@ -80,8 +80,8 @@ async def test_each_command_of_a_batch_gets_its_own_answer(fresh_database_url: s
         writer = Writer(db)
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
-            missing = commands.RegistrationOps(
-                uuid.uuid4(), [commands.RegistrationOp(kind, uuid.uuid4(), uuid.uuid4())])
+            missing = commands.RegistrationOps([commands.EventOps(
+                uuid.uuid4(), [commands.RegistrationOp(kind, uuid.uuid4(), uuid.uuid4())])])
             made = commands.CreateAttendee(uuid.uuid4(), "Ann", f"{uuid.uuid4().hex}@x.org")
             results = {}
 
@@ -92,7 +92,7 @@ async def test_each_command_of_a_batch_gets_its_own_answer(fresh_database_url: s
                 inner.start_soon(submit, "missing", missing)
                 inner.start_soon(submit, "made", made)
             await writer.close()
-    [op] = results["missing"]
+    [[op]] = results["missing"]
     assert op.outcome == ("event_not_found" if kind == "register" else "not_found")
     assert results["made"].name == "Ann"
 
@@ -115,16 +115,17 @@ async def test_registrations_of_many_events_commit_as_one_statement(fresh_databa
                 " SELECT id, 'A', id || '@x.org' FROM unnest($1::uuid[]) id", attendees)
         writer = Writer(db)
         batch = [
-            commands.RegistrationOps(event_id, [
+            commands.RegistrationOps([commands.EventOps(event_id, [
                 commands.RegistrationOp("register", uuid.uuid4(), attendees[2 * n]),
                 commands.RegistrationOp("register", uuid.uuid4(), attendees[2 * n + 1], True),
-            ])
+            ])])
             for n, event_id in enumerate(events)
         ]
         results = {}
 
         async def submit(command: commands.RegistrationOps) -> None:
-            results[command.event_id] = await writer.submit(command)
+            [part] = command.parts()
+            [results[part.event_id]] = await writer.submit(command)
 
         async with trio.open_nursery() as nursery:
             async with trio.open_nursery() as submitters:

@@ -10,12 +10,13 @@ state and nothing else, so memory follows the number of live events, not the
 number of tasks.
 
 A turn of registrations needs no task at all (:class:`RegistrationTurn`): the
-supervisor takes it from the mailbox, the writer's answer comes back as a
-callback, and the actor finishes the turn in the writer's task right after
-COMMIT. Everything else — edits, deletion, reloads, news from other daemons,
-and a turn that must wait for something after COMMIT — runs in a task the
-supervisor starts for the actor, which ends when the mailbox is empty again
-(or once a change held back is released, see below).
+supervisor takes it from the mailbox when the writer comes to it, together
+with the turns of every other actor ready by then, and the actor finishes it
+in the writer's task right after COMMIT. Everything else — edits, deletion,
+reloads, news from other daemons, and a turn that must wait for something
+after COMMIT — runs in a task the supervisor starts for the actor, which ends
+when the mailbox is empty again (or once a change held back is released, see
+below).
 
 The actor's own check (has the event started?) is the fast path that spares
 the database a round trip; the database checks everything under the event's
@@ -68,10 +69,10 @@ _CHANGES = frozenset({"confirmed", "waitlisted", "cancelled"})
 
 
 class RegistrationTurn(NamedTuple):
-    """Registrations and cancellations on their way to the writer as one command."""
+    """Registrations and cancellations on their way to the writer, as one part of a command."""
 
-    command: c.RegistrationOps
-    asked: list[m.Register | m.Cancel]  # in the order of command.ops
+    ops: c.EventOps
+    asked: list[m.Register | m.Cancel]  # in the order of ops.ops
 
     def fail(self, error: BaseException) -> None:
         for request in self.asked:
@@ -234,7 +235,7 @@ class EventActor:
             asked.append(request)
         if not ops:
             return None
-        return RegistrationTurn(c.RegistrationOps(self.state.id, ops), asked)
+        return RegistrationTurn(c.EventOps(self.state.id, ops), asked)
 
     def registrations_committed(self, turn: RegistrationTurn, results: list[c.OpResult]) -> bool:
         """Adopt the counts, publish, answer — when that needs no waiting.
@@ -266,7 +267,7 @@ class EventActor:
         if turn is None:
             return
         try:
-            results: list[c.OpResult] = await self._submit(turn.command)
+            [results] = await self._submit(c.RegistrationOps([turn.ops]))
         except EventdError as exc:
             turn.fail(exc)
             return

@@ -5,14 +5,15 @@ the event's actor (hydrating it from the database on first use), puts the
 message in its bounded mailbox and awaits the reply. A live actor is dormant —
 its state and an empty mailbox, no task — until a message arrives; then the
 supervisor gives it a turn (:meth:`Supervisor._wake`). A turn of registrations
-needs no task: it goes to the writer as one command, and the writer's answer
-finishes it, right after COMMIT, and starts the next turn if messages came
-meanwhile. Any other turn runs in a task in the supervisor's nursery, which
-ends when the mailbox is empty again. Either way an actor has one turn under
-way at most. A crashed actor is logged, answered for, reloaded from the
-database and started again on the same mailbox, and nothing else notices. One
-sweep, not a timer per actor, retires the actors dormant for ``idle_seconds``,
-so memory follows the working set.
+needs no task: the actor joins the open round (:class:`_Round`), one writer
+command for every actor ready by the time the writer comes to it; the writer's
+answer finishes each actor's turn, right after COMMIT, and starts its next
+turn if messages came meanwhile. Any other turn runs in a task in the
+supervisor's nursery, which ends when the mailbox is empty again. Either way
+an actor has one turn under way at most. A crashed actor is logged, answered
+for, reloaded from the database and started again on the same mailbox, and
+nothing else notices. One sweep, not a timer per actor, retires the actors
+dormant for ``idle_seconds``, so memory follows the working set.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from eventd.actors.mailbox import Mailbox, MailboxClosed
 from eventd.errors import EventdError, InternalError, NotFound, Unavailable
 from eventd.model import Event
 from eventd.realtime.hub import Change
+from eventd.storage import commands as c
 from eventd.storage.event_cache import GONE, EventCache
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,24 @@ class _Slot:
         self.idle_since = now  # when its last turn ended (or it was made)
         self.restarts = 0  # crashes in a row, for the backoff
         self.last_crash = -math.inf
+
+
+class _Round:
+    """Actors whose registrations go to the writer as one command, taken when it runs.
+
+    The first actor ready for a turn without a task opens the round and offers
+    its command; others join until the writer runs it. Only then
+    (:meth:`Supervisor._seal`) is each actor's turn taken from its mailbox,
+    with whatever came meanwhile, so a round costs one command, one reply and
+    one callback however many actors it holds.
+    """
+
+    __slots__ = ("slots", "turns", "command")
+
+    def __init__(self) -> None:
+        self.slots: list[_Slot] = []
+        self.turns: list[tuple[_Slot, RegistrationTurn]] = []  # in the order of command.parts()
+        self.command: c.RegistrationOps
 
 
 class _Hydration:
@@ -134,6 +154,7 @@ class Supervisor:
         self._retirements = 0
         self._restarts = 0
         self._awake = 0
+        self._round: _Round | None = None  # open: its command has not been run yet
         self._outcomes: collections.Counter[str] = collections.Counter()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -299,46 +320,66 @@ class Supervisor:
         )
 
     def _registrations_without_task(self, slot: _Slot) -> None:
-        """Send the registrations at the head of the mailbox to the writer as one command.
+        """Put the actor in the open round of registration turns; open one if there is none.
 
-        Its answer ends the turn (:meth:`_registrations_settled`). Called in
-        the asker's task, or for the next turn in the writer's: nothing here
-        waits.
+        Called in the asker's task, or for the next turn in the writer's:
+        nothing here waits.
         """
-        requests = slot.mailbox.take_registrations(MAX_MESSAGES_PER_TURN)
-        slot.actor.in_hand = requests
-        try:
-            turn = slot.actor.registration_turn(requests)
-        except Exception:
-            self._crashed_without_task(slot)
+        round_ = self._round
+        if round_ is not None:
+            round_.slots.append(slot)
             return
-        if turn is None:
-            self._next_turn(slot)
-            return
-        turn.command.reply.then(functools.partial(self._registrations_settled, slot, turn))
-        self._offer(turn.command)
+        round_ = self._round = _Round()
+        round_.slots.append(slot)
+        round_.command = c.RegistrationOps(functools.partial(self._seal, round_))
+        round_.command.reply.then(functools.partial(self._round_settled, round_))
+        self._offer(round_.command)
 
-    def _registrations_settled(
-        self, slot: _Slot, turn: RegistrationTurn, result: outcome.Outcome[Any]
-    ) -> None:
-        """The writer's answer to a turn without a task (in the writer's task, after COMMIT)."""
-        actor = slot.actor
-        try:
-            if isinstance(result, outcome.Error):
-                if not isinstance(result.error, EventdError):
-                    raise result.error  # a bug in the command: the actor crashed
-                turn.fail(result.error)
+    def _seal(self, round_: _Round) -> list[c.EventOps]:
+        """Take each actor's registrations for the writer, which is running the round's command.
+
+        Those an actor answers itself end its turn here; an actor that
+        crashes is restarted. Actors woken from now on open the next round.
+        """
+        if self._round is round_:
+            self._round = None
+        for slot in round_.slots:
+            requests = slot.mailbox.take_registrations(MAX_MESSAGES_PER_TURN)
+            slot.actor.in_hand = requests
+            try:
+                turn = slot.actor.registration_turn(requests)
+            except Exception:
+                self._crashed_without_task(slot)
+                continue
+            if turn is None:
+                self._next_turn(slot)
             else:
-                results = result.unwrap()
-                if not actor.registrations_committed(turn, results):
+                round_.turns.append((slot, turn))
+        return [turn.ops for _, turn in round_.turns]
+
+    def _round_settled(self, round_: _Round, result: outcome.Outcome[Any]) -> None:
+        """The writer's answer to a round (in the writer's task, after COMMIT): each turn ends."""
+        round_.command.parts()  # refused before it ran: its requests are taken now, to be answered
+        answers: list[list[c.OpResult] | None] = (
+            result.value if isinstance(result, outcome.Value) else [None] * len(round_.turns)
+        )
+        for (slot, turn), results in zip(round_.turns, answers, strict=True):
+            actor = slot.actor
+            try:
+                if results is None:
+                    assert isinstance(result, outcome.Error)
+                    if not isinstance(result.error, EventdError):
+                        raise result.error  # a bug in the command: the actor crashed
+                    turn.fail(result.error)
+                elif not actor.registrations_committed(turn, results):
                     # It must wait for something first: its task finishes the turn.
                     finish = functools.partial(actor.finish_registrations, turn, results)
                     self._start_task(slot, finish)
-                    return
-        except Exception:
-            self._crashed_without_task(slot)
-            return
-        self._next_turn(slot)
+                    continue
+            except Exception:
+                self._crashed_without_task(slot)
+                continue
+            self._next_turn(slot)
 
     def _crashed_without_task(self, slot: _Slot) -> None:
         self._crashed(slot)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -58,16 +58,34 @@ class OpResult(NamedTuple):
     counts: EventCounts | None  # None when the event is gone
 
 
-class RegistrationOps(WriteCommand[list[OpResult]]):
+class EventOps(NamedTuple):
     """One event actor's pending registrations and cancellations, in order."""
+
+    event_id: uuid.UUID
+    ops: list[RegistrationOp]
+
+
+class RegistrationOps(WriteCommand[list[list[OpResult]]]):
+    """Registrations and cancellations of one or more events; answered part by part.
+
+    ``parts`` may be a function that gathers them, called once, when the
+    writer runs the command: the supervisor's round of actors
+    (``eventd.actors.supervisor``) takes its actors' turns then, so whatever
+    arrived while the command waited for the writer goes in the same statement.
+    """
 
     batch_order: ClassVar[int] = 10
     single_statement: ClassVar[bool] = True  # every actor's ops in one call
 
-    def __init__(self, event_id: uuid.UUID, ops: Sequence[RegistrationOp]) -> None:
+    def __init__(self, parts: list[EventOps] | Callable[[], list[EventOps]]) -> None:
         super().__init__()
-        self.event_id = event_id
-        self.ops = list(ops)
+        self._parts = parts
+
+    def parts(self) -> list[EventOps]:
+        """The parts, answered in this order; gathered now if they were not given."""
+        if callable(self._parts):
+            self._parts = self._parts()
+        return self._parts
 
     @classmethod
     async def run_batch(
@@ -75,15 +93,14 @@ class RegistrationOps(WriteCommand[list[OpResult]]):
     ) -> list[outcome.Outcome[Any]]:
         # Registration locks are taken event by event, in id order, in every
         # daemon; a deadlock with other kinds of command is retried by the writer.
-        ordered = sorted(
-            (c for c in commands if isinstance(c, RegistrationOps)), key=_event_order
-        )
+        each = [c.parts() for c in commands if isinstance(c, RegistrationOps)]
+        ordered = sorted((part for parts in each for part in parts), key=_event_order)
         kinds, ids, events, attendees, waitlist = [], [], [], [], []
-        for command in ordered:
-            for op in command.ops:
+        for event_id, ops in ordered:
+            for op in ops:
                 kinds.append(op.kind)
                 ids.append(op.registration_id)
-                events.append(command.event_id)
+                events.append(event_id)
                 attendees.append(op.attendee_id)
                 waitlist.append(op.waitlist)
         rows = await conn.fetch(
@@ -95,19 +112,17 @@ class RegistrationOps(WriteCommand[list[OpResult]]):
             events,
             attendees,
             waitlist,
-        )
+        ) if kinds else []
         results = iter(sorted(rows, key=lambda r: r["idx"]))
-        by_command: dict[int, outcome.Outcome[Any]] = {}
-        for command in ordered:
-            by_command[id(command)] = outcome.Value(
-                [_op_result(next(results)) for _ in command.ops]
-            )
-        return [by_command[id(c)] for c in commands]
+        answers: dict[int, list[OpResult]] = {}
+        for part in ordered:
+            answers[id(part)] = [_op_result(next(results)) for _ in part.ops]
+        return [outcome.Value([answers[id(part)] for part in parts]) for parts in each]
 
 
-def _event_order(command: RegistrationOps) -> int:
+def _event_order(part: EventOps) -> int:
     # UUID's own ordering is the same, through a Python-level __lt__ per comparison.
-    return command.event_id.int
+    return part.event_id.int
 
 
 def _op_result(row: Any) -> OpResult:  # an asyncpg Record, read by position
