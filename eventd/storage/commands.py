@@ -1,10 +1,11 @@
 """The writes eventd makes, as commands for the :class:`~eventd.storage.writer.Writer`.
 
 Each command is one change a client asked for. Registration operations of all
-actors in a batch go to PostgreSQL in one call of ``eventd_registration_batch``
-(``sql/005_registration_batch.sql``, over the functions of ``sql/001`` and
-``003``), which re-checks capacity and uniqueness under the event's row lock:
-the database's word is final.
+actors in a batch go to PostgreSQL in one call of ``eventd_registration_json``
+(``sql/006_registration_json.sql``: one JSON document, unpacked for
+``eventd_registration_batch`` of ``sql/005``, over the functions of
+``sql/001`` and ``003``), which re-checks capacity and uniqueness under the
+event's row lock: the database's word is final.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, NamedTuple
 
+import orjson
 import outcome
 
 from eventd.errors import (
@@ -95,24 +97,18 @@ class RegistrationOps(WriteCommand[list[list[OpResult]]]):
         # daemon; a deadlock with other kinds of command is retried by the writer.
         each = [c.parts() for c in commands if isinstance(c, RegistrationOps)]
         ordered = sorted((part for parts in each for part in parts), key=_event_order)
-        kinds, ids, events, attendees, waitlist = [], [], [], [], []
-        for event_id, ops in ordered:
-            for op in ops:
-                kinds.append(op.kind)
-                ids.append(op.registration_id)
-                events.append(event_id)
-                attendees.append(op.attendee_id)
-                waitlist.append(op.waitlist)
+        batch = [
+            (op.kind, op.registration_id, event_id, op.attendee_id, op.waitlist)
+            for event_id, ops in ordered
+            for op in ops
+        ]
         rows = await conn.fetch(
             "SELECT registration_id, outcome, created_at, promoted, event_id, max_attendees,"
             " confirmed_count, waitlist_count, version, updated_at, edited_version, idx"
-            " FROM eventd_registration_batch($1, $2, $3, $4, $5)",
-            kinds,
-            ids,
-            events,
-            attendees,
-            waitlist,
-        ) if kinds else []
+            " FROM eventd_registration_json($1)",
+            # default=str: ids read from the database are asyncpg's own UUID type.
+            orjson.dumps(batch, default=str).decode(),
+        ) if batch else []
         results = iter(sorted(rows, key=lambda r: r["idx"]))
         answers: dict[int, list[OpResult]] = {}
         for part in ordered:
