@@ -3,7 +3,7 @@
 An actor holds its event's state (fields, counts, version) and is the only
 code that changes it. It takes its mailbox a batch at a time: every
 registration and cancellation waiting there goes to the writer as one
-command, so a hot event's requests share one transaction instead of queueing
+turn, so a hot event's requests share one transaction instead of queueing
 for one each. After COMMIT the actor adopts the database's counts, publishes
 one change per new version, and answers each request. A dormant actor is its
 state and nothing else, so memory follows the number of live events, not the

@@ -11,10 +11,10 @@ trouble is that command's answer only. If the database is unreachable every
 command in the batch gets :class:`eventd.errors.Unavailable`.
 
 The inbox has no bound of its own: everyone who queues a command waits for its
-answer — a request, or an event actor with at most one command in flight — so
-what waits here is bounded by the requests and actors there are. That lets an
-actor hand over a turn with :meth:`Writer.offer`, which never blocks, from code
-that cannot wait.
+answer — a request, an event actor with at most one command in flight, or the
+supervisor's one open round of actors — so what waits here is bounded by the
+requests and actors there are. That lets an actor hand over a turn with
+:meth:`Writer.offer`, which never blocks, from code that cannot wait.
 """
 
 from __future__ import annotations
