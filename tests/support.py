@@ -98,6 +98,7 @@ class DaemonProcess:
 
     def __init__(self, database_url: str, workdir: Path, **sections: dict[str, Any]) -> None:
         self.source: Path | None = None  # a checkout whose eventd to run, not the installed one
+        self.command_prefix: list[str] = []  # runs the daemon under this (valgrind, say)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
@@ -121,7 +122,8 @@ class DaemonProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         logged_before = self._log.tell()  # a restart appends to the same log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "eventd", "serve", "--config", str(self.config_path)],
+            [*self.command_prefix, sys.executable, "-m", "eventd", "serve",
+             "--config", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
         )
         deadline = time.monotonic() + timeout
