@@ -156,3 +156,40 @@ async def test_registrations_of_many_events_commit_as_one_statement(fresh_databa
 def test_a_broken_connection_is_unavailable_not_a_crash(error: Exception) -> None:
     with pytest.raises(Unavailable), _translate_errors():
         raise error
+
+
+async def test_a_batch_goes_on_a_second_connection_when_everything_else_waits(
+    fresh_database_url: str,
+):
+    """A transaction stuck on a lock does not hold up the next batch while nothing else runs."""
+    async with open_database(fresh_database_url, pool_size=4, timeout_seconds=5) as db:
+        await apply_migrations(db)
+        starts = datetime.now(UTC) + timedelta(days=3)
+        writer = Writer(db, connections=2)
+        stuck = commands.CreateEvent(uuid.uuid4(), commands.EventFields(
+            "Stuck", "", starts, 60, "Hall", 5))
+        quick = commands.RegistrationOps([commands.EventOps(
+            uuid.uuid4(), [commands.RegistrationOp("register", None, uuid.uuid4())])])
+        created = trio.Event()
+
+        async def create() -> None:
+            await writer.submit(stuck)
+            created.set()
+
+        async with db.connection() as holder, trio.open_nursery() as nursery:
+            # Another daemon holds the location lock: the CreateEvent waits for it.
+            await holder.execute("BEGIN")
+            await holder.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(eventd_location_key('Hall'), 0))")
+            await nursery.start(writer.run)
+            nursery.start_soon(create)
+            await trio.testing.wait_all_tasks_blocked()  # its transaction is under way
+            with trio.fail_after(3):  # well before the lock wait times out (5 s)
+                [[result]] = await writer.submit(quick)
+            assert result.outcome == "event_not_found"
+            assert not created.is_set()
+            await holder.execute("ROLLBACK")
+            with trio.fail_after(5):
+                await created.wait()
+            await writer.close()
+    assert writer.statistics().transactions == 2
