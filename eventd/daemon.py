@@ -54,9 +54,6 @@ log = logging.getLogger("eventd")
 GOING_AWAY = 1001  # WebSocket close code: the server is going down
 # Allocations between two collections of the youngest generation (CPython's default: 700).
 GC_YOUNG_THRESHOLD = 20_000
-# The writer's transactions under way at once: a second one goes when the
-# daemon would otherwise idle until the first one's COMMIT (eventd.storage.writer).
-WRITER_CONNECTIONS = 2
 
 
 @dataclass(frozen=True)
@@ -127,9 +124,7 @@ async def serve(
         transport = await stack.enter_async_context(_open_transport(config))
         log.info("email: %s transport", transport.name)
         mailer = Mailer(db, transport, config.email.sender)
-        # Never so many that reads are left no connection of the pool.
-        writer = Writer(db, on_commit=mailer.wake,
-                        connections=min(WRITER_CONNECTIONS, config.database.pool_size - 1))
+        writer = Writer(db, on_commit=mailer.wake)
         supervisor = Supervisor(
             functools.partial(queries.load_event, db),
             writer.offer,

@@ -3,10 +3,7 @@
 Group commit: the writer takes every command waiting in its inbox (up to
 ``MAX_BATCH_COMMANDS``), runs them all in one transaction, and delivers each
 command's result only after COMMIT. While one transaction runs, the next batch
-gathers, so batch size follows load with no timer to tune. The next batch
-waits for that COMMIT — unless the daemon has nothing else to do meanwhile:
-then it goes at once, in a second transaction on a second connection, rather
-than leave the CPU idle while every request waits for the database.
+gathers, so batch size follows load with no timer to tune.
 
 If the batch transaction fails on a statement (a deadlock with another daemon,
 say), it is rolled back and each command is run again alone, so one command's
@@ -29,12 +26,11 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import outcome
 import trio
-import trio.testing
 
 from eventd.errors import EventdError, InternalError, Unavailable
 from eventd.reply import Reply
@@ -117,19 +113,9 @@ COMMIT_SECONDS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 
 class Writer:
-    def __init__(
-        self,
-        db: Database,
-        on_commit: Callable[[], None] | None = None,
-        *,
-        connections: int = 1,
-    ) -> None:
-        """``connections``: how many transactions may be under way at once, each on its own."""
+    def __init__(self, db: Database, on_commit: Callable[[], None] | None = None) -> None:
         self._db = db
         self._on_commit = on_commit  # e.g. wake the mailer: the batch may have queued emails
-        self._room = trio.Semaphore(connections)
-        self._under_way = 0
-        self._finished = trio.Event()  # set when a transaction ends, then replaced
         self._send, self._receive = trio.open_memory_channel[WriteCommand[Any]](math.inf)
         self._transactions = 0
         self._commands = 0
@@ -137,8 +123,8 @@ class Writer:
         self._batch_size_counts: dict[int, int] = {}
         self._commit_seconds_total = 0.0
         self._commit_seconds_counts = dict.fromkeys(COMMIT_SECONDS_BOUNDS, 0)
-        # Connections held across batches, each as the stack that gives it back.
-        self._held: list[tuple[contextlib.AsyncExitStack, Connection]] = []
+        self._held: contextlib.AsyncExitStack | None = None
+        self._held_conn: Connection
 
     async def submit(self, command: WriteCommand[T]) -> T:
         """Queue ``command``; return its result once it is committed."""
@@ -169,52 +155,22 @@ class Writer:
                 await self._release()
 
     async def _serve(self) -> None:
-        async with self._receive, trio.open_nursery() as transactions:
+        async with self._receive:
             while True:
                 try:
                     first = await self._receive.receive()
                 except trio.EndOfChannel:
-                    return  # the nursery waits for the transactions under way
-                # A batch in hand is committed even when the daemon is told to
-                # stop: its callers are waiting for the truth.
-                with trio.CancelScope(shield=True):
-                    if self._under_way:
-                        await self._finished_or_idle()
-                    await self._room.acquire()
+                    return
                 batch = [first]
                 while len(batch) < MAX_BATCH_COMMANDS:
                     try:
                         batch.append(self._receive.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                self._under_way += 1
-                transactions.start_soon(self._transaction_under_way, batch)
-
-    async def _finished_or_idle(self) -> None:
-        """Until a transaction under way ends, or no task has anything to do but wait.
-
-        Idle means every request the daemon holds is waiting for the database:
-        the next batch had better go now than at the COMMIT under way.
-        """
-        finished = self._finished
-        async with trio.open_nursery() as race:
-
-            async def until(event: Callable[[], Awaitable[object]]) -> None:
-                await event()
-                race.cancel_scope.cancel()
-
-            race.start_soon(until, finished.wait)
-            race.start_soon(until, trio.testing.wait_all_tasks_blocked)
-
-    async def _transaction_under_way(self, batch: list[WriteCommand[Any]]) -> None:
-        try:
-            with trio.CancelScope(shield=True):
-                await self._commit(batch)
-        finally:
-            self._under_way -= 1
-            self._room.release()
-            self._finished.set()
-            self._finished = trio.Event()
+                # A commit in flight is finished even when the daemon is told
+                # to stop: its callers are waiting for the truth.
+                with trio.CancelScope(shield=True):
+                    await self._commit(batch)
 
     async def _commit(self, batch: list[WriteCommand[Any]]) -> None:
         started = time.perf_counter()
@@ -244,7 +200,7 @@ class Writer:
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, one_statement: bool = False) -> AsyncIterator[Connection]:
-        """A transaction on one of the writer's own connections, held across batches.
+        """A transaction on the writer's own connection, held across batches.
 
         Reads share the rest of the pool; a burst of slow list queries can
         never make a commit wait for a connection. A connection that failed is
@@ -256,28 +212,23 @@ class Writer:
         daemon's event loop to come round to it, so this is most of a hot
         event's commit time.
         """
-        if self._held:
-            stack, held = self._held.pop()
-        else:
+        if self._held is None:
             stack = contextlib.AsyncExitStack()
-            held = await stack.enter_async_context(self._db.connection())
+            self._held_conn = await stack.enter_async_context(self._db.connection())
+            self._held = stack
         try:
             if one_statement:
-                yield held
+                yield self._held_conn
             else:
-                async with held.transaction() as conn:
+                async with self._held_conn.transaction() as conn:
                     yield conn
         except (Unavailable, QueryFailed):
-            await stack.aclose()
+            await self._release()
             raise
-        except BaseException:
-            self._held.append((stack, held))
-            raise
-        self._held.append((stack, held))
 
     async def _release(self) -> None:
-        while self._held:
-            stack, _ = self._held.pop()
+        if self._held is not None:
+            stack, self._held = self._held, None
             await stack.aclose()
 
     async def _run_together(self, batch: list[WriteCommand[Any]]) -> list[outcome.Outcome[Any]]:
