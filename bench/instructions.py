@@ -7,13 +7,13 @@ between runs, so a change worth two percent is invisible to the suite and
 needs many rounds of ``bench.ab``. valgrind's callgrind counts the
 instructions the daemon executes instead, which hardly depend on what else
 the machine does: the same tree under the same load counts the same to
-within about two percent (batches and collections fall a little differently
-from run to run), where CPU time moves by five to ten. The daemon runs under
-callgrind (some 40 times slower), driven by wrk as in the suite; counting
-starts after a warm-up, and each measurement is dumped on its own. Printed,
-per tree: thousands of instructions per read (``GET /events/{id}``) and per
-registration, and read / registration — the instruction-count stand-in for
-spread / read.
+within a few percent (batches and collections fall a little differently from
+run to run: repeat a run before trusting a difference of two), where CPU
+time moves by five to ten. The daemon runs under callgrind (some 40 times
+slower), driven by wrk as in the suite; counting starts after a warm-up, and
+each measurement is dumped on its own. Printed, per tree: thousands of
+instructions per read (``GET /events/{id}``) and per registration, and read
+/ registration — the instruction-count stand-in for spread / read.
 
 What it cannot see: the time instructions take (cache misses), the
 database's work (another process), idle time. Under callgrind's slowdown
