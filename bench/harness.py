@@ -114,6 +114,20 @@ def insert_attendees(db: str, count: int) -> list[uuid.UUID]:
     return ids
 
 
+def wait_for_mailer(db: str, timeout: float = 120.0) -> None:
+    """Until the outbox holds no unsent email: the daemon's mailer has caught up.
+
+    After a run of registrations the mailer sends its backlog (thousands of
+    emails, a few seconds of the daemon's CPU): a read measured meanwhile
+    would pay for it and flatter every registration / read ratio after it.
+    """
+    deadline = time.monotonic() + timeout
+    while run_sql(db, "SELECT 1 FROM email_outbox WHERE sent_at IS NULL LIMIT 1"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the mailer did not catch up within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def health(url: str) -> dict[str, Any]:
     response = httpx.get(f"{url}/health", timeout=30)
     response.raise_for_status()

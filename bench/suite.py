@@ -33,6 +33,7 @@ from bench.harness import (
     rss_kib,
     running_daemon,
     timed_start,
+    wait_for_mailer,
 )
 from bench.open_loop import (
     DEFAULT_CONNECTIONS,
@@ -216,6 +217,7 @@ def _throughput(
         progress(
             f"{section}: {name}, {len(events)} event(s), {connections} connections, {seconds:g} s"
         )
+        wait_for_mailer(db)  # the last run's emails are sent, not paid for by this one
         commits_before = writer_transactions(url)
         with DaemonCpu(daemon) as cpu:
             result = run_wrk(url, pairs, connections=connections, seconds=seconds, mode="once")
@@ -362,6 +364,7 @@ def _registration_rows(
 def _burst(daemon: DaemonProcess, db: str, workdir: Path, section: str, settings: Settings) -> Row:
     attempts, capacity = settings.burst_attempts, settings.burst_capacity
     progress(f"{section}: burst, {attempts:,} attempts at capacity {capacity:,}")
+    wait_for_mailer(db)
     r = burst([daemon.url], db, attempts, capacity, 200, workdir)
     exact = r["201"] == capacity and r["confirmed_in_db"] == capacity == r["confirmed_rows"]
     return Row(
