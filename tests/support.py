@@ -99,6 +99,7 @@ class DaemonProcess:
     def __init__(self, database_url: str, workdir: Path, **sections: dict[str, Any]) -> None:
         self.source: Path | None = None  # a checkout whose eventd to run, not the installed one
         self.command_prefix: list[str] = []  # runs the daemon under this (valgrind, say)
+        self.module = "eventd"  # python -m this serve --config …: a wrapper of eventd's CLI
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
@@ -122,7 +123,7 @@ class DaemonProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         logged_before = self._log.tell()  # a restart appends to the same log
         self.process = subprocess.Popen(
-            [*self.command_prefix, sys.executable, "-m", "eventd", "serve",
+            [*self.command_prefix, sys.executable, "-m", self.module, "serve",
              "--config", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
         )
