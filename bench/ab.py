@@ -25,25 +25,11 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from bench.harness import (
-    checkout,
-    create_event,
-    insert_attendees,
-    postgres_admin,
-    wait_for_mailer,
-)
-from bench.suite import (
-    BIG_CAPACITY,
-    HOT_CONNECTIONS,
-    SPREAD_CONNECTIONS,
-    SPREAD_EVENTS,
-    DaemonCpu,
-    registration_requests,
-)
-from bench.wrk_load import LoadResult, run_wrk, write_requests
+from bench.harness import checkout, postgres_admin
+from bench.suite import SHAPES, DaemonCpu, read_and_registration_pairs
+from bench.wrk_load import LoadResult, run_wrk
 from tests.support import DaemonProcess, scratch_database
 
-SHAPES = {"spread": (SPREAD_EVENTS, SPREAD_CONNECTIONS), "hot": (1, HOT_CONNECTIONS)}
 PAIRS_PER_RUN = 2  # read, then registrations, twice, in each daemon
 
 
@@ -59,30 +45,15 @@ class Run:
 
 def measure(admin: str, source: Path | None, shape: str, seconds: float) -> Run:
     """A daemon of ``source`` (None: this tree) on a fresh database, read and ``shape`` in turn."""
-    events_wanted, connections = SHAPES[shape]
+    _, connections = SHAPES[shape]
     with tempfile.TemporaryDirectory() as tmp, scratch_database(admin) as db:
-        workdir = Path(tmp)
-        daemon = DaemonProcess(db, workdir, email={"transport": "none"})
+        daemon = DaemonProcess(db, Path(tmp), email={"transport": "none"})
         daemon.source = source
         daemon.start()
         try:
-            url = daemon.url
-            events = [create_event(url, BIG_CAPACITY)["id"] for _ in range(events_wanted)]
-            read_file = workdir / "read.txt"
-            write_requests(read_file, [("GET", f"/events/{events[0]}", "")])
-            run_wrk(url, read_file, connections=connections, seconds=1)  # warm-up
-            # Enough unique pairs for the fastest this machine has read (~3,500/s).
-            attendees = insert_attendees(db, int(5000 * seconds * PAIRS_PER_RUN))
-            per_pair = len(attendees) // PAIRS_PER_RUN
-            pairs = []
-            for n in range(PAIRS_PER_RUN):
-                wait_for_mailer(db)  # the last pair's emails are sent, not paid for by this read
-                read = _timed(daemon, read_file, connections, seconds, "cycle")
-                pairs_file = workdir / f"pairs-{n}.txt"
-                write_requests(pairs_file, registration_requests(
-                    events, attendees[n * per_pair:(n + 1) * per_pair]))
-                registered = _timed(daemon, pairs_file, connections, seconds, "once")
-                pairs.append((read, registered))
+            pairs = read_and_registration_pairs(
+                daemon, db, shape, PAIRS_PER_RUN, seconds,
+                lambda requests, mode: _timed(daemon, requests, connections, seconds, mode))
         finally:
             daemon.stop()
     return Run(

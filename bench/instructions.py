@@ -33,17 +33,10 @@ import time
 from pathlib import Path
 
 from bench.harness import checkout, create_event, insert_attendees, postgres_admin
-from bench.suite import (
-    BIG_CAPACITY,
-    HOT_CONNECTIONS,
-    SPREAD_CONNECTIONS,
-    SPREAD_EVENTS,
-    registration_requests,
-)
+from bench.suite import BIG_CAPACITY, SHAPES, registration_requests
 from bench.wrk_load import run_wrk, write_requests
 from tests.support import DaemonProcess, scratch_database
 
-SHAPES = {"spread": (SPREAD_EVENTS, SPREAD_CONNECTIONS), "hot": (1, HOT_CONNECTIONS)}
 WARM_UP_REGISTRATIONS = 300
 REGISTRATIONS_PER_SECOND = 150  # more than callgrind's daemon answers (~90/s)
 SLOW_SECONDS = 120  # request deadline and wrk's timeout: every request is slow here

@@ -17,9 +17,9 @@ import math
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -54,6 +54,11 @@ SCENARIOS = (*THROUGHPUT, "hot-rate", "memory", "startup")
 SPREAD_EVENTS = 100
 SPREAD_CONNECTIONS = 64
 HOT_CONNECTIONS = 200
+T = TypeVar("T")
+
+# The registration shapes the side benchmarks take (bench.ab, .instructions, .tasks):
+# (events, connections).
+SHAPES = {"spread": (SPREAD_EVENTS, SPREAD_CONNECTIONS), "hot": (1, HOT_CONNECTIONS)}
 # Cold reads wait for a pooled database connection each: more connections
 # than this only queue (and time out) without hydrating any faster.
 HYDRATION_CONNECTIONS = 16
@@ -285,6 +290,41 @@ def registration_requests(
     for n, attendee in enumerate(attendees):
         body = {"eventId": events[n % len(events)], "attendeeId": str(attendee)}
         yield "POST", "/registrations", json.dumps(body)
+
+
+def read_and_registration_pairs(
+    daemon: DaemonProcess,
+    db: str,
+    shape: str,
+    pairs: int,
+    seconds: float,
+    timed: Callable[[Path, Literal["cycle", "once"]], T],
+) -> list[tuple[T, T]]:
+    """``pairs`` times: ``timed`` reads of one event, then ``timed`` unique registrations.
+
+    For the side benchmarks: ``timed(requests, mode)`` runs wrk on the
+    request list (one GET over and over, or each registration once) at the
+    shape's connections, measuring whatever it measures. Each read waits for
+    the mailer to send the last registrations' emails first.
+    """
+    events_wanted, connections = SHAPES[shape]
+    workdir = daemon.workdir
+    events = [create_event(daemon.url, BIG_CAPACITY)["id"] for _ in range(events_wanted)]
+    read_file = workdir / "read.txt"
+    write_requests(read_file, [("GET", f"/events/{events[0]}", "")])
+    run_wrk(daemon.url, read_file, connections=connections, seconds=1)  # warm-up
+    # Enough unique pairs for the fastest this machine has read (~3,500/s).
+    attendees = insert_attendees(db, int(5000 * seconds * pairs))
+    per_pair = len(attendees) // pairs
+    done = []
+    for n in range(pairs):
+        wait_for_mailer(db)  # the last pair's emails are sent, not paid for by this read
+        read = timed(read_file, "cycle")
+        pairs_file = workdir / f"pairs-{n}.txt"
+        write_requests(pairs_file, registration_requests(
+            events, attendees[n * per_pair:(n + 1) * per_pair]))
+        done.append((read, timed(pairs_file, "once")))
+    return done
 
 
 class DaemonCpu:

@@ -37,23 +37,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
-from bench.harness import create_event, insert_attendees, postgres_admin, wait_for_mailer
-from bench.suite import (
-    BIG_CAPACITY,
-    HOT_CONNECTIONS,
-    SPREAD_CONNECTIONS,
-    SPREAD_EVENTS,
-    DaemonCpu,
-    registration_requests,
-)
-from bench.wrk_load import run_wrk, write_requests
+from bench.harness import postgres_admin
+from bench.suite import SHAPES, DaemonCpu, read_and_registration_pairs
+from bench.wrk_load import run_wrk
 from tests.support import DaemonProcess, scratch_database
 
-SHAPES = {"spread": (SPREAD_EVENTS, SPREAD_CONNECTIONS), "hot": (1, HOT_CONNECTIONS)}
 REPOSITORY = Path(__file__).resolve().parent.parent
 # The daemon writes its sums here on SIGUSR2 (and starts them over on SIGUSR1).
 FIGURES_FILE_VARIABLE = "BENCH_TASKS_FILE"
@@ -117,7 +109,7 @@ Figures = dict[str, Any]
 
 def measure(admin: str, shape: str, seconds: float, rounds: int) -> list[tuple[Figures, Figures]]:
     """(read figures, registration figures) per round, each with the requests and process CPU."""
-    events_wanted, connections = SHAPES[shape]
+    _, connections = SHAPES[shape]
     with tempfile.TemporaryDirectory() as tmp, scratch_database(admin) as db:
         workdir = Path(tmp)
         figures_file = workdir / "tasks.json"
@@ -129,11 +121,11 @@ def measure(admin: str, shape: str, seconds: float, rounds: int) -> list[tuple[F
         assert daemon.process is not None
         pid = daemon.process.pid
 
-        def timed(requests: Path, mode: str) -> Figures:
+        def timed(requests: Path, mode: Literal["cycle", "once"]) -> Figures:
             os.kill(pid, signal.SIGUSR1)
             with DaemonCpu(daemon) as cpu:
                 result = run_wrk(daemon.url, requests, connections=connections,
-                                 seconds=seconds, mode=mode)  # type: ignore[arg-type]
+                                 seconds=seconds, mode=mode)
             figures_file.unlink(missing_ok=True)
             os.kill(pid, signal.SIGUSR2)
             deadline = time.monotonic() + 10
@@ -146,24 +138,9 @@ def measure(admin: str, shape: str, seconds: float, rounds: int) -> list[tuple[F
             return figures
 
         try:
-            url = daemon.url
-            events = [create_event(url, BIG_CAPACITY)["id"] for _ in range(events_wanted)]
-            read_file = workdir / "read.txt"
-            write_requests(read_file, [("GET", f"/events/{events[0]}", "")])
-            run_wrk(url, read_file, connections=connections, seconds=1)  # warm-up
-            attendees = insert_attendees(db, int(5000 * seconds * rounds))
-            per_round = len(attendees) // rounds
-            pairs = []
-            for n in range(rounds):
-                wait_for_mailer(db)  # the last round's emails are sent, not paid for by this read
-                read = timed(read_file, "cycle")
-                pairs_file = workdir / f"pairs-{n}.txt"
-                write_requests(pairs_file, registration_requests(
-                    events, attendees[n * per_round:(n + 1) * per_round]))
-                pairs.append((read, timed(pairs_file, "once")))
+            return read_and_registration_pairs(daemon, db, shape, rounds, seconds, timed)
         finally:
             daemon.stop()
-    return pairs
 
 
 def report(shape: str, pairs: list[tuple[Figures, Figures]]) -> None:
