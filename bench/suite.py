@@ -48,14 +48,14 @@ from bench.ws_subscribers import open_subscribers
 from eventd.actors.supervisor import IDLE_RETIRE_SECONDS
 from tests.support import DaemonProcess, run_sql, scratch_database
 
+T = TypeVar("T")
+
 THROUGHPUT = ("read", "spread", "hot", "burst")
 SCENARIOS = (*THROUGHPUT, "hot-rate", "memory", "startup")
 
 SPREAD_EVENTS = 100
 SPREAD_CONNECTIONS = 64
 HOT_CONNECTIONS = 200
-T = TypeVar("T")
-
 # The registration shapes the side benchmarks take (bench.ab, .instructions, .tasks):
 # (events, connections).
 SHAPES = {"spread": (SPREAD_EVENTS, SPREAD_CONNECTIONS), "hot": (1, HOT_CONNECTIONS)}
