@@ -1,7 +1,7 @@
 """The benchmark suite of issue #7: the real daemon, real PostgreSQL, load from wrk.
 
     python -m bench [--quick] [--only NAME[,NAME]] [--workers 1,2] [--duration SECONDS]
-                    [--rate PER_SECOND]
+                    [--rounds N] [--rate PER_SECOND]
 
 Scenarios (bench.suite), each on a scratch database created and dropped here:
 
@@ -19,7 +19,11 @@ Scenarios (bench.suite), each on a scratch database created and dropped here:
 
 ``--workers 1,2`` runs the throughput and hot-rate scenarios once per value (it sets
 ``server.workers``) and adds N-vs-1 rows; start-up uses the first value,
-memory one worker. ``--quick`` is a smoke run of a minute or two with smaller sizes. The
+memory one worker. Spread and hot run in ``--rounds`` rounds (default 3), each a
+read and then the registrations, back to back: a ratio is one round's, and the
+table gives the median and every round's (this machine's speed drifts by a
+tenth over tens of seconds). ``--quick`` is a smoke run of a minute or two with
+smaller sizes and one round. The
 PostgreSQL is ``$BENCH_DATABASE_URL`` or 127.0.0.1:5432 (see bench.harness).
 Prints the machine, then one Markdown table: each figure, its target, pass/MISS.
 """
@@ -95,6 +99,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="length of each wrk measurement (default 10, quick 3)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="rounds of read then registrations per shape; ratios are each round's,"
+        f" the median reported (default {suite.FULL.rounds}, quick {suite.QUICK.rounds})",
+    )
+    parser.add_argument(
         "--rate",
         type=_rate,
         default=suite.FULL.rate,
@@ -132,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = dataclasses.replace(settings, email_transport=args.email, rate=args.rate)
     if args.duration:
         settings = dataclasses.replace(settings, seconds=args.duration)
+    if args.rounds:
+        settings = dataclasses.replace(settings, rounds=args.rounds)
     wanted: set[str] = args.only
     if wanted & {"spread", "hot"}:
         wanted = wanted | {"read"}  # their ratios are to the read ceiling of the same run
@@ -151,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"settings: {'quick' if args.quick else 'full'}, {settings.seconds:g} s per"
-            f" measurement, workers {','.join(map(str, args.workers))},"
+            f" measurement, {settings.rounds} round(s),"
+            f" workers {','.join(map(str, args.workers))},"
             f" email.transport {settings.email_transport}, hot-rate {settings.rate:,g}/s;"
             " scenarios:"
             f" {', '.join(s for s in suite.SCENARIOS if s in wanted)}",

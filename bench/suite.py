@@ -2,8 +2,9 @@
 
 Each function starts the real daemon on a scratch database, drives it with wrk
 from a separate process (bench.wrk_load) and returns :class:`Row`s for the
-table. Throughput figures are ratios to the read ceiling, measured seconds
-before against the same daemon, so the noise of a shared machine mostly cancels.
+table. Throughput figures are ratios to the read ceiling, measured just
+before against the same daemon, in several rounds (the median reported, and
+every round's), so the noise of a shared machine mostly cancels.
 The latency at a given rate is an open-loop run instead (bench.open_loop):
 closed-loop latency is only connections ÷ throughput.
 """
@@ -14,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import statistics
 import sys
 import time
 import uuid
@@ -74,6 +76,7 @@ NEVER = 2**62  # a seq no event reaches: subscribers stay idle until told to go
 @dataclasses.dataclass(frozen=True)
 class Settings:
     seconds: float  # each wrk measurement
+    rounds: int  # of read then registrations, for each registration shape
     actors: int  # events hydrated for the memory figure
     websockets: int  # idle subscribers for the memory figure
     registrations: int  # in the database for the start-up figure
@@ -83,8 +86,8 @@ class Settings:
     rate: float = 1000.0  # offered registrations per second of the hot-rate scenario
 
 
-FULL = Settings(seconds=10, actors=100_000, websockets=1000, registrations=1_000_000)
-QUICK = Settings(seconds=3, actors=10_000, websockets=300, registrations=200_000)
+FULL = Settings(seconds=10, rounds=3, actors=100_000, websockets=1000, registrations=1_000_000)
+QUICK = Settings(seconds=3, rounds=1, actors=10_000, websockets=300, registrations=200_000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +176,26 @@ def _refused(daemon: DaemonProcess, section: str) -> Row | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Round:
+    """One round of a registration shape: its read ceiling, then its registrations, back to back."""
+
+    read: LoadResult
+    read_cpu: tuple[float, float]  # (µs of daemon CPU per request, share of a core busy)
+    registrations: LoadResult
+    cpu: tuple[float, float]
+    commits: int | None  # the writer's transactions meanwhile (one worker's only)
+    outbox: dict[str, int]  # emails unsent and queued as the registrations end
+
+    @property
+    def ratio(self) -> float:
+        return self.registrations.rate / self.read.rate
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.read_cpu[0] / self.cpu[0]
+
+
 def _throughput(
     daemon: DaemonProcess,
     db: str,
@@ -181,10 +204,17 @@ def _throughput(
     settings: Settings,
     wanted: set[str],
 ) -> tuple[list[Row], dict[str, float]]:
+    """Read, spread and hot in ``settings.rounds`` rounds: each registration run after its read.
+
+    A shared machine's speed drifts by a tenth and more over tens of seconds,
+    so a ratio of two runs a minute apart measures the drift as much as the
+    daemon. A round measures a shape's read ceiling and then its
+    registrations, back to back; each ratio is one round's, and the table
+    gives the median and every round's.
+    """
     section = f"workers = {workers}"
     rows: list[Row] = []
     rates: dict[str, float] = {}
-    cpu_per_request: dict[str, tuple[float, float]] = {}  # figure -> (µs per request, cores busy)
     url, seconds = daemon.url, settings.seconds
     if "read" not in wanted:  # spread and hot imply read
         if "burst" in wanted:
@@ -197,90 +227,126 @@ def _throughput(
     write_requests(read_file, [("GET", f"/events/{spread_events[0]}", "")])
     run_wrk(url, read_file, connections=SPREAD_CONNECTIONS, seconds=1)  # warm-up
 
-    def read(connections: int) -> LoadResult:
-        progress(f"{section}: read, {connections} connections, {seconds:g} s")
+    def read(connections: int, label: str) -> tuple[LoadResult, tuple[float, float]]:
+        progress(f"{label}: read, {connections} connections, {seconds:g} s")
+        wait_for_mailer(db)  # the last run's emails are sent, not paid for by this read
         with DaemonCpu(daemon) as cpu:
             result = run_wrk(url, read_file, connections=connections, seconds=seconds)
-        figure = f"read `GET /events/{{id}}`, {connections} conn"
-        rows.append(_load_row(section, figure, result, 200))
-        cpu_per_request[f"read {connections}"] = cpu.per_request(result)
-        return result
+        return result, cpu.per_request(result)
 
-    read_spread = read(SPREAD_CONNECTIONS)
-    rates["read"] = read_spread.rate
-    read_hot = read(HOT_CONNECTIONS) if "hot" in wanted else None
-    fastest_read = max(read_spread.rate, read_hot.rate if read_hot else 0)
-    pairs_needed = math.ceil(fastest_read * seconds * PAIRS_HEADROOM) + 1000
-    attendees: list[uuid.UUID] = []
-    if wanted & {"spread", "hot"}:
-        progress(f"{section}: inserting {pairs_needed:,} attendees")
-        attendees = insert_attendees(db, pairs_needed)
-
-    def registrations(name: str, events: Sequence[str], connections: int) -> LoadResult:
+    def registrations(
+        name: str, events: Sequence[str], connections: int, label: str
+    ) -> tuple[LoadResult, tuple[float, float], int | None, dict[str, int]]:
         pairs = workdir / f"{name}-pairs.txt"
-        write_requests(pairs, registration_requests(events, attendees))
-        progress(
-            f"{section}: {name}, {len(events)} event(s), {connections} connections, {seconds:g} s"
-        )
-        wait_for_mailer(db)  # the last run's emails are sent, not paid for by this one
+        write_requests(pairs, registration_requests(events, insert_attendees(db, pairs_needed)))
+        progress(f"{label}: {name}, {len(events)} event(s), {connections} connections,"
+                 f" {seconds:g} s")
+        wait_for_mailer(db)
         commits_before = writer_transactions(url)
         with DaemonCpu(daemon) as cpu:
             result = run_wrk(url, pairs, connections=connections, seconds=seconds, mode="once")
         commits_after = writer_transactions(url)
-        cpu_per_request[name] = cpu.per_request(result)
+        commits = None
+        if commits_before is not None and commits_after is not None and workers == 1:
+            commits = max(1, commits_after - commits_before)
         outbox = run_sql(
             db,
             "SELECT count(*) FILTER (WHERE sent_at IS NULL) AS unsent, count(*) FROM email_outbox",
         )[0]
-        rows.append(
-            _load_row(
-                section,
-                f"{name} `POST /registrations`, {len(events)} event(s), {connections} conn",
-                result,
-                201,
-            )
-        )
-        if commits_before is not None and commits_after is not None and workers == 1:
-            commits = max(1, commits_after - commits_before)
-            rows.append(
-                Row(
-                    section,
-                    f"{name}: registrations per COMMIT (group commit)",
-                    f"{result.count(201) / commits:.1f} ({commits:,} transactions)",
-                )
-            )
-        rows.append(
-            Row(
-                section,
-                f"{name}: emails unsent as the run ends (the mailer's backlog)",
-                f"{outbox['unsent']:,} of {outbox['count']:,} queued so far",
-            )
-        )
-        return result
+        return result, cpu.per_request(result), commits, dict(outbox)
 
-    if "spread" in wanted:
-        spread = registrations("spread", spread_events, SPREAD_CONNECTIONS)
-        rates["spread"] = spread.rate
-        _registration_rows(rows, section, "spread", spread, read_spread)
-        rows.append(_cpu_row(section, "spread", cpu_per_request, SPREAD_CONNECTIONS))
+    shapes = [("spread", spread_events, SPREAD_CONNECTIONS)]
     if "hot" in wanted:
-        assert read_hot is not None
-        hot = registrations("hot", [hot_event], HOT_CONNECTIONS)
-        rates["hot"] = hot.rate
-        _registration_rows(rows, section, "hot", hot, read_hot)
-        rows.append(_cpu_row(section, "hot", cpu_per_request, HOT_CONNECTIONS))
-        rows.append(
-            Row(
-                section,
-                "hot registrations per second",
-                f"{hot.rate:,.0f}/s",
-                "≥ 1,000/s",
-                hot.rate >= 1000,
-            )
-        )
+        shapes.append(("hot", [hot_event], HOT_CONNECTIONS))
+    reads: dict[int, list[LoadResult]] = {connections: [] for _, _, connections in shapes}
+    rounds: dict[str, list[_Round]] = {name: [] for name, _, _ in shapes if name in wanted}
+    pairs_needed = 0
+    for n in range(1, settings.rounds + 1):
+        label = f"{section}, round {n} of {settings.rounds}"
+        for name, events, connections in shapes:
+            read_result, read_cpu = read(connections, label)
+            reads[connections].append(read_result)
+            if name not in rounds:
+                continue
+            # Unique pairs for as fast as a read went: a registration is never cheaper.
+            pairs_needed = max(pairs_needed,
+                               math.ceil(read_result.rate * seconds * PAIRS_HEADROOM) + 1000)
+            rounds[name].append(_Round(
+                read_result, read_cpu, *registrations(name, events, connections, label)))
+
+    for connections, results in reads.items():
+        rows.append(_rounds_row(
+            section, f"read `GET /events/{{id}}`, {connections} conn", results, 200))
+    rates["read"] = statistics.median(r.rate for r in reads[SPREAD_CONNECTIONS])
+    for name, events, connections in shapes:
+        if name in rounds:
+            rows += _registration_rows(section, name, len(events), connections, rounds[name])
+            rates[name] = statistics.median(r.registrations.rate for r in rounds[name])
+    if "hot" in rates:
+        rows.append(Row(section, "hot registrations per second", f"{rates['hot']:,.0f}/s",
+                        "≥ 1,000/s", rates["hot"] >= 1000))
     if "burst" in wanted:
         rows.append(_burst(daemon, db, workdir, section, settings))
     return rows, rates
+
+
+def _median_of(results: Sequence[T], key: Callable[[T], float]) -> T:
+    """The result in the middle by ``key`` (of an even count, the lower of the two)."""
+    return sorted(results, key=key)[(len(results) - 1) // 2]
+
+
+def _each(values: Sequence[float], fmt: str) -> str:
+    """Every round's value, in the order measured: " (rounds 0.79, 0.81, 0.84)"; none for one."""
+    return f" (rounds {', '.join(format(v, fmt) for v in values)})" if len(values) > 1 else ""
+
+
+def _rounds_row(section: str, figure: str, results: Sequence[LoadResult], expected: int) -> Row:
+    """The median round's figures, and every round's rate."""
+    row = _load_row(section, figure, _median_of(results, lambda r: r.rate), expected)
+    each = " / ".join(f"{r.rate:,.0f}" for r in results)
+    more = f"; rounds {each} req/s" if len(results) > 1 else ""
+    return dataclasses.replace(row, measured=row.measured + more)
+
+
+def _registration_rows(
+    section: str, name: str, events: int, connections: int, rounds: Sequence[_Round]
+) -> list[Row]:
+    results = [r.registrations for r in rounds]
+    rows = [_rounds_row(section, f"{name} `POST /registrations`, {events} event(s),"
+                                 f" {connections} conn", results, 201)]
+    commits = [r.commits for r in rounds]
+    if all(c is not None for c in commits):
+        total = sum(c for c in commits if c is not None)
+        created = sum(r.count(201) for r in results)
+        rows.append(Row(section, f"{name}: registrations per COMMIT (group commit)",
+                        f"{created / max(1, total):.1f} ({total:,} transactions)"))
+    outbox = rounds[-1].outbox
+    rows.append(Row(section, f"{name}: emails unsent as a run ends (the mailer's backlog)",
+                    f"{outbox['unsent']:,} of {outbox['count']:,} queued so far"))
+    ratios = [r.ratio for r in rounds]
+    ratio = statistics.median(ratios)
+    rows.append(Row(section, f"{name} / read (same connections, read just before)",
+                    f"{ratio:.2f}{_each(ratios, '.2f')}", "≥ 0.80", ratio >= 0.8))
+    # Every connection is kept busy, so the latency is mostly the queue: about
+    # connections / rate (Little's law). The p99 target is judged at a fixed
+    # rate of 1,000/s instead (hot-rate, open loop).
+    median = _median_of(results, lambda r: r.rate)
+    rows.append(Row(section, f"{name} p99 (closed loop: queueing)", _ms(median.p99_ms)))
+    answered = sum(r.requests for r in results)
+    created = sum(r.count(201) for r in results)
+    if created < 0.99 * answered:
+        rows.append(Row(section, f"{name}: share of 201", f"{created / max(1, answered):.1%}",
+                        "≥ 99% (else the run measured refusals)", False))
+    cpu_ratios = [r.cpu_ratio for r in rounds]
+    used, busy = (statistics.median(r.cpu[i] for r in rounds) for i in (0, 1))
+    read_used, read_busy = (statistics.median(r.read_cpu[i] for r in rounds) for i in (0, 1))
+    rows.append(Row(
+        section,
+        f"{name}: daemon CPU per request, read / {name} (same connections)",
+        f"{statistics.median(cpu_ratios):.2f}{_each(cpu_ratios, '.2f')}: {used:,.0f} µs"
+        f" ({busy:.0%} of a core) vs read {read_used:,.0f} µs ({read_busy:.0%}), medians",
+    ))
+    return rows
 
 
 def registration_requests(
@@ -355,18 +421,6 @@ class DaemonCpu:
         return 1e6 * self._cpu / max(1, result.requests), self._cpu / max(1e-9, self._wall)
 
 
-def _cpu_row(
-    section: str, name: str, cpu: dict[str, tuple[float, float]], connections: int
-) -> Row:
-    (used, busy), (read_used, read_busy) = cpu[name], cpu[f"read {connections}"]
-    return Row(
-        section,
-        f"{name}: daemon CPU per request, read / {name} (same connections)",
-        f"{used:,.0f} µs ({busy:.0%} of a core) vs read {read_used:,.0f} µs"
-        f" ({read_busy:.0%}): {read_used / used:.2f}",
-    )
-
-
 def writer_transactions(url: str) -> int | None:
     """Transactions the writer has committed, from /metrics (one worker's); None if not there."""
     with contextlib.suppress(httpx.HTTPError):
@@ -375,30 +429,6 @@ def writer_transactions(url: str) -> int | None:
             if line.startswith("eventd_writer_batch_size_count"):
                 return int(float(line.split()[-1]))
     return None
-
-
-def _registration_rows(
-    rows: list[Row], section: str, name: str, result: LoadResult, read: LoadResult
-) -> None:
-    ratio = result.rate / read.rate
-    rows.append(
-        Row(section, f"{name} / read (same connections)", f"{ratio:.2f}", "≥ 0.80", ratio >= 0.8)
-    )
-    # Every connection is kept busy, so the latency is mostly the queue: about
-    # connections / rate (Little's law). The p99 target is judged at a fixed
-    # rate of 1,000/s instead (hot-rate, open loop).
-    rows.append(Row(section, f"{name} p99 (closed loop: queueing)", _ms(result.p99_ms)))
-    valid = result.count(201) >= 0.99 * result.requests
-    if not valid:
-        rows.append(
-            Row(
-                section,
-                f"{name}: share of 201",
-                f"{result.count(201) / max(1, result.requests):.1%}",
-                "≥ 99% (else the run measured refusals)",
-                False,
-            )
-        )
 
 
 def _burst(daemon: DaemonProcess, db: str, workdir: Path, section: str, settings: Settings) -> Row:
