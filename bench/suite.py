@@ -312,12 +312,12 @@ def _registration_rows(
     section: str, name: str, events: int, connections: int, rounds: Sequence[_Round]
 ) -> list[Row]:
     results = [r.registrations for r in rounds]
+    created = sum(r.count(201) for r in results)
     rows = [_rounds_row(section, f"{name} `POST /registrations`, {events} event(s),"
                                  f" {connections} conn", results, 201)]
     commits = [r.commits for r in rounds]
     if all(c is not None for c in commits):
         total = sum(c for c in commits if c is not None)
-        created = sum(r.count(201) for r in results)
         rows.append(Row(section, f"{name}: registrations per COMMIT (group commit)",
                         f"{created / max(1, total):.1f} ({total:,} transactions)"))
     outbox = rounds[-1].outbox
@@ -333,7 +333,6 @@ def _registration_rows(
     median = _median_of(results, lambda r: r.rate)
     rows.append(Row(section, f"{name} p99 (closed loop: queueing)", _ms(median.p99_ms)))
     answered = sum(r.requests for r in results)
-    created = sum(r.count(201) for r in results)
     if created < 0.99 * answered:
         rows.append(Row(section, f"{name}: share of 201", f"{created / max(1, answered):.1%}",
                         "≥ 99% (else the run measured refusals)", False))
