@@ -65,9 +65,6 @@ SHAPES = {"spread": (SPREAD_EVENTS, SPREAD_CONNECTIONS), "hot": (1, HOT_CONNECTI
 # than this only queue (and time out) without hydrating any faster.
 HYDRATION_CONNECTIONS = 16
 BIG_CAPACITY = 1_000_000  # the largest maxAttendees: no registration run ever fills it
-# Unique pairs to prepare: the read ceiling's rate × duration × this, as a
-# registration is never cheaper than a read.
-PAIRS_HEADROOM = 1.5
 HOT_RATE_TARGET_MS = 50.0  # issue #7: p99 of a registration at ≥ 1,000 hot registrations/s
 HOT_RATE_TARGET_RATE = 1000.0  # below it, a --rate run has no target to pass
 NEVER = 2**62  # a seq no event reaches: subscribers stay idle until told to go
@@ -177,23 +174,16 @@ def _refused(daemon: DaemonProcess, section: str) -> Row | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Round:
-    """One round of a registration shape: its read ceiling, then its registrations, back to back."""
+class _Run:
+    """One wrk run in a round, with what the daemon spent on it."""
 
-    read: LoadResult
-    read_cpu: tuple[float, float]  # (µs of daemon CPU per request, share of a core busy)
-    registrations: LoadResult
-    cpu: tuple[float, float]
-    commits: int | None  # the writer's transactions meanwhile (one worker's only)
-    outbox: dict[str, int]  # emails unsent and queued as the registrations end
+    result: LoadResult
+    cpu: tuple[float, float]  # (µs of daemon CPU per request, share of a core busy)
+    commits: int | None = None  # the writer's transactions meanwhile (one worker's only)
+    outbox: dict[str, int] | None = None  # emails unsent and queued as registrations end
 
-    @property
-    def ratio(self) -> float:
-        return self.registrations.rate / self.read.rate
 
-    @property
-    def cpu_ratio(self) -> float:
-        return self.read_cpu[0] / self.cpu[0]
+_Round = tuple[_Run, _Run]  # a shape's read ceiling, then its registrations, back to back
 
 
 def _throughput(
@@ -208,86 +198,87 @@ def _throughput(
 
     A shared machine's speed drifts by a tenth and more over tens of seconds,
     so a ratio of two runs a minute apart measures the drift as much as the
-    daemon. A round measures a shape's read ceiling and then its
-    registrations, back to back; each ratio is one round's, and the table
-    gives the median and every round's.
+    daemon. A round (:func:`read_and_registration_pairs`) measures a shape's
+    read ceiling and then its registrations, back to back; each ratio is one
+    round's, and the table gives the median and every round's.
     """
     section = f"workers = {workers}"
     rows: list[Row] = []
     rates: dict[str, float] = {}
-    url, seconds = daemon.url, settings.seconds
     if "read" not in wanted:  # spread and hot imply read
         if "burst" in wanted:
             rows.append(_burst(daemon, db, workdir, section, settings))
         return rows, rates
-    progress(f"{section}: creating {SPREAD_EVENTS + 1} events")
-    spread_events = [create_event(url, BIG_CAPACITY)["id"] for _ in range(SPREAD_EVENTS)]
-    hot_event = create_event(url, BIG_CAPACITY, name="Hot")["id"]
-    read_file = workdir / "read.txt"
-    write_requests(read_file, [("GET", f"/events/{spread_events[0]}", "")])
-    run_wrk(url, read_file, connections=SPREAD_CONNECTIONS, seconds=1)  # warm-up
-
-    def read(connections: int, label: str) -> tuple[LoadResult, tuple[float, float]]:
-        progress(f"{label}: read, {connections} connections, {seconds:g} s")
-        wait_for_mailer(db)  # the last run's emails are sent, not paid for by this read
-        with DaemonCpu(daemon) as cpu:
-            result = run_wrk(url, read_file, connections=connections, seconds=seconds)
-        return result, cpu.per_request(result)
-
-    def registrations(
-        name: str, events: Sequence[str], connections: int, label: str
-    ) -> tuple[LoadResult, tuple[float, float], int | None, dict[str, int]]:
-        pairs = workdir / f"{name}-pairs.txt"
-        write_requests(pairs, registration_requests(events, insert_attendees(db, pairs_needed)))
-        progress(f"{label}: {name}, {len(events)} event(s), {connections} connections,"
-                 f" {seconds:g} s")
-        wait_for_mailer(db)
-        commits_before = writer_transactions(url)
-        with DaemonCpu(daemon) as cpu:
-            result = run_wrk(url, pairs, connections=connections, seconds=seconds, mode="once")
-        commits_after = writer_transactions(url)
-        commits = None
-        if commits_before is not None and commits_after is not None and workers == 1:
-            commits = max(1, commits_after - commits_before)
-        outbox = run_sql(
-            db,
-            "SELECT count(*) FILTER (WHERE sent_at IS NULL) AS unsent, count(*) FROM email_outbox",
-        )[0]
-        return result, cpu.per_request(result), commits, dict(outbox)
-
-    shapes = [("spread", spread_events, SPREAD_CONNECTIONS)]
-    if "hot" in wanted:
-        shapes.append(("hot", [hot_event], HOT_CONNECTIONS))
-    reads: dict[int, list[LoadResult]] = {connections: [] for _, _, connections in shapes}
-    rounds: dict[str, list[_Round]] = {name: [] for name, _, _ in shapes if name in wanted}
-    pairs_needed = 0
-    for n in range(1, settings.rounds + 1):
-        label = f"{section}, round {n} of {settings.rounds}"
-        for name, events, connections in shapes:
-            read_result, read_cpu = read(connections, label)
-            reads[connections].append(read_result)
-            if name not in rounds:
-                continue
-            # Unique pairs for as fast as a read went: a registration is never cheaper.
-            pairs_needed = max(pairs_needed,
-                               math.ceil(read_result.rate * seconds * PAIRS_HEADROOM) + 1000)
-            rounds[name].append(_Round(
-                read_result, read_cpu, *registrations(name, events, connections, label)))
-
+    rounds = {
+        shape: read_and_registration_pairs(daemon, db, shape, settings.rounds, settings.seconds,
+                                           _timed_run(daemon, db, shape, settings))
+        for shape in ("spread", "hot") if shape in wanted
+    }
+    reads = {SHAPES[shape][1]: [read.result for read, _ in measured]
+             for shape, measured in rounds.items()}
+    if not reads:  # the read ceiling alone
+        reads[SPREAD_CONNECTIONS] = _reads_alone(daemon, settings)
     for connections, results in reads.items():
         rows.append(_rounds_row(
             section, f"read `GET /events/{{id}}`, {connections} conn", results, 200))
-    rates["read"] = statistics.median(r.rate for r in reads[SPREAD_CONNECTIONS])
-    for name, events, connections in shapes:
-        if name in rounds:
-            rows += _registration_rows(section, name, len(events), connections, rounds[name])
-            rates[name] = statistics.median(r.registrations.rate for r in rounds[name])
+    rates["read"] = statistics.median(r.rate for r in next(iter(reads.values())))
+    for shape, measured in rounds.items():
+        rows += _registration_rows(section, shape, measured)
+        rates[shape] = statistics.median(registered.result.rate for _, registered in measured)
     if "hot" in rates:
         rows.append(Row(section, "hot registrations per second", f"{rates['hot']:,.0f}/s",
                         "≥ 1,000/s", rates["hot"] >= 1000))
     if "burst" in wanted:
         rows.append(_burst(daemon, db, workdir, section, settings))
     return rows, rates
+
+
+def _timed_run(
+    daemon: DaemonProcess, db: str, shape: str, settings: Settings
+) -> Callable[[Path, Literal["cycle", "once"]], _Run]:
+    """The suite's ``timed`` for :func:`read_and_registration_pairs`: one wrk run of ``shape``.
+
+    A registration run also counts the writer's transactions (one worker's:
+    /metrics answers for whichever worker takes it) and the unsent emails.
+    """
+    connections = SHAPES[shape][1]
+    section = f"workers = {daemon.workers}"
+    runs = 0
+
+    def timed(requests: Path, mode: Literal["cycle", "once"]) -> _Run:
+        nonlocal runs
+        runs += 1
+        progress(f"{section}, round {(runs + 1) // 2} of {settings.rounds}:"
+                 f" {'read' if mode == 'cycle' else shape}, {connections} connections,"
+                 f" {settings.seconds:g} s")
+        commits_before = writer_transactions(daemon.url) if mode == "once" else None
+        with DaemonCpu(daemon) as cpu:
+            result = run_wrk(daemon.url, requests, connections=connections,
+                             seconds=settings.seconds, mode=mode)
+        if mode == "cycle":
+            return _Run(result, cpu.per_request(result))
+        commits_after = writer_transactions(daemon.url)
+        commits = None
+        if commits_before is not None and commits_after is not None and daemon.workers == 1:
+            commits = max(1, commits_after - commits_before)
+        outbox = run_sql(
+            db,
+            "SELECT count(*) FILTER (WHERE sent_at IS NULL) AS unsent, count(*) FROM email_outbox",
+        )[0]
+        return _Run(result, cpu.per_request(result), commits, dict(outbox))
+
+    return timed
+
+
+def _reads_alone(daemon: DaemonProcess, settings: Settings) -> list[LoadResult]:
+    """``settings.rounds`` reads of one event at the spread shape's connections."""
+    event = create_event(daemon.url, BIG_CAPACITY)["id"]
+    read_file = daemon.workdir / "read.txt"
+    write_requests(read_file, [("GET", f"/events/{event}", "")])
+    run_wrk(daemon.url, read_file, connections=SPREAD_CONNECTIONS, seconds=1)  # warm-up
+    progress(f"read, {SPREAD_CONNECTIONS} connections, {settings.rounds} × {settings.seconds:g} s")
+    return [run_wrk(daemon.url, read_file, connections=SPREAD_CONNECTIONS,
+                    seconds=settings.seconds) for _ in range(settings.rounds)]
 
 
 def _median_of(results: Sequence[T], key: Callable[[T], float]) -> T:
@@ -308,22 +299,22 @@ def _rounds_row(section: str, figure: str, results: Sequence[LoadResult], expect
     return dataclasses.replace(row, measured=row.measured + more)
 
 
-def _registration_rows(
-    section: str, name: str, events: int, connections: int, rounds: Sequence[_Round]
-) -> list[Row]:
-    results = [r.registrations for r in rounds]
+def _registration_rows(section: str, name: str, rounds: Sequence[_Round]) -> list[Row]:
+    events, connections = SHAPES[name]
+    results = [registered.result for _, registered in rounds]
     created = sum(r.count(201) for r in results)
     rows = [_rounds_row(section, f"{name} `POST /registrations`, {events} event(s),"
                                  f" {connections} conn", results, 201)]
-    commits = [r.commits for r in rounds]
+    commits = [registered.commits for _, registered in rounds]
     if all(c is not None for c in commits):
         total = sum(c for c in commits if c is not None)
         rows.append(Row(section, f"{name}: registrations per COMMIT (group commit)",
                         f"{created / max(1, total):.1f} ({total:,} transactions)"))
-    outbox = rounds[-1].outbox
-    rows.append(Row(section, f"{name}: emails unsent as a run ends (the mailer's backlog)",
-                    f"{outbox['unsent']:,} of {outbox['count']:,} queued so far"))
-    ratios = [r.ratio for r in rounds]
+    outbox = rounds[-1][1].outbox
+    if outbox is not None:
+        rows.append(Row(section, f"{name}: emails unsent as a run ends (the mailer's backlog)",
+                        f"{outbox['unsent']:,} of {outbox['count']:,} queued so far"))
+    ratios = [registered.result.rate / read.result.rate for read, registered in rounds]
     ratio = statistics.median(ratios)
     rows.append(Row(section, f"{name} / read (same connections, read just before)",
                     f"{ratio:.2f}{_each(ratios, '.2f')}", "≥ 0.80", ratio >= 0.8))
@@ -336,9 +327,9 @@ def _registration_rows(
     if created < 0.99 * answered:
         rows.append(Row(section, f"{name}: share of 201", f"{created / max(1, answered):.1%}",
                         "≥ 99% (else the run measured refusals)", False))
-    cpu_ratios = [r.cpu_ratio for r in rounds]
-    used, busy = (statistics.median(r.cpu[i] for r in rounds) for i in (0, 1))
-    read_used, read_busy = (statistics.median(r.read_cpu[i] for r in rounds) for i in (0, 1))
+    cpu_ratios = [read.cpu[0] / registered.cpu[0] for read, registered in rounds]
+    used, busy = (statistics.median(registered.cpu[i] for _, registered in rounds) for i in (0, 1))
+    read_used, read_busy = (statistics.median(read.cpu[i] for read, _ in rounds) for i in (0, 1))
     rows.append(Row(
         section,
         f"{name}: daemon CPU per request, read / {name} (same connections)",
@@ -367,7 +358,7 @@ def read_and_registration_pairs(
 ) -> list[tuple[T, T]]:
     """``pairs`` times: ``timed`` reads of one event, then ``timed`` unique registrations.
 
-    For the side benchmarks: ``timed(requests, mode)`` runs wrk on the
+    For the suite's rounds and the side benchmarks: ``timed(requests, mode)`` runs wrk on the
     request list (one GET over and over, or each registration once) at the
     shape's connections, measuring whatever it measures. Each read waits for
     the mailer to send the last registrations' emails first.
