@@ -19,11 +19,12 @@ Scenarios (bench.suite), each on a scratch database created and dropped here:
 
 ``--workers 1,2`` runs the throughput and hot-rate scenarios once per value (it sets
 ``server.workers``) and adds N-vs-1 rows; start-up uses the first value,
-memory one worker. Spread and hot run in ``--rounds`` rounds (default 3), each a
-read and then the registrations, back to back: a ratio is one round's, and the
-table gives the median and every round's (this machine's speed drifts by a
-tenth over tens of seconds). ``--quick`` is a smoke run of a minute or two with
-smaller sizes and one round. The
+memory one worker. Spread and hot run in ``--rounds`` rounds (default 3); a
+round is ``--duration`` seconds of reads and as many of registrations, cut into
+2-second slices that alternate (five pairs), each kind's slices added up: a
+ratio is one round's, and the table gives the median and every round's (this
+machine's speed drifts by a tenth and more within seconds). ``--quick`` is a
+smoke run of a minute or two with smaller sizes, one round and no slicing. The
 PostgreSQL is ``$BENCH_DATABASE_URL`` or 127.0.0.1:5432 (see bench.harness).
 Prints the machine, then one Markdown table: each figure, its target, pass/MISS.
 """
@@ -96,13 +97,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--duration",
         type=float,
         metavar="SECONDS",
-        help="length of each wrk measurement (default 10, quick 3)",
+        help="seconds of reads, and of registrations, per round; the hot-rate run's length"
+        " (default 10, quick 3)",
     )
     parser.add_argument(
         "--rounds",
         type=int,
         metavar="N",
-        help="rounds of read then registrations per shape; ratios are each round's,"
+        help="rounds of reads and registrations per shape; ratios are each round's,"
         f" the median reported (default {suite.FULL.rounds}, quick {suite.QUICK.rounds})",
     )
     parser.add_argument(
@@ -163,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             " bench.open_loop (Python, trio); both in their own process, same machine"
         )
         print(
-            f"settings: {'quick' if args.quick else 'full'}, {settings.seconds:g} s per"
-            f" measurement, {settings.rounds} round(s),"
+            f"settings: {'quick' if args.quick else 'full'}, {settings.rounds} round(s) of"
+            f" {settings.seconds:g} s of reads and of registrations"
+            f" ({suite.slices_text(settings)}),"
             f" workers {','.join(map(str, args.workers))},"
             f" email.transport {settings.email_transport}, hot-rate {settings.rate:,g}/s;"
             " scenarios:"

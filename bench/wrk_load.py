@@ -9,6 +9,7 @@ status, so a run that is mostly 409s cannot pass for a fast one.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -16,7 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -62,6 +63,31 @@ class LoadResult:
     def rate(self) -> float:
         """Answered requests per second."""
         return self.requests / self.seconds
+
+    @classmethod
+    def pooled(cls, results: Sequence[LoadResult]) -> LoadResult:
+        """Several runs of one kind as one: requests, seconds and answers added up.
+
+        The percentiles are the middle run's (by p99; wrk's histograms are not
+        kept to merge), the maximum the largest.
+        """
+        middle = sorted(results, key=lambda r: r.p99_ms)[(len(results) - 1) // 2]
+        statuses: collections.Counter[int] = collections.Counter()
+        errors: collections.Counter[str] = collections.Counter()
+        for result in results:
+            statuses.update(result.statuses)
+            errors.update(result.errors)
+        return cls(
+            requests=sum(r.requests for r in results),
+            seconds=sum(r.seconds for r in results),
+            p50_ms=middle.p50_ms,
+            p90_ms=middle.p90_ms,
+            p99_ms=middle.p99_ms,
+            max_ms=max(r.max_ms for r in results),
+            statuses=dict(statuses),
+            errors=dict(errors),
+            exhausted_threads=sum(r.exhausted_threads for r in results),
+        )
 
     def count(self, status: int) -> int:
         return self.statuses.get(status, 0)
