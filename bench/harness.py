@@ -17,13 +17,15 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from tests.support import DaemonProcess, postgres_server, run_sql, scratch_database
+
+T = TypeVar("T")
 
 BENCH_DATABASE_ENV = "BENCH_DATABASE_URL"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -186,6 +188,11 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[
         max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values)) - 1))
     ]
+
+
+def median_of(items: Sequence[T], key: Callable[[T], float]) -> T:
+    """The item in the middle by ``key`` (of an even count, the lower of the two)."""
+    return sorted(items, key=key)[(len(items) - 1) // 2]
 
 
 def machine(admin: str) -> list[str]:

@@ -33,6 +33,7 @@ from bench.harness import (
     daemon_on_scratch_database,
     health,
     insert_attendees,
+    median_of,
     rss_kib,
     running_daemon,
     timed_start,
@@ -317,11 +318,6 @@ def _reads_alone(daemon: DaemonProcess, settings: Settings) -> list[LoadResult]:
                     seconds=settings.seconds) for _ in range(settings.rounds)]
 
 
-def _median_of(results: Sequence[T], key: Callable[[T], float]) -> T:
-    """The result in the middle by ``key`` (of an even count, the lower of the two)."""
-    return sorted(results, key=key)[(len(results) - 1) // 2]
-
-
 def _each(values: Sequence[float], fmt: str) -> str:
     """Every round's value, in the order measured: " (rounds 0.79, 0.81, 0.84)"; none for one."""
     return f" (rounds {', '.join(format(v, fmt) for v in values)})" if len(values) > 1 else ""
@@ -329,7 +325,7 @@ def _each(values: Sequence[float], fmt: str) -> str:
 
 def _rounds_row(section: str, figure: str, results: Sequence[LoadResult], expected: int) -> Row:
     """The median round's figures, and every round's rate."""
-    row = _load_row(section, figure, _median_of(results, lambda r: r.rate), expected)
+    row = _load_row(section, figure, median_of(results, lambda r: r.rate), expected)
     each = " / ".join(f"{r.rate:,.0f}" for r in results)
     more = f"; rounds {each} req/s" if len(results) > 1 else ""
     return dataclasses.replace(row, measured=row.measured + more)
@@ -357,7 +353,7 @@ def _registration_rows(section: str, name: str, rounds: Sequence[_Round]) -> lis
     # Every connection is kept busy, so the latency is mostly the queue: about
     # connections / rate (Little's law). The p99 target is judged at a fixed
     # rate of 1,000/s instead (hot-rate, open loop).
-    median = _median_of(results, lambda r: r.rate)
+    median = median_of(results, lambda r: r.rate)
     rows.append(Row(section, f"{name} p99 (closed loop: queueing)", _ms(median.p99_ms)))
     answered = sum(r.requests for r in results)
     if created < 0.99 * answered:

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
+from bench.harness import median_of
+
 REPLAY_SCRIPT = Path(__file__).parent / "wrk" / "replay.lua"
 RESULT_PREFIX = "BENCH_RESULT "
 EXHAUSTED_LINE = "BENCH_EXHAUSTED"
@@ -71,7 +73,7 @@ class LoadResult:
         The percentiles are the middle run's (by p99; wrk's histograms are not
         kept to merge), the maximum the largest.
         """
-        middle = sorted(results, key=lambda r: r.p99_ms)[(len(results) - 1) // 2]
+        middle = median_of(results, lambda r: r.p99_ms)
         statuses: collections.Counter[int] = collections.Counter()
         errors: collections.Counter[str] = collections.Counter()
         for result in results:
