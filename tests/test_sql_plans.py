@@ -1,12 +1,13 @@
-"""The writer's SQL functions find rows through indexes, whatever the statistics say.
+"""Plans made while a new deployment's tables were small do not outlive their growth.
 
-Planned while the statistics said a table was tiny, a PL/pgSQL lookup by key
-reads the whole table for as long as the session keeps the plan: a rush on a
-new deployment then slows with every registration (``sql/007_index_plans.sql``
-has the figures). Here the statistics are taken while the tables are that
-small; then every kind of operation the writer runs through these functions
-goes through them in one transaction, and PostgreSQL's counters must show no
-sequential scan of any table in between.
+Planned while the statistics said a table was tiny, a lookup by key reads the
+whole table for as long as the plan is kept: a rush on a new deployment then
+slows with every registration (``sql/007_index_plans.sql`` has the figures).
+The writer's SQL functions keep their plans, made with sequential scans off;
+every other statement eventd sends is planned when it runs
+(``eventd.storage.database``). Each test takes the statistics while the
+tables are small, and PostgreSQL's counters must show no sequential scan of
+any table afterwards.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import orjson
 from eventd.storage.database import Connection, open_database
 from eventd.storage.migrations import apply_migrations
 
-TABLES = ["events", "attendees", "registrations", "email_outbox"]
+TABLES = ["events", "attendees", "registrations", "email_outbox", "idempotency_keys"]
 
 
 async def _seq_scans(conn: Connection) -> dict[str, int]:
@@ -84,3 +85,53 @@ async def test_no_function_of_the_writer_scans_a_table_planned_while_it_was_smal
     assert reminded == 1  # dan's: ann's registration went with her
     assert after == before, "sequential scans: " + ", ".join(
         f"{table} {after[table] - before[table]}" for table in TABLES)
+
+
+async def test_a_statement_is_planned_for_the_table_as_it_is_when_it_runs(
+    fresh_database_url: str,
+) -> None:
+    """asyncpg prepares a statement once; eventd's sessions still plan it at every run.
+
+    Run a few times while the statistics say the table is tiny, PostgreSQL
+    would keep one plan for the statement, a whole-table read, however large
+    the table grew in the connection's life.
+    """
+    look = "SELECT status FROM idempotency_keys WHERE key = $1"
+    async with open_database(fresh_database_url, pool_size=1, timeout_seconds=10) as db:
+        await apply_migrations(db)
+        async with db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO idempotency_keys (key, request_hash, owner)"
+                " SELECT 'key-' || n, sha256(n::text::bytea), gen_random_uuid()"
+                " FROM generate_series(1, 50) n")
+            await conn.execute("ANALYZE idempotency_keys")
+            async with conn.transaction():
+                for n in range(1, 11):  # enough runs for a plan of its own
+                    await conn.fetchval(look, f"key-{n}")
+                await conn.execute(
+                    "INSERT INTO idempotency_keys (key, request_hash, owner)"
+                    " SELECT 'key-' || n, sha256(n::text::bytea), gen_random_uuid()"
+                    " FROM generate_series(51, 20000) n")
+                before = await _seq_scans(conn)
+                await conn.fetchval(look, "key-19999")
+                after = await _seq_scans(conn)
+    assert after["idempotency_keys"] == before["idempotency_keys"]
+
+
+async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) -> None:
+    """Planned at each call, the half-dozen statements of a registration would cost the server
+    more than the rest of its work; a later CREATE OR REPLACE must not drop these settings."""
+    async with open_database(fresh_database_url, pool_size=1, timeout_seconds=10) as db:
+        await apply_migrations(db)
+        rows = await db.fetch(
+            "SELECT proname, proconfig FROM pg_proc"
+            " WHERE proname LIKE 'eventd\\_%' AND prolang = (SELECT oid FROM pg_language"
+            " WHERE lanname = 'plpgsql') AND proname <> 'eventd_registration_ops'")
+    settings = {row["proname"]: set(row["proconfig"] or ()) for row in rows}
+    assert settings == {
+        "eventd_registration_batch": {"plan_cache_mode=auto"},
+        **dict.fromkeys(
+            ["eventd_register", "eventd_cancel", "eventd_promote", "eventd_enqueue_email",
+             "eventd_delete_attendee"],
+            {"enable_seqscan=off", "plan_cache_mode=auto"}),
+    }
