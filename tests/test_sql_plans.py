@@ -119,8 +119,9 @@ async def test_a_statement_is_planned_for_the_table_as_it_is_when_it_runs(
 
 
 async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) -> None:
-    """Planned at each call, the half-dozen statements of a registration would cost the server
-    more than the rest of its work; a later CREATE OR REPLACE must not drop these settings."""
+    """Their settings are in place: sessions plan every statement as it runs, and these
+    functions would otherwise plan their half-dozen statements at every registration. A later
+    CREATE OR REPLACE that drops the settings fails here."""
     async with open_database(fresh_database_url, pool_size=1, timeout_seconds=10) as db:
         await apply_migrations(db)
         rows = await db.fetch(
