@@ -97,21 +97,20 @@ async def test_a_statement_is_planned_for_the_table_as_it_is_when_it_runs(
     the table grew in the connection's life.
     """
     look = "SELECT status FROM idempotency_keys WHERE key = $1"
+    add_keys = (
+        "INSERT INTO idempotency_keys (key, request_hash, owner)"
+        " SELECT 'key-' || n, sha256(n::text::bytea), gen_random_uuid()"
+        " FROM generate_series($1::int, $2::int) n"
+    )
     async with open_database(fresh_database_url, pool_size=1, timeout_seconds=10) as db:
         await apply_migrations(db)
         async with db.connection() as conn:
-            await conn.execute(
-                "INSERT INTO idempotency_keys (key, request_hash, owner)"
-                " SELECT 'key-' || n, sha256(n::text::bytea), gen_random_uuid()"
-                " FROM generate_series(1, 50) n")
+            await conn.execute(add_keys, 1, 50)
             await conn.execute("ANALYZE idempotency_keys")
             async with conn.transaction():
                 for n in range(1, 11):  # enough runs for a plan of its own
                     await conn.fetchval(look, f"key-{n}")
-                await conn.execute(
-                    "INSERT INTO idempotency_keys (key, request_hash, owner)"
-                    " SELECT 'key-' || n, sha256(n::text::bytea), gen_random_uuid()"
-                    " FROM generate_series(51, 20000) n")
+                await conn.execute(add_keys, 51, 20000)
                 before = await _seq_scans(conn)
                 await conn.fetchval(look, "key-19999")
                 after = await _seq_scans(conn)
