@@ -131,7 +131,7 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
     assert settings == {
         "eventd_registration_batch": {"plan_cache_mode=auto"},
         **dict.fromkeys(
-            ["eventd_register", "eventd_cancel", "eventd_promote", "eventd_enqueue_email",
-             "eventd_delete_attendee"],
+            ["eventd_register", "eventd_register_run", "eventd_cancel", "eventd_promote",
+             "eventd_enqueue_email", "eventd_delete_attendee"],
             {"enable_seqscan=off", "plan_cache_mode=auto"}),
     }

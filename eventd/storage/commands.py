@@ -3,9 +3,9 @@
 Each command is one change a client asked for. Registration operations of all
 actors in a batch go to PostgreSQL in one call of ``eventd_registration_json``
 (``sql/006_registration_json.sql``: one JSON document, unpacked for
-``eventd_registration_batch`` of ``sql/005``, over the functions of
-``sql/001`` and ``003``), which re-checks capacity and uniqueness under the
-event's row lock: the database's word is final.
+``eventd_registration_batch``, which registers each run of registrations
+set-wise, ``sql/008``), which re-checks capacity and uniqueness under the
+events' row locks: the database's word is final.
 """
 
 from __future__ import annotations

@@ -1,0 +1,186 @@
+"""A batch registers its runs set-wise, and answers exactly as one registration at a time would.
+
+``eventd_registration_batch`` (``sql/008_registration_runs.sql``) hands each
+run of registrations to ``eventd_register_run``, which decides a whole run in
+one statement. ``eventd_register`` and ``eventd_cancel`` are the rules one
+operation at a time. hypothesis makes batches of registrations and
+cancellations over events that fill up, one that has started and one that
+does not exist, with attendees who register twice and one who does not
+exist; each case runs once through the batch and once operation by
+operation, each in a transaction rolled back afterwards, and every answer,
+every count and every row written — registrations and queued emails — must
+be the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventd.storage.database import Connection, open_database
+from eventd.storage.migrations import apply_migrations
+
+CAPACITIES = (1, 2, 3)  # the open events' capacities; then the started one, then a missing one
+PEOPLE = 5  # attendees; index PEOPLE is one who does not exist
+
+EVENTS = [uuid.UUID(int=0xE0 + n) for n in range(len(CAPACITIES) + 2)]
+STARTED, MISSING = EVENTS[-2], EVENTS[-1]
+ATTENDEES = [uuid.UUID(int=0xA0 + n) for n in range(PEOPLE + 1)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Register:
+    event: int
+    person: int
+    waitlist: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Cancel:
+    nth: int  # the nth registration asked for so far, modulo their count
+
+
+Op = Register | Cancel
+
+OPERATIONS = st.lists(
+    st.lists(
+        st.one_of(
+            st.builds(Register, st.integers(0, len(EVENTS) - 1), st.integers(0, PEOPLE),
+                      st.booleans()),
+            st.builds(Register, st.integers(0, len(CAPACITIES) - 1), st.integers(0, PEOPLE - 1),
+                      st.booleans()),  # more of the ones that count
+            st.builds(Cancel, st.integers(0, 50)),
+        ),
+        min_size=1, max_size=14,
+    ),
+    min_size=1, max_size=4,
+)
+
+
+def _batches(cases: list[list[Op]]) -> list[list[list[Any]]]:
+    """The operations as eventd_registration_json takes them, ids made up front."""
+    registered: list[tuple[uuid.UUID, uuid.UUID]] = []  # (registration, event) asked for
+    batches = []
+    for batch in cases:
+        ops: list[list[Any]] = []
+        for op in batch:
+            if isinstance(op, Register):
+                rid = uuid.UUID(int=len(registered) + 1)
+                registered.append((rid, EVENTS[op.event]))
+                ops.append(["register", rid, EVENTS[op.event], ATTENDEES[op.person], op.waitlist])
+            elif registered:
+                rid, event = registered[op.nth % len(registered)]
+                ops.append(["cancel", rid, event, None, False])
+        if ops:
+            batches.append(ops)
+    return batches
+
+
+ANSWER = ("outcome, registration_id, created_at, promoted, event_id, max_attendees,"
+          " confirmed_count, waitlist_count, version, updated_at, edited_version")
+
+
+async def _in_batches(conn: Connection, batches: list[list[list[Any]]]) -> list[tuple[Any, ...]]:
+    answers = []
+    for ops in batches:
+        rows = await conn.fetch(
+            f"SELECT {ANSWER} FROM eventd_registration_json($1) ORDER BY idx",
+            orjson.dumps(ops, default=str).decode())
+        answers += [tuple(row) for row in rows]
+    return answers
+
+
+async def _one_by_one(conn: Connection, batches: list[list[list[Any]]]) -> list[tuple[Any, ...]]:
+    answers = []
+    for kind, rid, event, attendee, waitlist in (op for ops in batches for op in ops):
+        if kind == "register":
+            row = await conn.fetchrow(
+                "SELECT outcome, created_at, NULL::uuid[] AS promoted, (counts).*"
+                " FROM eventd_register($1, $2, $3, $4)", rid, event, attendee, waitlist)
+        else:
+            row = await conn.fetchrow(
+                "SELECT outcome, NULL::timestamptz AS created_at,"
+                " nullif(promoted, '{}') AS promoted, (counts).*"
+                " FROM eventd_cancel($1, $2)", rid, event)
+        assert row is not None
+        answers.append((row[0], rid, *row[1:]))
+    return answers
+
+
+async def _state(conn: Connection) -> dict[str, Any]:
+    """Everything the operations wrote, timestamps of this transaction shown as "now"."""
+    now = await conn.fetchval("SELECT now()")
+
+    def plain(row: Any) -> tuple[Any, ...]:
+        return tuple("now" if value == now else value for value in row)
+
+    return {
+        "events": [plain(r) for r in await conn.fetch(
+            "SELECT id, confirmed_count, waitlist_count, registration_seq, version, updated_at"
+            " FROM events ORDER BY id")],
+        "registrations": [plain(r) for r in await conn.fetch(
+            "SELECT id, event_id, attendee_id, status, seq, created_at, confirmed_at"
+            " FROM registrations ORDER BY id")],
+        "emails": sorted(plain(r) for r in await conn.fetch(
+            "SELECT kind, recipient, payload::text FROM email_outbox")),
+    }
+
+
+async def _both_ways(url: str, batches: list[list[list[Any]]]) -> None:
+    async with open_database(url, pool_size=1, timeout_seconds=30) as db:
+        async with db.connection() as conn:
+            seen = []
+            for run in (_in_batches, _one_by_one):
+                await conn.execute("BEGIN")
+                try:
+                    answers = await run(conn, batches)
+                    now = await conn.fetchval("SELECT now()")
+                    seen.append((
+                        [tuple("now" if v == now else v for v in answer) for answer in answers],
+                        await _state(conn)))
+                finally:
+                    await conn.execute("ROLLBACK")
+    (batch_answers, batch_state), (single_answers, single_state) = seen
+    assert batch_answers == single_answers
+    assert batch_state == single_state
+
+
+async def _set_up(url: str) -> None:
+    async with open_database(url, pool_size=1, timeout_seconds=30) as db:
+        await apply_migrations(db)
+        soon = datetime.now(UTC) + timedelta(days=2)
+        past = datetime.now(UTC) - timedelta(hours=1)
+        async with db.transaction() as conn:
+            for n, (event, capacity) in enumerate(zip(EVENTS[:-1], (*CAPACITIES, 5),
+                                                      strict=True)):
+                starts = past if event == STARTED else soon
+                await conn.execute(
+                    "INSERT INTO events (id, name, starts_at, duration_minutes, ends_at,"
+                    " location, max_attendees) VALUES ($1, $2, $3, 60, $4, $5, $6)",
+                    event, f"Event {n}", starts, starts + timedelta(hours=1), f"Room {n}",
+                    capacity)
+            await conn.execute(
+                "INSERT INTO attendees (id, name, email)"
+                " SELECT id, 'Person ' || n, 'person' || n || '@example.org'"
+                " FROM unnest($1::uuid[]) WITH ORDINALITY AS a(id, n)", ATTENDEES[:-1])
+
+
+def test_a_batch_answers_as_registering_one_at_a_time(fresh_database_url: str) -> None:
+    trio.run(_set_up, fresh_database_url)
+
+    @settings(max_examples=80, deadline=None, derandomize=bool(os.environ.get("CI")))
+    @given(cases=OPERATIONS)
+    def answers_the_same(cases: list[list[Op]]) -> None:
+        batches = _batches(cases)
+        if batches:
+            trio.run(_both_ways, fresh_database_url, batches)
+
+    answers_the_same()
