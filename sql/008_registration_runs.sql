@@ -143,8 +143,6 @@ DECLARE
     run_from integer := 1;  -- the first registration of the run being gathered
     run_pairs text[] := '{}';
     pair text;
-    r record;
-    c eventd_event_counts;
 BEGIN
     FOR i IN 1 .. total + 1 LOOP
         pair := CASE WHEN i <= total AND p_kinds[i] = 'register'
@@ -165,21 +163,9 @@ BEGIN
             run_pairs := run_pairs || pair;
             CONTINUE;
         END IF;
-        idx := i;
-        registration_id := p_ids[i];
-        SELECT * INTO r FROM eventd_cancel(registration_id, p_events[i]);
-        created_at := NULL;
-        promoted := nullif(r.promoted, '{}');
-        outcome := r.outcome;
-        c := r.counts;
-        event_id := c.event_id;
-        max_attendees := c.max_attendees;
-        confirmed_count := c.confirmed_count;
-        waitlist_count := c.waitlist_count;
-        version := c.version;
-        updated_at := c.updated_at;
-        edited_version := c.edited_version;
-        RETURN NEXT;
+        RETURN QUERY
+        SELECT i, p_ids[i], x.outcome, NULL::timestamptz, nullif(x.promoted, '{}'), (x.counts).*
+        FROM eventd_cancel(p_ids[i], p_events[i]) AS x;
         run_from := i + 1;
     END LOOP;
 END $$;
