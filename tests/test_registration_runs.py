@@ -32,7 +32,7 @@ CAPACITIES = (1, 2, 3)  # the open events' capacities; then the started one, the
 PEOPLE = 5  # attendees; index PEOPLE is one who does not exist
 
 EVENTS = [uuid.UUID(int=0xE0 + n) for n in range(len(CAPACITIES) + 2)]
-STARTED, MISSING = EVENTS[-2], EVENTS[-1]
+STARTED = EVENTS[-2]  # and EVENTS[-1] is never made
 ATTENDEES = [uuid.UUID(int=0xA0 + n) for n in range(PEOPLE + 1)]
 
 
@@ -115,12 +115,16 @@ async def _one_by_one(conn: Connection, batches: list[list[list[Any]]]) -> list[
     return answers
 
 
-async def _state(conn: Connection) -> dict[str, Any]:
-    """Everything the operations wrote, timestamps of this transaction shown as "now"."""
-    now = await conn.fetchval("SELECT now()")
+def _plain(row: Any, now: datetime) -> tuple[Any, ...]:
+    """The row with its transaction's timestamps shown as "now": each run has its own."""
+    return tuple("now" if value == now else value for value in row)
+
+
+async def _state(conn: Connection, now: datetime) -> dict[str, Any]:
+    """Everything the operations wrote."""
 
     def plain(row: Any) -> tuple[Any, ...]:
-        return tuple("now" if value == now else value for value in row)
+        return _plain(row, now)
 
     return {
         "events": [plain(r) for r in await conn.fetch(
@@ -143,9 +147,8 @@ async def _both_ways(url: str, batches: list[list[list[Any]]]) -> None:
                 try:
                     answers = await run(conn, batches)
                     now = await conn.fetchval("SELECT now()")
-                    seen.append((
-                        [tuple("now" if v == now else v for v in answer) for answer in answers],
-                        await _state(conn)))
+                    seen.append(([_plain(answer, now) for answer in answers],
+                                 await _state(conn, now)))
                 finally:
                     await conn.execute("ROLLBACK")
     (batch_answers, batch_state), (single_answers, single_state) = seen
