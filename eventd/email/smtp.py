@@ -13,6 +13,7 @@ from typing import Any
 import aiosmtplib
 import trio_asyncio
 
+from eventd.asyncio_loop import open_loop
 from eventd.config import EmailConfig
 from eventd.email.messages import OutboxMessage, compose
 from eventd.email.transports import TransportError
@@ -47,5 +48,5 @@ class SmtpTransport:
 
 @contextlib.asynccontextmanager
 async def open_smtp(config: EmailConfig) -> AsyncIterator[SmtpTransport]:
-    async with trio_asyncio.open_loop() as loop:
+    async with open_loop() as loop:
         yield SmtpTransport(config, loop)

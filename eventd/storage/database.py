@@ -22,6 +22,7 @@ import asyncpg
 import trio
 import trio_asyncio
 
+from eventd.asyncio_loop import open_loop
 from eventd.errors import Unavailable
 
 Row = Mapping[str, Any]
@@ -169,7 +170,7 @@ async def open_database(
     Raises :class:`Unavailable` when the server cannot be reached at all.
     """
     try:
-        async with trio_asyncio.open_loop() as loop:
+        async with open_loop() as loop:
             with _translate_errors(connecting=True):
                 pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool, loop=loop)(
                     url,

@@ -21,6 +21,8 @@ import trio_asyncio
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from eventd.asyncio_loop import open_loop
+
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_SECONDS = 1.0
@@ -179,7 +181,7 @@ class Redis:
 @contextlib.asynccontextmanager
 async def open_redis(url: str) -> AsyncIterator[Redis]:
     """A Redis client for ``url`` with its monitor running, for the duration of the block."""
-    async with trio_asyncio.open_loop() as loop:
+    async with open_loop() as loop:
         client = aioredis.Redis.from_url(
             url,
             socket_timeout=COMMAND_TIMEOUT_SECONDS,
