@@ -57,21 +57,35 @@ def _translate_errors(*, connecting: bool = False) -> Iterator[None]:
         ):
             raise Unavailable("The database cannot be reached right now.") from exc
         raise QueryFailed(str(exc), sqlstate) from exc
-    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+    except (
+        OSError,
+        TimeoutError,
+        trio.TooSlowError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+    ) as exc:
         # InternalClientError: a connection left mid-operation by an outage
         # ("another operation is in progress"); the pool drops it on release.
         raise Unavailable("The database cannot be reached right now.") from exc
 
 
 class Connection:
-    """One connection, used by one task at a time; statements are cached prepared."""
+    """One connection, used by one task at a time; statements are cached prepared.
 
-    def __init__(self, raw: Any, loop: Any) -> None:
+    Each statement has ``timeout_seconds``, kept by trio: past it the
+    statement is cancelled (asyncpg asks the server to cancel it too) and
+    the caller gets :class:`~eventd.errors.Unavailable`. asyncpg's own
+    ``command_timeout`` would put an asyncio timer on the loop per statement,
+    and a cancelled asyncio timer stays queued until it would have fired.
+    """
+
+    def __init__(self, raw: Any, loop: Any, timeout_seconds: float) -> None:
         self._raw = raw
         self._loop = loop
+        self._timeout_seconds = timeout_seconds
 
     async def _call(self, method: Any, *args: Any) -> Any:
-        with _translate_errors():
+        with _translate_errors(), trio.fail_after(self._timeout_seconds):
             return await trio_asyncio.aio_as_trio(method, loop=self._loop)(*args)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
@@ -115,19 +129,19 @@ class DatabaseStatistics:
 class Database:
     """A pool of connections to one PostgreSQL database."""
 
-    def __init__(self, pool: Any, loop: Any, acquire_timeout_seconds: float) -> None:
+    def __init__(self, pool: Any, loop: Any, timeout_seconds: float) -> None:
         self._pool = pool
         self._loop = loop
-        self._acquire_timeout_seconds = acquire_timeout_seconds
+        self._timeout_seconds = timeout_seconds  # to take a connection; for each statement
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         with _translate_errors(connecting=True):
             raw = await trio_asyncio.aio_as_trio(self._pool.acquire, loop=self._loop)(
-                timeout=self._acquire_timeout_seconds
+                timeout=self._timeout_seconds
             )
         try:
-            yield Connection(raw, self._loop)
+            yield Connection(raw, self._loop, self._timeout_seconds)
         finally:
             with trio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await trio_asyncio.aio_as_trio(self._pool.release, loop=self._loop)(raw)
@@ -176,14 +190,13 @@ async def open_database(
                     url,
                     min_size=1,
                     max_size=pool_size,
-                    command_timeout=timeout_seconds,
                     timeout=timeout_seconds,
                     max_inactive_connection_lifetime=300,
                     reset=_reset,
                     server_settings=_session_settings(timeout_seconds),
                 )
             try:
-                yield Database(pool, loop, acquire_timeout_seconds=timeout_seconds)
+                yield Database(pool, loop, timeout_seconds)
             finally:
                 with trio.CancelScope(shield=True), contextlib.suppress(Exception):
                     with trio.move_on_after(5):
