@@ -325,7 +325,8 @@ class EventActor:
         for result in results:
             if result.counts is not None and result.outcome in _CHANGES:
                 counts = result.counts
-                self._emit("eventCapacityUpdate", self.state.at_counts(counts), counts.version)
+                self._emit("eventCapacityUpdate", self.state.at_counts(counts), counts.version,
+                           counts.updated_at)
 
     async def _refresh(self, results: list[c.OpResult]) -> None:
         """Reload the event after another daemon edited it, then publish ours.
@@ -415,11 +416,15 @@ class EventActor:
                 _fail_gone(request, event)
 
     def _adopt(self, counts: EventCounts) -> None:
-        """Take the database's counts if they are news, and tell the hub."""
+        """Take the database's counts if they are news, and tell the hub.
+
+        The change is dated when the database made it (the event's
+        ``updated_at`` in that transaction).
+        """
         newer = self.state.with_counts(counts)
         if newer is not self.state:
             self.state = newer
-            self._emit("eventCapacityUpdate", newer, newer.version)
+            self._emit("eventCapacityUpdate", newer, newer.version, counts.updated_at)
 
     async def _submit(self, command: WriteCommand[Any]) -> Any:
         self._offer(command)
