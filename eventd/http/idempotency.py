@@ -71,7 +71,7 @@ from typing import ParamSpec
 
 import orjson
 import trio
-from quart import Response, current_app, request
+from quart import Response, current_app
 
 from eventd.errors import (
     EventdError,
@@ -82,7 +82,7 @@ from eventd.errors import (
 )
 from eventd.http import problems
 from eventd.http.connection import Request
-from eventd.http.context import header_values, services
+from eventd.http.context import current_request, header_values, services
 from eventd.storage import idempotency as store
 from eventd.storage.database import Database, QueryFailed
 
@@ -114,11 +114,11 @@ def idempotent(
 
     @functools.wraps(handler)
     async def once(*args: P.args, **kwargs: P.kwargs) -> Response:
-        key = _read_key()
+        current = current_request()
+        key = _read_key(current)
         if key is None:
             return await handler(*args, **kwargs)
-        assert isinstance(request, Request)
-        fingerprint = request_fingerprint(request.method, request.path, request.complete_body)
+        fingerprint = request_fingerprint(current.method, current.path, current.complete_body)
         s = services()
         await _sweep_if_due(s.db)
         # Longer than any owner can live: its deadline, then its shielded settling.
@@ -143,8 +143,8 @@ def request_fingerprint(method: str, path: str, body: bytes) -> bytes:
     return hashlib.sha256(b"\0".join((method.upper().encode(), path.encode(), canonical))).digest()
 
 
-def _read_key() -> str | None:
-    sent = header_values(b"idempotency-key")
+def _read_key(current: Request) -> str | None:
+    sent = header_values(current, b"idempotency-key")
     if not sent:
         return None
     problem = None
