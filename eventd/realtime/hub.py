@@ -147,7 +147,10 @@ class Hub:
     def publish(self, change: Change) -> None:
         for listener in self._listeners:
             listener(change)
-        for group in (self._everything, self._by_event.get(change.event.id, ())):
+        watchers = self._by_event.get(change.event.id)
+        if watchers is None and not self._everything:
+            return  # nobody is watching: most changes in a rush of many events
+        for group in (self._everything, watchers or ()):
             for subscriber in tuple(group):
                 if subscriber.closed:  # closing already (shutdown): not this change's doing
                     continue
