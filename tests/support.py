@@ -18,12 +18,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import trio
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN_URL_ENV = "TEST_DATABASE_URL"  # an admin URL of another server, if wanted
@@ -331,3 +332,34 @@ def headless_chromium() -> Iterator[Any]:
                 browser.close()
     finally:
         asyncio.set_event_loop_policy(None)
+
+
+# --- counting tasks ------------------------------------------------------------------
+
+
+class TaskCounts(trio.abc.Instrument):
+    """Of the tasks whose name passes ``named``: how many were spawned, how many steps they took."""
+
+    def __init__(self, named: Callable[[str], bool]) -> None:
+        self._named = named
+        self.spawned = 0
+        self.steps = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        if self._named(task.name):
+            self.spawned += 1
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self._named(task.name):
+            self.steps += 1
+
+
+@contextlib.contextmanager
+def counting_tasks(named: Callable[[str], bool]) -> Iterator[TaskCounts]:
+    """Count the spawns and steps of the tasks ``named`` picks out, for the block."""
+    counts = TaskCounts(named)
+    trio.lowlevel.add_instrument(counts)
+    try:
+        yield counts
+    finally:
+        trio.lowlevel.remove_instrument(counts)

@@ -40,6 +40,7 @@ from eventd.realtime.hub import Change
 from eventd.storage import commands as c
 from eventd.storage.database import QueryFailed
 from eventd.storage.writer import WriteCommand
+from tests.support import TaskCounts, counting_tasks
 
 # Virtual seconds under the autojump clock, real seconds otherwise: generous,
 # because a hang, not slowness, is what they are there to catch.
@@ -321,25 +322,11 @@ async def registering(
     )
 
 
-class ActorTasks(trio.abc.Instrument):
-    """Counts the tasks started for event actors."""
-
-    def __init__(self) -> None:
-        self.started = 0
-
-    def task_spawned(self, task: trio.lowlevel.Task) -> None:
-        if task.name.startswith("event-actor"):
-            self.started += 1
-
-
 @asynccontextmanager
-async def counting_actor_tasks() -> AsyncIterator[ActorTasks]:
-    tasks = ActorTasks()
-    trio.lowlevel.add_instrument(tasks)
-    try:
+async def counting_actor_tasks() -> AsyncIterator[TaskCounts]:
+    """Count the tasks started for event actors (``spawned``)."""
+    with counting_tasks(lambda name: name.startswith("event-actor")) as tasks:
         yield tasks
-    finally:
-        trio.lowlevel.remove_instrument(tasks)
 
 
 def error_of(result: outcome.Outcome[Any]) -> BaseException:
@@ -450,7 +437,7 @@ async def test_many_events_ready_together_share_one_command() -> None:
             assert all(isinstance(r, outcome.Value) for r in results.values())
             assert len(results) == 10
             assert supervisor.statistics().awake_actors == 0
-    assert tasks.started == 0
+    assert tasks.spawned == 0
     assert len(changes) == 10
 
 
@@ -520,7 +507,7 @@ async def test_concurrent_requests_share_one_command_and_capacity_holds() -> Non
                 ("eventCapacityUpdate", v) for v in range(2, 7)
             ]
             assert supervisor.statistics().awake_actors == 0
-            assert tasks.started == 0  # the writer's answer started the second turn
+            assert tasks.spawned == 0  # the writer's answer started the second turn
 
 
 async def test_a_turn_the_writer_could_not_commit_is_answered_and_the_actor_goes_on() -> None:
@@ -544,11 +531,11 @@ async def test_an_event_edited_through_another_daemon_is_reloaded_before_the_ans
     async with running(store, changes) as supervisor, counting_actor_tasks() as tasks:
         with trio.fail_after(TIMEOUT_SECONDS):
             await register(supervisor, event.id)
-            assert tasks.started == 0
+            assert tasks.spawned == 0
             store.edit_elsewhere(event.id, "Renamed")
             registration = await register(supervisor, event.id)
             assert registration.status == "confirmed"
-            assert tasks.started == 1  # the reload waits for the database: in a task
+            assert tasks.spawned == 1  # the reload waits for the database: in a task
             assert store.loads[event.id] == 2
             state = await supervisor.get_event(event.id)
             assert (state.name, state.confirmed_count, state.version) == ("Renamed", 2, 4)
@@ -560,7 +547,7 @@ async def test_an_event_edited_through_another_daemon_is_reloaded_before_the_ans
             await trio.testing.wait_all_tasks_blocked()
             assert supervisor.statistics().awake_actors == 0
             assert (await register(supervisor, event.id)).status == "confirmed"
-            assert tasks.started == 1
+            assert tasks.spawned == 1
 
 
 def error_of_or_none(result: outcome.Outcome[Any]) -> BaseException | None:

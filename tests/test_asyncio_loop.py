@@ -9,17 +9,7 @@ import trio.testing
 import trio_asyncio
 
 from eventd.asyncio_loop import MAX_CALLBACKS_PER_STEP, open_loop
-
-
-class LoopSteps(trio.abc.Instrument):
-    """Steps of trio-asyncio's loop task."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name.endswith("._main_loop"):
-            self.count += 1
+from tests.support import counting_tasks
 
 
 async def queue_and_count_steps(
@@ -28,15 +18,11 @@ async def queue_and_count_steps(
     """Queue ``callbacks`` callbacks at once; what ran, and in how many steps of the loop."""
     await trio.testing.wait_all_tasks_blocked()
     ran: list[int] = []
-    steps = LoopSteps()
-    trio.lowlevel.add_instrument(steps)
-    try:
+    with counting_tasks(lambda name: name.endswith("._main_loop")) as loop_task:
         for n in range(callbacks):
             loop.call_soon(ran.append, n)
         await trio.testing.wait_all_tasks_blocked()
-    finally:
-        trio.lowlevel.remove_instrument(steps)
-    return ran, steps.count
+    return ran, loop_task.steps
 
 
 async def test_queued_callbacks_run_in_order_in_one_step_of_the_loop():
