@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import trio
-from quart import Response, request
+from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -22,6 +22,7 @@ from eventd.http import (
     swagger_ui,
 )
 from eventd.http.connection import Connection, Request
+from eventd.http.context import current_request
 from eventd.http.metrics import Metrics
 from eventd.http.rate_limits import install as install_rate_limit
 from eventd.services import Services
@@ -57,9 +58,9 @@ def create_app(services: Services) -> EventdApp:
     async def body_as_read() -> None:
         # The connection read the body before the request was handled
         # (eventd.http.connection); what was wrong with it is answered here.
-        assert isinstance(request, Request)
-        if request.body_error is not None:
-            raise request.body_error
+        error = current_request().body_error
+        if error is not None:
+            raise error
 
     install_rate_limit(app, services.config.limits)
 
