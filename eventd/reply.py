@@ -43,7 +43,7 @@ class Reply(Generic[T]):
         # leave a whole turn for the cycle collector instead of reference counting.
         callback, self._callback = self._callback, None
         if waiter is not None:
-            trio.lowlevel.reschedule(waiter)
+            trio.lowlevel.reschedule(waiter, result)  # wait() returns (or raises) it as it wakes
         elif callback is not None:
             callback(result)
 
@@ -64,8 +64,7 @@ class Reply(Generic[T]):
                 self._waiter = None
                 return trio.lowlevel.Abort.SUCCEEDED
 
-            await trio.lowlevel.wait_task_rescheduled(abort)
-        else:
-            await trio.lowlevel.checkpoint()
-        assert self._result is not None
+            answer: T = await trio.lowlevel.wait_task_rescheduled(abort)
+            return answer
+        await trio.lowlevel.checkpoint()
         return self._result.unwrap()
