@@ -103,13 +103,15 @@ class RegistrationOps(WriteCommand[list[list[OpResult]]]):
             for op in ops
         ]
         rows = await conn.fetch(
-            "SELECT registration_id, outcome, created_at, promoted, event_id, max_attendees,"
-            " confirmed_count, waitlist_count, version, updated_at, edited_version, idx"
-            " FROM eventd_registration_json($1)",
+            # A registration made now was made at the event's new updated_at (the
+            # transaction's now()): that timestamp is sent, and decoded, once.
+            "SELECT registration_id, outcome, NULLIF(created_at, updated_at), promoted, event_id,"
+            " max_attendees, confirmed_count, waitlist_count, version, updated_at, edited_version"
+            " FROM eventd_registration_json($1) ORDER BY idx",  # the order of the ops
             # default=str: ids read from the database are asyncpg's own UUID type.
             orjson.dumps(batch, default=str).decode(),
         ) if batch else []
-        results = iter(sorted(rows, key=lambda r: r["idx"]))
+        results = iter(rows)
         answers: dict[int, list[OpResult]] = {}
         for part in ordered:
             answers[id(part)] = [_op_result(next(results)) for _ in part.ops]
@@ -121,13 +123,19 @@ def _event_order(part: EventOps) -> int:
     return part.event_id.int
 
 
+# Outcomes that made a registration: it has a created_at.
+_MADE = frozenset({"confirmed", "waitlisted"})
+
+
 def _op_result(row: Any) -> OpResult:  # an asyncpg Record, read by position
     """A row of eventd_registration_batch: the result's fields, then the counts', in order."""
-    promoted = row[3]
+    op_outcome, created_at, promoted = row[1], row[2], row[3]
+    if created_at is None and op_outcome in _MADE:
+        created_at = row[9]  # the same moment as the event's updated_at (see run_batch)
     return OpResult(
         row[0],
-        row[1],
-        row[2],
+        op_outcome,
+        created_at,
         tuple(promoted) if promoted else (),
         EventCounts._make(row[4:11]) if row[4] is not None else None,
     )
