@@ -24,9 +24,10 @@ RegistrationStatus = Literal["confirmed", "waitlisted"]
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a trailing Z; milliseconds only when present."""
-    moment = moment.astimezone(UTC)
+    if moment.tzinfo is not UTC:  # the database's times are in UTC already
+        moment = moment.astimezone(UTC)
     spec = "milliseconds" if moment.microsecond else "seconds"
-    return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    return moment.isoformat(timespec=spec)[:-6] + "Z"  # "+00:00" as "Z"
 
 
 def parse_time(text: str) -> datetime:
