@@ -203,17 +203,18 @@ class EventActor:
 
     # --- registrations and cancellations -------------------------------------
 
-    def registration_turn(self, requests: list[m.Register | m.Cancel]) -> RegistrationTurn | None:
+    def registration_turn(
+        self, requests: list[m.Register | m.Cancel], now: datetime
+    ) -> RegistrationTurn | None:
         """The writer's command for these requests; None when none is left for it.
 
-        Those the actor can answer itself (the event has started, or is
-        gone) are answered here.
+        Those the actor can answer itself (the event has started by ``now``,
+        or is gone) are answered here.
         """
         if self.deleted:
             for request in requests:
                 _fail_gone(request, self.state)
             return None
-        now = utc_now()
         ops: list[c.RegistrationOp] = []
         asked: list[m.Register | m.Cancel] = []
         for request in requests:
@@ -263,7 +264,7 @@ class EventActor:
 
     async def _registration_ops(self, requests: list[m.Register | m.Cancel]) -> None:
         """A turn of registrations in the actor's task: with peers, or behind other messages."""
-        turn = self.registration_turn(requests)
+        turn = self.registration_turn(requests, utc_now())
         if turn is None:
             return
         try:

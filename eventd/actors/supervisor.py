@@ -43,7 +43,7 @@ from eventd.actors.event_actor import (
 )
 from eventd.actors.mailbox import Mailbox, MailboxClosed
 from eventd.errors import EventdError, InternalError, NotFound, Unavailable
-from eventd.model import Event
+from eventd.model import Event, utc_now
 from eventd.realtime.hub import Change
 from eventd.storage import commands as c
 from eventd.storage.event_cache import GONE, EventCache
@@ -343,16 +343,17 @@ class Supervisor:
         """
         if self._round is round_:
             self._round = None
+        now = utc_now()  # one clock reading for the round's actors
         for slot in round_.slots:
             requests = slot.mailbox.take_registrations(MAX_MESSAGES_PER_TURN)
             slot.actor.in_hand = requests
             try:
-                turn = slot.actor.registration_turn(requests)
+                turn = slot.actor.registration_turn(requests, now)
             except Exception:
                 self._crashed_without_task(slot)
                 continue
             if turn is None:
-                self._next_turn(slot)
+                self._next_turn(slot, trio.current_time())
             else:
                 round_.turns.append((slot, turn))
         return [turn.ops for _, turn in round_.turns]
@@ -363,6 +364,7 @@ class Supervisor:
         answers: list[list[c.OpResult] | None] = (
             result.value if isinstance(result, outcome.Value) else [None] * len(round_.turns)
         )
+        now = trio.current_time()
         for (slot, turn), results in zip(round_.turns, answers, strict=True):
             actor = slot.actor
             try:
@@ -379,23 +381,26 @@ class Supervisor:
             except Exception:
                 self._crashed_without_task(slot)
                 continue
-            self._next_turn(slot)
+            self._next_turn(slot, now)
 
     def _crashed_without_task(self, slot: _Slot) -> None:
         self._crashed(slot)
         self._start_task(slot, crashed=True)
 
-    def _next_turn(self, slot: _Slot) -> None:
-        """A turn without a task is over: the actor is dormant, or takes what came meanwhile."""
-        self._rest(slot)
+    def _next_turn(self, slot: _Slot, now: float) -> None:
+        """A turn without a task is over (at ``now``, trio's clock).
+
+        The actor is dormant, or takes what came meanwhile.
+        """
+        self._rest(slot, now)
         if slot.mailbox and not slot.mailbox.closed:
             self._wake(slot)
 
-    def _rest(self, slot: _Slot) -> None:
-        """The actor's turn is over (it was deleted, or its mailbox is empty): it is dormant."""
+    def _rest(self, slot: _Slot, now: float) -> None:
+        """The actor's turn is over at ``now`` (deleted, or its mailbox empty): it is dormant."""
         slot.actor.in_hand = ()
         slot.awake = False
-        slot.idle_since = trio.current_time()
+        slot.idle_since = now
         self._awake -= 1
         if slot.actor.deleted:
             self._forget(slot)
@@ -496,7 +501,7 @@ class Supervisor:
         finally:
             # No checkpoint since the actor found its mailbox empty: the next
             # message gives it a new turn.
-            self._rest(slot)
+            self._rest(slot, trio.current_time())
 
     def _crashed(self, slot: _Slot) -> None:
         """Log the crash (in an ``except`` block) and answer what the actor had in hand."""
