@@ -70,6 +70,18 @@ async def test_registration_is_confirmed_while_spots_remain(client: httpx.AsyncC
     assert counts(await get_json(client, f"/events/{event['id']}")) == (2, 0, 0)
 
 
+async def test_the_201_carries_the_stored_created_at(client: httpx.AsyncClient):
+    # The writer decodes a new registration's time once, as the event's updated_at
+    # of the same transaction: the answer must still say what the row holds.
+    event = await create_event(client, maxAttendees=1)
+    first, second = await people(client, 2)
+    for attendee in (first, second):  # confirmed, then waitlisted
+        made = await registered(client, event["id"], attendee["id"], waitlist=True)
+        stored = await get_json(client, f"/registrations/{made['id']}")
+        assert made["createdAt"] == stored["createdAt"]
+        assert made == stored
+
+
 async def test_full_event_is_409_event_full_and_writes_nothing(client: httpx.AsyncClient):
     event = await create_event(client, maxAttendees=1)
     first, second = await people(client, 2)
