@@ -437,6 +437,13 @@ class EventActor:
         except EventdError as exc:
             request.reply.fail(exc)
             return
+        if not result.edited:  # nothing to change: nothing changes, nobody is told
+            if result.current.version > self.state.version:
+                self.state = result.current  # news of other daemons, read under the lock
+                self._sequence(Change("eventUpdated", result.current, result.current.version,
+                                      utc_now()))
+            request.reply.set(result.current)
+            return
         self.state = result.current
         self._emit("eventUpdated", result.updated, result.updated.version)
         if result.counts_changed:

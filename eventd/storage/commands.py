@@ -224,6 +224,7 @@ class EventUpdated:
     updated: Event  # after the edit: what eventUpdated carries
     current: Event  # after promotions, if capacity changed: the event now
     promoted: tuple[uuid.UUID, ...]
+    edited: bool = True  # False: every field already had its asked-for value
 
     @property
     def counts_changed(self) -> bool:
@@ -251,6 +252,9 @@ class UpdateEvent(WriteCommand[EventUpdated]):
                 for f in dataclasses.fields(EventFields)
             }
         )
+        if all(getattr(merged, f.name) == getattr(old, f.name)
+               for f in dataclasses.fields(EventFields)):
+            return EventUpdated(old, old, (), edited=False)  # no version, no email
         if merged.max_attendees < old.confirmed_count:
             raise CapacityBelowRegistrations(
                 f"maxAttendees {merged.max_attendees} is below the {old.confirmed_count}"
