@@ -73,7 +73,7 @@ class InstantWriter:
                 if hasattr(command, "parts"):  # many events' turns, answered part by part
                     command.reply.settle(outcome.Value([
                         [self._confirm(part.event_id, now) for _ in part.ops]
-                        for part in command.parts()
+                        for part in command.parts
                     ]))
                 else:  # trees before rounds: one event's turn per command
                     command.reply.settle(outcome.Value([

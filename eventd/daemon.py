@@ -30,6 +30,7 @@ import trio
 
 from eventd import __version__
 from eventd.actors.event_actor import Peers
+from eventd.actors.reads import EventReads
 from eventd.actors.supervisor import Supervisor
 from eventd.config import Config
 from eventd.email.mailer import Mailer
@@ -132,14 +133,14 @@ async def serve(
             is_watched=hub.is_watched,
             is_followed=hub.is_followed,
             peers=Peers(relay.share, cache.store, cache.store_gone) if relay else None,
-            cache=cache if redis else None,
         )
+        reads = EventReads(supervisor, cache if redis else None)
         before = timedelta(hours=config.reminders.before_hours)
         reminders = Reminders(
             lambda event_id: writer.submit(commands.SendReminders(event_id, before)), before
         )
         hub.add_listener(reminders.on_change)
-        services = Services(config, db, writer, supervisor, hub, mailer, redis, relay)
+        services = Services(config, db, writer, supervisor, reads, hub, mailer, redis, relay)
         async with trio.open_nursery() as writer_nursery:
             await writer_nursery.start(writer.run)
             async with trio.open_nursery() as actor_nursery:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from eventd.actors.reads import EventReads
 from eventd.actors.supervisor import Supervisor
 from eventd.config import Config
 from eventd.email.mailer import Mailer
@@ -20,6 +21,7 @@ class Services:
     db: Database
     writer: Writer
     supervisor: Supervisor
+    reads: EventReads
     hub: Hub
     mailer: Mailer
     redis: Redis | None = None  # None: not configured

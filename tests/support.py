@@ -1,4 +1,5 @@
-"""Test support: a PostgreSQL to test against, and the real daemon as a process.
+"""Test support: a PostgreSQL to test against, the real daemon as a process, and
+a stand-in for the database and the writer for the actors' tests.
 
 Rules for every test here: loopback only, ports picked free, each test makes
 its own events at its own location (the daemon is shared within a session),
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import math
 import os
 import shutil
 import signal
@@ -18,13 +22,26 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import outcome
 import trio
+
+from eventd.actors import messages as m
+from eventd.actors.event_actor import Peers
+from eventd.actors.supervisor import Supervisor
+from eventd.errors import NotFound
+from eventd.model import Event, EventCounts, Registration, utc_now
+from eventd.realtime.hub import Change
+from eventd.storage import commands as c
+from eventd.storage.writer import WriteCommand
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN_URL_ENV = "TEST_DATABASE_URL"  # an admin URL of another server, if wanted
@@ -363,3 +380,324 @@ def counting_tasks(named: Callable[[str], bool]) -> Iterator[TaskCounts]:
         yield counts
     finally:
         trio.lowlevel.remove_instrument(counts)
+
+
+# --- the actors' stand-in for PostgreSQL and the writer (no sockets, no database) ---
+
+# Virtual seconds under the autojump clock, real seconds otherwise: generous,
+# because a hang, not slowness, is what they are there to catch.
+TIMEOUT_SECONDS = 10
+
+
+@dataclasses.dataclass
+class _Row:
+    event_id: uuid.UUID
+    attendee_id: uuid.UUID
+    status: str
+
+
+class FakeStore:
+    """Events and registrations in memory, with the writer's answers.
+
+    ``submit`` answers a ``RegistrationOps`` the way ``eventd_registration_batch``
+    does: confirm while confirmed < max, else waitlist (if asked) or
+    event_full; one version per change; a cancellation frees a spot and
+    promotes the head of the waitlist.
+    """
+
+    def __init__(self) -> None:
+        self.events: dict[uuid.UUID, Event] = {}
+        self.rows: dict[uuid.UUID, _Row] = {}
+        self.waitlists: dict[uuid.UUID, list[uuid.UUID]] = {}
+        self.loads: Counter[uuid.UUID] = Counter()
+        self.commands: list[WriteCommand[Any]] = []
+        # Scripting: submit waits on a gate of its event; raises a failure once.
+        self.gates: dict[uuid.UUID, trio.Event] = {}
+        self.failures: dict[uuid.UUID, BaseException] = {}
+        self.edited_versions: dict[uuid.UUID, int] = {}  # the version of the last edit
+        self._inbox, self._offered = trio.open_memory_channel[WriteCommand[Any]](math.inf)
+
+    def add_event(
+        self,
+        *,
+        max_attendees: int = 10,
+        confirmed: int = 0,
+        starts_in: timedelta = timedelta(days=30),
+        version: int = 1,
+    ) -> Event:
+        now = utc_now()
+        event = Event(
+            id=uuid.uuid4(),
+            name="Launch",
+            description="",
+            starts_at=now + starts_in,
+            duration_minutes=60,
+            location=f"Room {uuid.uuid4().hex[:8]}",
+            max_attendees=max_attendees,
+            confirmed_count=confirmed,
+            waitlist_count=0,
+            version=version,
+            created_at=now,
+            updated_at=now,
+        )
+        self.events[event.id] = event
+        self.waitlists[event.id] = []
+        return event
+
+    def gate(self, event_id: uuid.UUID) -> trio.Event:
+        """Block the writer for this event until the returned event is set."""
+        gate = self.gates[event_id] = trio.Event()
+        return gate
+
+    def submitted_turns(self, event_id: uuid.UUID) -> list[c.EventOps]:
+        """The event's turns of registrations, as they reached the store."""
+        return [
+            part
+            for cmd in self.commands
+            if isinstance(cmd, c.RegistrationOps)
+            for part in cmd.parts
+            if part.event_id == event_id
+        ]
+
+    def submitted_ids(self, event_id: uuid.UUID) -> list[uuid.UUID]:
+        return [op.registration_id for turn in self.submitted_turns(event_id) for op in turn.ops]
+
+    # -- what the supervisor is given --
+
+    async def load_event(self, event_id: uuid.UUID) -> Event | None:
+        self.loads[event_id] += 1
+        await trio.lowlevel.checkpoint()
+        return self.events.get(event_id)
+
+    def offer(self, command: WriteCommand[Any]) -> None:
+        """Like the writer's: queued now, answered later in a task of the store's own."""
+        self._inbox.send_nowait(command)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Answer offered commands, each in its own task (a gate holds back only its event)."""
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for command in self._offered:
+                nursery.start_soon(self._answer, command)
+
+    async def _answer(self, command: WriteCommand[Any]) -> None:
+        command.reply.settle(await outcome.acapture(self.submit, command))
+
+    async def submit(self, command: WriteCommand[Any]) -> Any:
+        """The answer to ``command``, as scripted (gates, failures)."""
+        if isinstance(command, c.RegistrationOps):
+            parts = command.parts
+            if not parts:
+                return []  # every request was answered by its actor: nothing to write
+            events = [part.event_id for part in parts]
+        else:
+            events = [command.event_id]  # type: ignore[attr-defined]
+        self.commands.append(command)
+        for event_id in events:
+            gate = self.gates.get(event_id)
+            if gate is not None:
+                await gate.wait()
+        await trio.lowlevel.checkpoint()
+        for event_id in events:
+            failure = self.failures.pop(event_id, None)
+            if failure is not None:
+                raise failure  # before any change, like a bug in the command
+        if isinstance(command, c.RegistrationOps):
+            return [[self._apply(part.event_id, op) for op in part.ops] for part in parts]
+        [event_id] = events
+        if isinstance(command, c.UpdateEvent):
+            event = self.events[event_id]
+            event = dataclasses.replace(event, **command.changes, version=event.version + 1)
+            self.events[event_id] = event
+            self.edited_versions[event_id] = event.version
+            return c.EventUpdated(event, event, ())
+        if isinstance(command, c.DeleteEvent):
+            event = self.events.pop(event_id, None)
+            if event is None:
+                raise NotFound(f"Event {event_id} does not exist.")
+            return _event_deleted(event)
+        raise AssertionError(f"FakeStore cannot answer {command!r}")
+
+    # -- the registration rules --
+
+    def _counts(self, event: Event) -> EventCounts:
+        return EventCounts(
+            event.id,
+            event.max_attendees,
+            event.confirmed_count,
+            event.waitlist_count,
+            event.version,
+            event.updated_at,
+            self.edited_versions.get(event.id, 0),
+        )
+
+    def edit_elsewhere(self, event_id: uuid.UUID, name: str) -> Event:
+        """Another daemon renames the event: a new version, and its edited_version."""
+        event = self.events[event_id]
+        event = dataclasses.replace(event, name=name, version=event.version + 1)
+        self.events[event_id] = event
+        self.edited_versions[event_id] = event.version
+        return event
+
+    def _apply(self, event_id: uuid.UUID, op: c.RegistrationOp) -> c.OpResult:
+        # Like the database: a registration given no id gets one.
+        rid = op.registration_id or uuid.uuid4()
+        result = functools.partial(c.OpResult, rid)
+        event = self.events.get(event_id)
+        if event is None:
+            return result("event_not_found", None, (), None)
+        now = utc_now()
+        if op.kind == "register":
+            if event.starts_at <= now:
+                return result("event_started", None, (), self._counts(event))
+            if any(
+                r.event_id == event_id and r.attendee_id == op.attendee_id
+                for r in self.rows.values()
+            ):
+                return result("already_registered", None, (), self._counts(event))
+            if event.confirmed_count < event.max_attendees:
+                status, confirmed, waitlist = "confirmed", 1, 0
+            elif op.waitlist:
+                status, confirmed, waitlist = "waitlisted", 0, 1
+                self.waitlists[event_id].append(rid)
+            else:
+                return result("event_full", None, (), self._counts(event))
+            assert op.attendee_id is not None
+            self.rows[rid] = _Row(event_id, op.attendee_id, status)
+            event = self._change(event, confirmed, waitlist, now)
+            return result(status, now, (), self._counts(event))  # type: ignore[arg-type]
+        row = self.rows.get(rid)
+        if row is None or row.event_id != event_id:
+            return result("not_found", None, (), self._counts(event))
+        del self.rows[rid]
+        promoted: tuple[uuid.UUID, ...] = ()
+        if row.status == "waitlisted":
+            self.waitlists[event_id].remove(rid)
+            event = self._change(event, 0, -1, now)
+        elif self.waitlists[event_id]:
+            head = self.waitlists[event_id].pop(0)
+            self.rows[head].status = "confirmed"
+            promoted = (head,)
+            event = self._change(event, 0, -1, now)
+        else:
+            event = self._change(event, -1, 0, now)
+        return result("cancelled", None, promoted, self._counts(event))
+
+    def _change(self, event: Event, confirmed: int, waitlist: int, now: Any) -> Event:
+        event = dataclasses.replace(
+            event,
+            confirmed_count=event.confirmed_count + confirmed,
+            waitlist_count=event.waitlist_count + waitlist,
+            version=event.version + 1,
+            updated_at=now,
+        )
+        self.events[event.id] = event
+        return event
+
+
+def _event_deleted(event: Event) -> c.EventDeleted:
+    # EventDeleted(event, event.version + 1, ...): any further fields are
+    # collections of ids, empty here (the fake keeps no attendee list).
+    extra = {
+        f.name: () for f in dataclasses.fields(c.EventDeleted) if f.name not in ("event", "version")
+    }
+    return c.EventDeleted(event=event, version=event.version + 1, **extra)
+
+
+@asynccontextmanager
+async def running(
+    store: FakeStore, changes: list[Change], **options: Any
+) -> AsyncIterator[Supervisor]:
+    supervisor = Supervisor(store.load_event, store.offer, changes.append, **options)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await nursery.start(supervisor.run)
+        yield supervisor
+        nursery.cancel_scope.cancel()
+
+
+async def register(
+    supervisor: Supervisor,
+    event_id: uuid.UUID,
+    *,
+    waitlist: bool = False,
+    registration_id: uuid.UUID | None = None,
+    attendee_id: uuid.UUID | None = None,
+) -> Registration:
+    rid = registration_id or uuid.uuid4()
+    aid = attendee_id or uuid.uuid4()
+    result: Registration = await supervisor.ask(
+        event_id, lambda reply: m.Register(rid, aid, waitlist, reply)
+    )
+    return result
+
+
+async def cancel(
+    supervisor: Supervisor, event_id: uuid.UUID, registration_id: uuid.UUID
+) -> tuple[uuid.UUID, ...]:
+    promoted: tuple[uuid.UUID, ...] = await supervisor.ask(
+        event_id, lambda reply: m.Cancel(registration_id, reply)
+    )
+    return promoted
+
+
+async def delete(supervisor: Supervisor, event_id: uuid.UUID) -> None:
+    await supervisor.ask(event_id, lambda reply: m.DeleteEvent(reply))
+
+
+async def capture(
+    into: dict[uuid.UUID, outcome.Outcome[Any]], key: uuid.UUID, fn: Any, *args: Any
+) -> None:
+    """Run ``fn`` and keep its value or error under ``key``."""
+    into[key] = await outcome.acapture(fn, *args)
+
+
+async def registering(
+    into: dict[uuid.UUID, outcome.Outcome[Any]],
+    supervisor: Supervisor,
+    event_id: uuid.UUID,
+    registration_id: uuid.UUID,
+) -> None:
+    """Register under ``registration_id``; keep the answer, value or error."""
+    into[registration_id] = await outcome.acapture(
+        functools.partial(register, supervisor, event_id, registration_id=registration_id)
+    )
+
+
+@asynccontextmanager
+async def counting_actor_tasks() -> AsyncIterator[TaskCounts]:
+    """Count the tasks started for event actors (``spawned``)."""
+    with counting_tasks(lambda name: name.startswith("event-actor")) as tasks:
+        yield tasks
+
+
+def error_of(result: outcome.Outcome[Any]) -> BaseException:
+    assert isinstance(result, outcome.Error), f"expected an error, got {result!r}"
+    return result.error
+
+
+def value_of(result: outcome.Outcome[Any]) -> Any:
+    assert isinstance(result, outcome.Value), f"expected a value, got {result!r}"
+    return result.value
+
+
+def error_of_or_none(result: outcome.Outcome[Any]) -> BaseException | None:
+    return result.error if isinstance(result, outcome.Error) else None
+
+
+def peers_into(shared: list[Change]) -> Peers:
+    """Peers that take what is shared and store nothing: there is no Redis here."""
+
+    async def store(event: Event) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def store_gone(event_id: uuid.UUID) -> None:
+        await trio.lowlevel.checkpoint()
+
+    return Peers(shared.append, store, store_gone)
+
+
+def remote_change(event: Event, seq: int) -> Change:
+    """A capacity update made through another daemon, as the relay delivers it."""
+    counts = EventCounts(event.id, event.max_attendees, seq - 1, 0, seq, utc_now())
+    return Change("eventCapacityUpdate", event.at_counts(counts), seq, utc_now())

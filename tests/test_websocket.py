@@ -602,3 +602,18 @@ async def test_a_websocket_over_http2_is_refused_with_400(daemon):
     assert json.loads(body)["code"] == "validation_failed"
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_a_patch_that_changes_nothing_is_not_broadcast(client: httpx.AsyncClient, daemon):
+    event = await create_event(client)
+    same = {k: event[k] for k in ("name", "description", "date", "durationMinutes",
+                                  "location", "maxAttendees")}
+    async with open_websocket_url(ws_url(daemon.url, f"/ws/events/{event['id']}")) as ws:
+        assert (await next_message(ws))["type"] == "snapshot"
+        response = await client.patch(f"/events/{event['id']}", json=same)
+        assert response.status_code == 200, response.text
+        assert response.json() == event  # no version, no updatedAt moved
+        renamed = await client.patch(f"/events/{event['id']}", json={"name": "Renamed"})
+        assert renamed.json()["version"] == event["version"] + 1
+        message = await next_message(ws)  # the rename is the first change anyone hears of
+        assert (message["type"], message["seq"]) == ("eventUpdated", event["version"] + 1)

@@ -124,7 +124,7 @@ async def test_registrations_of_many_events_commit_as_one_statement(fresh_databa
         results = {}
 
         async def submit(command: commands.RegistrationOps) -> None:
-            [part] = command.parts()
+            [part] = command.parts
             [results[part.event_id]] = await writer.submit(command)
 
         async with trio.open_nursery() as nursery:

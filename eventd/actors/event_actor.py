@@ -1,22 +1,20 @@
 """EventActor: the one owner of one live event.
 
 An actor holds its event's state (fields, counts, version) and is the only
-code that changes it. It takes its mailbox a batch at a time: every
-registration and cancellation waiting there goes to the writer as one
-turn, so a hot event's requests share one transaction instead of queueing
-for one each. After COMMIT the actor adopts the database's counts, publishes
-one change per new version, and answers each request. A dormant actor is its
-state and nothing else, so memory follows the number of live events, not the
-number of tasks.
+code that changes it. A dormant actor is its state and nothing else, so
+memory follows the number of live events, not the number of tasks.
 
-A turn of registrations needs no task at all (:class:`RegistrationTurn`): the
-supervisor takes it from the mailbox when the writer comes to it, together
-with the turns of every other actor ready by then, and the actor finishes it
-in the writer's task right after COMMIT. Everything else — edits, deletion,
-reloads, news from other daemons, and a turn that must wait for something
-after COMMIT — runs in a task the supervisor starts for the actor, which ends
-when the mailbox is empty again (or once a change held back is released, see
-below).
+Registrations and cancellations take one path, whatever else is configured:
+when they are first in the mailbox, the supervisor puts the actor in the next
+round (``eventd.actors.rounds``). The round takes the actor's turn
+(:meth:`EventActor.registration_turn`: plain ops for the writer), sends one
+command for every actor in it, and hands each actor the writer's plain results
+after COMMIT (:meth:`EventActor.registrations_committed`): the actor adopts
+the database's counts, publishes one change per new version and answers each
+request. Everything else — edits, deletion, reloads, news from other daemons,
+and a turn that must wait for something after COMMIT — runs in a task the
+supervisor starts for the actor (:meth:`EventActor.run`), which ends when the
+mailbox is empty or registrations are first in it again.
 
 The actor's own check (has the event started?) is the fast path that spares
 the database a round trip; the database checks everything under the event's
@@ -155,17 +153,23 @@ class EventActor:
     # --- the loop -------------------------------------------------------------
 
     async def run(self, mailbox: Mailbox) -> None:
-        """Handle the mailbox a turn at a time until it is empty, or the event is deleted.
+        """Handle the mailbox a turn at a time until it is empty, registrations are
+        first in it (their turn is a round's), or the event is deleted.
 
-        The actor then has no task — it is dormant — until the supervisor
-        starts one for its next message. A change held back for an earlier
-        one keeps the task waiting until it is released, ``GAP_WAIT_SECONDS``
-        at most: nobody else would wake a dormant actor to release it.
+        The actor then has no task — it is dormant or in a round — until the
+        supervisor starts one for its next message. A change held back for an
+        earlier one keeps the task waiting until it is released,
+        ``GAP_WAIT_SECONDS`` at most: nobody else would wake a dormant actor
+        to release it.
         """
+        to_round = False
         try:
             while not self.deleted:
+                if mailbox.registrations_first():
+                    to_round = True  # what is held waits: the round's turn comes back here
+                    return
                 if mailbox:
-                    turn = mailbox.take(MAX_MESSAGES_PER_TURN)
+                    turn = mailbox.take_others(MAX_MESSAGES_PER_TURN)
                     self.in_hand = turn
                     await self._handle_turn(turn)
                     self.in_hand = ()
@@ -177,16 +181,16 @@ class EventActor:
                 else:
                     return
         finally:
-            self._release_held()
+            if not to_round:
+                self._release_held()
+
+    @property
+    def holds_changes(self) -> bool:
+        """Changes wait for earlier ones from other daemons: :meth:`run` releases them."""
+        return bool(self._held)
 
     async def _handle_turn(self, turn: list[m.Message]) -> None:
-        pending: list[m.Register | m.Cancel] = []
         for message in turn:
-            if isinstance(message, m.Register | m.Cancel):
-                pending.append(message)
-                continue
-            await self._registration_ops(pending)
-            pending = []
             if isinstance(message, m.Remote):
                 self._take_remote(message.change)
             elif self.deleted:
@@ -199,7 +203,6 @@ class EventActor:
                 await self._delete(message)
             elif isinstance(message, m.Reload):
                 await self._reload(message)
-        await self._registration_ops(pending)
 
     # --- registrations and cancellations -------------------------------------
 
@@ -243,7 +246,8 @@ class EventActor:
 
         False, having done nothing, when it does: another daemon edited the
         event (it must be reloaded), or there are peers (the shared cache is
-        written first). :meth:`finish_registrations` then does it in a task.
+        written first). :meth:`finish_registrations` then does it in the
+        actor's task.
         """
         if self._peers is not None or self._edited_elsewhere(results):
             return False
@@ -261,18 +265,6 @@ class EventActor:
             self._take_results(results)
         await self._store()
         self._answer_turn(turn, results)
-
-    async def _registration_ops(self, requests: list[m.Register | m.Cancel]) -> None:
-        """A turn of registrations in the actor's task: with peers, or behind other messages."""
-        turn = self.registration_turn(requests, utc_now())
-        if turn is None:
-            return
-        try:
-            [results] = await self._submit(c.RegistrationOps([turn.ops]))
-        except EventdError as exc:
-            turn.fail(exc)
-            return
-        await self.finish_registrations(turn, results)
 
     def _take_results(self, results: list[c.OpResult]) -> None:
         if self._changed_elsewhere(results):
@@ -444,6 +436,13 @@ class EventActor:
             return
         except EventdError as exc:
             request.reply.fail(exc)
+            return
+        if not result.edited:  # nothing to change: nothing changes, nobody is told
+            if result.current.version > self.state.version:
+                self.state = result.current  # news of other daemons, read under the lock
+                self._sequence(Change("eventUpdated", result.current, result.current.version,
+                                      utc_now()))
+            request.reply.set(result.current)
             return
         self.state = result.current
         self._emit("eventUpdated", result.updated, result.updated.version)

@@ -72,7 +72,8 @@ class Mailbox:
         return messages is not None and isinstance(messages[0], _REGISTRATIONS)
 
     def take_registrations(self, most: int) -> list[m.Register | m.Cancel]:
-        """Like :meth:`take`, up to the first message that is not a registration or cancellation."""
+        """The oldest ``most`` messages at most, in order, up to the first that is not a
+        registration or cancellation; waiting senders get their room."""
         messages = self._messages
         taken: list[m.Register | m.Cancel] = []
         while messages and len(taken) < most and isinstance(messages[0], _REGISTRATIONS):
@@ -80,12 +81,12 @@ class Mailbox:
         self._taken()
         return taken
 
-    def take(self, most: int) -> list[m.Message]:
-        """The oldest ``most`` messages at most, in order; waiting senders get their room."""
+    def take_others(self, most: int) -> list[m.Message]:
+        """Like :meth:`take_registrations`, for the messages before the first registration."""
         messages = self._messages
-        if not messages:
-            return []
-        taken = [messages.popleft() for _ in range(min(most, len(messages)))]
+        taken: list[m.Message] = []
+        while messages and len(taken) < most and not isinstance(messages[0], _REGISTRATIONS):
+            taken.append(messages.popleft())
         self._taken()
         return taken
 

@@ -4,16 +4,14 @@ Every request for an event goes through :meth:`Supervisor.ask`, which finds
 the event's actor (hydrating it from the database on first use), puts the
 message in its bounded mailbox and awaits the reply. A live actor is dormant —
 its state and an empty mailbox, no task — until a message arrives; then the
-supervisor gives it a turn (:meth:`Supervisor._wake`). A turn of registrations
-needs no task: the actor joins the open round (:class:`_Round`), one writer
-command for every actor ready by the time the writer comes to it; the writer's
-answer finishes each actor's turn, right after COMMIT, and starts its next
-turn if messages came meanwhile. Any other turn runs in a task in the
-supervisor's nursery, which ends when the mailbox is empty again. Either way
-an actor has one turn under way at most. A crashed actor is logged, answered
-for, reloaded from the database and started again on the same mailbox, and
-nothing else notices. One sweep, not a timer per actor, retires the actors
-dormant for ``idle_seconds``, so memory follows the working set.
+supervisor gives it a turn (:meth:`Supervisor._wake`): registrations and
+cancellations join the next round (``eventd.actors.rounds``), anything else
+runs in a task in the supervisor's nursery, which ends when the mailbox is
+empty again or registrations are first in it. Either way an actor has one
+turn under way at most. A crashed actor is logged, answered for, reloaded
+from the database and started again on the same mailbox, and nothing else
+notices. One sweep, not a timer per actor, retires the actors dormant for
+``idle_seconds``, so memory follows the working set.
 """
 
 from __future__ import annotations
@@ -27,26 +25,19 @@ import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import outcome
 import trio
 
 from eventd.actors import messages as m
-from eventd.actors.event_actor import (
-    MAX_MESSAGES_PER_TURN,
-    EventActor,
-    Offer,
-    Peers,
-    Publish,
-    RegistrationTurn,
-)
+from eventd.actors.event_actor import EventActor, Offer, Peers, Publish
 from eventd.actors.mailbox import Mailbox, MailboxClosed
+from eventd.actors.rounds import Member, Rounds, RoundStatistics
 from eventd.errors import EventdError, InternalError, NotFound, Unavailable
-from eventd.model import Event, utc_now
+from eventd.model import Event
 from eventd.realtime.hub import Change
 from eventd.storage import commands as c
-from eventd.storage.event_cache import GONE, EventCache
+from eventd.storage.writer import WriteCommand
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +76,6 @@ class _Slot:
         self.last_crash = -math.inf
 
 
-class _Round:
-    """Actors whose registrations go to the writer as one command, taken when it runs.
-
-    The first actor ready for a turn without a task opens the round and offers
-    its command; others join until the writer runs it. Only then
-    (:meth:`Supervisor._seal`) is each actor's turn taken from its mailbox,
-    with whatever came meanwhile, so a round costs one command, one reply and
-    one callback however many actors it holds.
-    """
-
-    __slots__ = ("slots", "turns", "command")
-
-    def __init__(self) -> None:
-        self.slots: list[_Slot] = []
-        self.turns: list[tuple[_Slot, RegistrationTurn]] = []  # in the order of command.parts()
-        self.command: c.RegistrationOps
-
-
 class _Hydration:
     """An event being loaded for its first asker; later askers wait for it, then look again."""
 
@@ -121,6 +94,7 @@ class SupervisorStatistics:
     retirements: int
     restarts: int
     outcomes: dict[str, int]  # registrations and cancellations answered, by outcome
+    rounds: RoundStatistics
 
 
 class Supervisor:
@@ -135,14 +109,12 @@ class Supervisor:
         is_watched: Callable[[uuid.UUID], bool] = lambda event_id: False,
         is_followed: Callable[[uuid.UUID], bool] = lambda event_id: False,
         peers: Peers | None = None,
-        cache: EventCache | None = None,
     ) -> None:
         self._load_event = load_event
         self._offer = offer
         self._publish = publish
         self._is_followed = is_followed
         self._peers = peers
-        self._cache = cache
         self._idle_seconds = idle_seconds
         self._is_watched = is_watched
         self._mailbox_size = mailbox_size
@@ -154,13 +126,14 @@ class Supervisor:
         self._retirements = 0
         self._restarts = 0
         self._awake = 0
-        self._round: _Round | None = None  # open: its command has not been run yet
+        self._rounds = Rounds(offer, self)
         self._outcomes: collections.Counter[str] = collections.Counter()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._context = contextvars.copy_context()
+            await nursery.start(self._rounds.run)
             task_status.started()
             await self._retire_idle_actors()
 
@@ -198,24 +171,6 @@ class Supervisor:
         """The event as its actor holds it: no query for a live event."""
         return (await self._slot(event_id)).actor.state
 
-    async def get_event_json(self, event_id: uuid.UUID) -> bytes:
-        """The event's JSON: from the shared cache when there is one, else from its actor.
-
-        With several daemons the cache is the freshest copy: every change is
-        written through it before it is acknowledged. A miss is filled from
-        the actor.
-        """
-        if self._cache is not None and self._cache.enabled:
-            cached = await self._cache.lookup(event_id)
-            if cached == GONE:
-                raise NotFound(f"Event {event_id} does not exist.")
-            if cached is not None:
-                return cached
-            event = await self.get_event(event_id)
-            await self._cache.store(event)
-            return event.json_bytes
-        return (await self.get_event(event_id)).json_bytes
-
     def announce_new_event(self, event: Event) -> None:
         """Start the actor of an event just created here; it publishes ``newEvent``."""
         if event.id not in self._slots:
@@ -233,6 +188,51 @@ class Supervisor:
                 return
             self._spawn(change.event, published=change.seq - 1)
         self.tell(change.event.id, m.Remote(change))
+
+    # --- changes whose news the actors must hear ------------------------------
+
+    async def create_event(self, event_id: uuid.UUID, fields: c.EventFields) -> Event:
+        """Create an event; once it is committed its new actor announces it (``newEvent``)."""
+        return await self._detached(self._create_event, event_id, fields)
+
+    async def _create_event(self, event_id: uuid.UUID, fields: c.EventFields) -> Event:
+        event: Event = await self._submit(c.CreateEvent(event_id, fields))
+        self.announce_new_event(event)
+        return event
+
+    async def delete_attendee(self, attendee_id: uuid.UUID) -> None:
+        """Delete an attendee; each event whose registration it cancelled adopts the counts."""
+        await self._detached(self._delete_attendee, attendee_id)
+
+    async def _delete_attendee(self, attendee_id: uuid.UUID) -> None:
+        result: c.AttendeeDeleted = await self._submit(c.DeleteAttendee(attendee_id))
+        for counts, _promoted in result.changes:
+            self.tell(counts.event_id, m.CountsChanged(counts))
+
+    async def _submit(self, command: WriteCommand[T]) -> T:
+        self._offer(command)
+        return await command.reply.wait()
+
+    async def _detached(self, fn: Callable[..., Awaitable[T]], *args: object) -> T:
+        """``fn(*args)`` in a task of the supervisor's; its answer.
+
+        For a change whose news must reach the actors after COMMIT even when
+        the asker gives up before then.
+        """
+        reply: m.Reply[T] = m.Reply()
+
+        async def run() -> None:
+            try:
+                reply.set(await fn(*args))
+            except EventdError as exc:
+                reply.fail(exc)
+            except Exception as exc:
+                log.exception("%s failed", getattr(fn, "__name__", fn))
+                reply.fail(InternalError("The change failed; please retry."))
+                del exc
+
+        self._start(run, name=getattr(fn, "__name__", "detached"))
+        return await reply.wait()
 
     async def resync(self) -> None:
         """Reload every live actor, and wait for it: changes made elsewhere may have been missed."""
@@ -302,8 +302,8 @@ class Supervisor:
             return
         slot.awake = True
         self._awake += 1
-        if self._peers is None and slot.mailbox.registrations_first():
-            self._registrations_without_task(slot)
+        if slot.mailbox.registrations_first():
+            self._rounds.join(slot)
         else:
             self._start_task(slot)
 
@@ -319,81 +319,29 @@ class Supervisor:
             name=f"event-actor {slot.actor.state.id}",
         )
 
-    def _registrations_without_task(self, slot: _Slot) -> None:
-        """Put the actor in the open round of registration turns; open one if there is none.
+    # --- how a round's turns end (eventd.actors.rounds.Supervision) -------------
 
-        Called in the asker's task, or for the next turn in the writer's:
-        nothing here waits.
-        """
-        round_ = self._round
-        if round_ is not None:
-            round_.slots.append(slot)
-            return
-        round_ = self._round = _Round()
-        round_.slots.append(slot)
-        round_.command = c.RegistrationOps(functools.partial(self._seal, round_))
-        round_.command.reply.then(functools.partial(self._round_settled, round_))
-        self._offer(round_.command)
+    def turn_over(self, member: Member) -> None:
+        """A turn without a task is over: the actor is dormant, or takes what came meanwhile."""
+        assert isinstance(member, _Slot)
+        self._next_turn(member, trio.current_time())
 
-    def _seal(self, round_: _Round) -> list[c.EventOps]:
-        """Take each actor's registrations for the writer, which is running the round's command.
+    def finish_in_task(self, member: Member, finish: Callable[[], Awaitable[object]]) -> None:
+        assert isinstance(member, _Slot)
+        self._start_task(member, finish)
 
-        Those an actor answers itself end its turn here; an actor that
-        crashes is restarted. Actors woken from now on open the next round.
-        """
-        if self._round is round_:
-            self._round = None
-        now = utc_now()  # one clock reading for the round's actors
-        for slot in round_.slots:
-            requests = slot.mailbox.take_registrations(MAX_MESSAGES_PER_TURN)
-            slot.actor.in_hand = requests
-            try:
-                turn = slot.actor.registration_turn(requests, now)
-            except Exception:
-                self._crashed_without_task(slot)
-                continue
-            if turn is None:
-                self._next_turn(slot, trio.current_time())
-            else:
-                round_.turns.append((slot, turn))
-        return [turn.ops for _, turn in round_.turns]
-
-    def _round_settled(self, round_: _Round, result: outcome.Outcome[Any]) -> None:
-        """The writer's answer to a round (in the writer's task, after COMMIT): each turn ends."""
-        round_.command.parts()  # refused before it ran: its requests are taken now, to be answered
-        answers: list[list[c.OpResult] | None] = (
-            result.value if isinstance(result, outcome.Value) else [None] * len(round_.turns)
-        )
-        now = trio.current_time()
-        for (slot, turn), results in zip(round_.turns, answers, strict=True):
-            actor = slot.actor
-            try:
-                if results is None:
-                    assert isinstance(result, outcome.Error)
-                    if not isinstance(result.error, EventdError):
-                        raise result.error  # a bug in the command: the actor crashed
-                    turn.fail(result.error)
-                elif not actor.registrations_committed(turn, results):
-                    # It must wait for something first: its task finishes the turn.
-                    finish = functools.partial(actor.finish_registrations, turn, results)
-                    self._start_task(slot, finish)
-                    continue
-            except Exception:
-                self._crashed_without_task(slot)
-                continue
-            self._next_turn(slot, now)
-
-    def _crashed_without_task(self, slot: _Slot) -> None:
-        self._crashed(slot)
-        self._start_task(slot, crashed=True)
+    def crashed(self, member: Member) -> None:
+        assert isinstance(member, _Slot)
+        self._crashed(member)
+        self._start_task(member, crashed=True)
 
     def _next_turn(self, slot: _Slot, now: float) -> None:
-        """A turn without a task is over (at ``now``, trio's clock).
+        """The actor's turn is over (at ``now``, trio's clock).
 
         The actor is dormant, or takes what came meanwhile.
         """
         self._rest(slot, now)
-        if slot.mailbox and not slot.mailbox.closed:
+        if (slot.mailbox or slot.actor.holds_changes) and not slot.mailbox.closed:
             self._wake(slot)
 
     def _rest(self, slot: _Slot, now: float) -> None:
@@ -499,9 +447,9 @@ class Supervisor:
                     continue
                 return
         finally:
-            # No checkpoint since the actor found its mailbox empty: the next
-            # message gives it a new turn.
-            self._rest(slot, trio.current_time())
+            # No checkpoint since the actor found its mailbox empty (the next
+            # message gives it a new turn) or registrations first in it.
+            self._next_turn(slot, trio.current_time())
 
     def _crashed(self, slot: _Slot) -> None:
         """Log the crash (in an ``except`` block) and answer what the actor had in hand."""
@@ -549,4 +497,5 @@ class Supervisor:
             retirements=self._retirements,
             restarts=self._restarts,
             outcomes=dict(self._outcomes),
+            rounds=self._rounds.statistics(),
         )

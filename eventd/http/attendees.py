@@ -6,7 +6,6 @@ import uuid
 
 from quart import Blueprint, Response, request
 
-from eventd.actors import messages as m
 from eventd.errors import NotFound
 from eventd.http.context import (
     admin_route,
@@ -85,14 +84,6 @@ async def attendee_registrations(attendee_id: str) -> Response:
 @admin_route
 async def delete_attendee(attendee_id: str) -> Response:
     aid = parse_id(attendee_id, "Attendee")
-    s = services()
-    command = commands.DeleteAttendee(aid)
-
-    def tell_actors(result: commands.AttendeeDeleted) -> None:
-        # The database cancelled the registrations; each event's actor adopts the counts.
-        for counts, _promoted in result.changes:
-            s.supervisor.tell(counts.event_id, m.CountsChanged(counts))
-
-    command.after_commit = tell_actors
-    await s.writer.submit(command)
+    # The database cancels the registrations; each event's actor adopts the counts.
+    await services().supervisor.delete_attendee(aid)
     return no_content()

@@ -38,13 +38,7 @@ async def create_event() -> Response:
         location=body.location,
         max_attendees=body.max_attendees,
     )
-    command = commands.CreateEvent(uuid.uuid4(), fields)
-
-    def announce(event: Event) -> None:
-        s.supervisor.announce_new_event(event)
-
-    command.after_commit = announce
-    event = await s.writer.submit(command)
+    event = await s.supervisor.create_event(uuid.uuid4(), fields)
     return json_response(event.json_bytes, 201, location=f"/events/{event.id}")
 
 
@@ -76,12 +70,12 @@ async def most_registrations() -> Response:
     event_id = await queries.most_registered_event_id(s.db)
     if event_id is None:
         raise NotFound("There are no events yet.")
-    return json_response(await s.supervisor.get_event_json(event_id))
+    return json_response(await s.reads.event_json(event_id))
 
 
 @blueprint.get("/events/<event_id>")
 async def get_event(event_id: str) -> Response:
-    return json_response(await services().supervisor.get_event_json(parse_id(event_id, "Event")))
+    return json_response(await services().reads.event_json(parse_id(event_id, "Event")))
 
 
 @blueprint.patch("/events/<event_id>")

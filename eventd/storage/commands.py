@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -70,24 +70,16 @@ class EventOps(NamedTuple):
 class RegistrationOps(WriteCommand[list[list[OpResult]]]):
     """Registrations and cancellations of one or more events; answered part by part.
 
-    ``parts`` may be a function that gathers them, called once, when the
-    writer runs the command: the supervisor's round of actors
-    (``eventd.actors.supervisor``) takes its actors' turns then, so whatever
-    arrived while the command waited for the writer goes in the same statement.
+    A round of event actors (``eventd.actors.rounds``) sends one, with a part
+    per actor, and gets back each part's results in the order of its ops.
     """
 
     batch_order: ClassVar[int] = 10
     single_statement: ClassVar[bool] = True  # every actor's ops in one call
 
-    def __init__(self, parts: list[EventOps] | Callable[[], list[EventOps]]) -> None:
+    def __init__(self, parts: list[EventOps]) -> None:
         super().__init__()
-        self._parts = parts
-
-    def parts(self) -> list[EventOps]:
-        """The parts, answered in this order; gathered now if they were not given."""
-        if callable(self._parts):
-            self._parts = self._parts()
-        return self._parts
+        self.parts = parts
 
     @classmethod
     async def run_batch(
@@ -95,7 +87,7 @@ class RegistrationOps(WriteCommand[list[list[OpResult]]]):
     ) -> list[outcome.Outcome[Any]]:
         # Registration locks are taken event by event, in id order, in every
         # daemon; a deadlock with other kinds of command is retried by the writer.
-        each = [c.parts() for c in commands if isinstance(c, RegistrationOps)]
+        each = [c.parts for c in commands if isinstance(c, RegistrationOps)]
         ordered = sorted((part for parts in each for part in parts), key=_event_order)
         batch = [
             (op.kind, op.registration_id, event_id, op.attendee_id, op.waitlist)
@@ -232,6 +224,7 @@ class EventUpdated:
     updated: Event  # after the edit: what eventUpdated carries
     current: Event  # after promotions, if capacity changed: the event now
     promoted: tuple[uuid.UUID, ...]
+    edited: bool = True  # False: every field already had its asked-for value
 
     @property
     def counts_changed(self) -> bool:
@@ -259,6 +252,9 @@ class UpdateEvent(WriteCommand[EventUpdated]):
                 for f in dataclasses.fields(EventFields)
             }
         )
+        if all(getattr(merged, f.name) == getattr(old, f.name)
+               for f in dataclasses.fields(EventFields)):
+            return EventUpdated(old, old, (), edited=False)  # no version, no email
         if merged.max_attendees < old.confirmed_count:
             raise CapacityBelowRegistrations(
                 f"maxAttendees {merged.max_attendees} is below the {old.confirmed_count}"

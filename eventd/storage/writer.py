@@ -12,9 +12,9 @@ command in the batch gets :class:`eventd.errors.Unavailable`.
 
 The inbox has no bound of its own: everyone who queues a command waits for its
 answer — a request, an event actor with at most one command in flight, or the
-supervisor's one open round of actors — so what waits here is bounded by the
-requests and actors there are. That lets an actor hand over a turn with
-:meth:`Writer.offer`, which never blocks, from code that cannot wait.
+actors' one round in flight (``eventd.actors.rounds``) — so what waits here is
+bounded by the requests and actors there are. A command's result goes back up
+only through its reply: the writer runs no code of the layers above it.
 """
 
 from __future__ import annotations
@@ -66,9 +66,6 @@ class WriteCommand(Generic[T]):
 
     def __init__(self) -> None:
         self.reply: Reply[T] = Reply()
-        #: Called with the result right after COMMIT, by the writer itself, so
-        #: the news of a committed change is never lost with an impatient caller.
-        self.after_commit: Callable[[T], None] | None = None
 
     async def run(self, conn: Connection) -> T:
         raise NotImplementedError
@@ -86,14 +83,6 @@ class WriteCommand(Generic[T]):
             except EventdError as exc:
                 results.append(outcome.Error(exc))
         return results
-
-
-def _answer(command: WriteCommand[Any], result: outcome.Outcome[Any]) -> None:
-    """Settle the command's reply; a failing callback (Reply.then) must not stop the writer."""
-    try:
-        command.reply.settle(result)
-    except Exception:
-        log.exception("the answer to %s failed", type(command).__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +167,7 @@ class Writer:
             results = await self._run_together(batch)
         except Unavailable as exc:
             for command in batch:
-                _answer(command, outcome.Error(exc))
+                command.reply.settle(outcome.Error(exc))
             return
         except QueryFailed as exc:
             if len(batch) > 1:
@@ -191,12 +180,7 @@ class Writer:
         if self._on_commit is not None:
             self._on_commit()
         for command, result in zip(batch, results, strict=True):
-            if command.after_commit is not None and isinstance(result, outcome.Value):
-                try:
-                    command.after_commit(result.value)
-                except Exception:
-                    log.exception("after-commit hook of %s failed", type(command).__name__)
-            _answer(command, result)
+            command.reply.settle(result)
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, one_statement: bool = False) -> AsyncIterator[Connection]:
