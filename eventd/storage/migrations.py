@@ -1,8 +1,13 @@
-"""Forward-only schema migrations from ``sql/NNN_name.sql``.
+"""Schema migrations: the tables' history, then every function's current definition.
 
-Applied in order, each in its own transaction, recorded in
-``schema_migrations``, under a session advisory lock so that two daemons
-starting together apply each file once.
+``sql/NNN_name.sql`` are forward-only: applied in order, each once, in its
+own transaction, recorded in ``schema_migrations``. ``sql/functions/*.sql``
+hold each function's current definition: all of them are applied after the
+numbered files on every run, in one transaction, so a changed function file
+takes effect without a numbered file (``sql/README.md`` has the rules).
+Everything runs under a session advisory lock, so that two daemons starting
+together apply each numbered file once and never replace a function at the
+same moment.
 """
 
 from __future__ import annotations
@@ -12,16 +17,24 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from eventd.storage.database import Database
+from eventd.storage.database import Connection, Database
 
 # Any fixed 64-bit number works; this one spells "eventd" in ASCII.
 MIGRATION_LOCK_ID = 0x657665_6E7464
+FUNCTIONS_DIR = "functions"
 _FILE_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_FUNCTION_FILE_NAME = re.compile(r"^[a-z0-9_]+\.sql$")
 
 
 @dataclass(frozen=True)
 class Migration:
     version: int
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class FunctionFile:
     name: str
     sql: str
 
@@ -48,9 +61,24 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     return found
 
 
+def load_functions(directory: Path | None = None) -> list[FunctionFile]:
+    """``functions/*.sql`` under ``directory``, in the order they are applied (by name)."""
+    found = []
+    for path in sorted(((directory or migrations_dir()) / FUNCTIONS_DIR).glob("*.sql")):
+        if not _FUNCTION_FILE_NAME.match(path.name):
+            raise ValueError(f"function file name {path.name!r} is not name.sql")
+        found.append(FunctionFile(path.stem, path.read_text(encoding="utf-8")))
+    return found
+
+
 async def apply_migrations(db: Database, directory: Path | None = None) -> list[str]:
-    """Apply what is not applied yet; returns the names applied now."""
+    """Apply the numbered files not applied yet, then every function file.
+
+    Returns the names of the numbered files applied now: the function files
+    are applied on every run, whether anything changed or not.
+    """
     migrations = load_migrations(directory)
+    functions = load_functions(directory)
     applied_now: list[str] = []
     async with db.connection() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
@@ -65,13 +93,26 @@ async def apply_migrations(db: Database, directory: Path | None = None) -> list[
                 if migration.version in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(migration.sql)
+                    await _execute_file(conn, migration.sql, f"{migration.name}.sql")
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                         migration.version,
                         migration.name,
                     )
                 applied_now.append(migration.name)
+            async with conn.transaction():
+                for function in functions:
+                    await _execute_file(
+                        conn, function.sql, f"{FUNCTIONS_DIR}/{function.name}.sql")
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
     return applied_now
+
+
+async def _execute_file(conn: Connection, sql: str, name: str) -> None:
+    """Run one file's statements; a failure names the file it came from."""
+    try:
+        await conn.execute(sql)
+    except Exception as exc:
+        exc.add_note(f"while applying sql/{name}")
+        raise

@@ -1,0 +1,35 @@
+-- Remove an attendee and every registration they hold, freeing spots and
+-- promoting waitlists. Returns one row per event whose counts changed (or
+-- one row with existed = false when there is no such attendee).
+-- Locks the events first (in id order), then the attendee: the order
+-- eventd_register takes them in, so the two never deadlock.
+
+CREATE OR REPLACE FUNCTION eventd_delete_attendee(p_attendee uuid)
+RETURNS TABLE (existed boolean, promoted uuid[], counts eventd_event_counts)
+LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = auto AS $$
+DECLARE
+    reg record;
+    c record;
+BEGIN
+    PERFORM 1 FROM events WHERE id IN (
+        SELECT event_id FROM registrations WHERE attendee_id = p_attendee
+    ) ORDER BY id FOR UPDATE;
+    PERFORM 1 FROM attendees WHERE id = p_attendee FOR UPDATE;
+    IF NOT FOUND THEN
+        existed := false;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    existed := true;
+    -- Lock the events in id order, the same order every batch uses.
+    FOR reg IN
+        SELECT r.id, r.event_id FROM registrations r
+        WHERE r.attendee_id = p_attendee ORDER BY r.event_id
+    LOOP
+        SELECT * INTO c FROM eventd_cancel(reg.id, reg.event_id);
+        promoted := c.promoted;
+        counts := c.counts;
+        RETURN NEXT;
+    END LOOP;
+    DELETE FROM attendees WHERE id = p_attendee;
+END $$;

@@ -1,0 +1,14 @@
+-- An email's payload: the attendee, the event and the registration as they
+-- stand at the moment the message is queued (an event may be gone by the
+-- time the mailer sends it). eventd_enqueue_email and eventd_register_run
+-- both build their payloads here, so every message has the same shape.
+
+CREATE OR REPLACE FUNCTION eventd_email_payload(
+    a attendees, e events, p_registration uuid, p_status text
+) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'attendee', jsonb_build_object('id', a.id, 'name', a.name, 'email', a.email),
+        'event', jsonb_build_object('id', e.id, 'name', e.name, 'startsAt', e.starts_at,
+                                    'endsAt', e.ends_at, 'location', e.location),
+        'registration', jsonb_build_object('id', p_registration, 'status', p_status))
+$$;

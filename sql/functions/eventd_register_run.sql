@@ -1,0 +1,96 @@
+-- Register a run of registrations set-wise: no pair of event and attendee
+-- twice in a run (eventd_registration_batch cuts the runs). Answers one row
+-- per registration, n its place in the run, with the event's counts as they
+-- stand after it.
+--
+-- Three statements whatever the run's length: the run's events locked in id
+-- order (the order every batch and every daemon locks them in), its
+-- attendees locked (FOR KEY SHARE), and one statement that decides every
+-- outcome, inserts the registrations and their emails and moves each event's
+-- counts once. Far cheaper for PostgreSQL than a call of eventd_register per
+-- registration (the figures are in sql/008_registration_runs.sql).
+--
+-- The rules are eventd_register's, applied in the run's order: an event's
+-- k-th registration that passes the checks is confirmed while k fits in the
+-- spots left when the run began; past them, it joins the waitlist if asked
+-- to, or the event is full. tests/test_registration_runs.py holds every
+-- batch to answering, counting and writing exactly what registering one at a
+-- time would.
+
+CREATE OR REPLACE FUNCTION eventd_register_run(
+    p_ids uuid[], p_events uuid[], p_attendees uuid[], p_waitlist boolean[]
+) RETURNS TABLE (
+    n integer, registration_id uuid, outcome text, created_at timestamptz,
+    event_id uuid, max_attendees integer, confirmed_count integer, waitlist_count integer,
+    version bigint, updated_at timestamptz, edited_version bigint
+) LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = auto AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM 1 FROM events WHERE id = ANY (p_events) ORDER BY id FOR UPDATE;
+    PERFORM 1 FROM attendees WHERE id = ANY (p_attendees) ORDER BY id FOR KEY SHARE;
+    -- A statement of its own, after the locks: it sees the events as they are now.
+    RETURN QUERY
+    WITH op AS (
+        SELECT o.n::integer AS n, coalesce(o.id, gen_random_uuid()) AS id, o.ev, o.att, o.wl
+        FROM unnest(p_ids, p_events, p_attendees, p_waitlist) WITH ORDINALITY
+            AS o(id, ev, att, wl, n)
+    ), checked AS MATERIALIZED (  -- once: the checks below read ``refused`` three times
+        SELECT op.*, e AS event_row, a AS attendee_row, e.id AS known,
+               e.max_attendees AS cap, e.confirmed_count AS conf0,
+               e.waitlist_count AS wait0, e.version AS v0, e.updated_at AS u0,
+               e.edited_version AS ev0, e.registration_seq AS seq0,
+               CASE
+                   WHEN e.id IS NULL THEN 'event_not_found'
+                   WHEN e.starts_at <= now() THEN 'event_started'
+                   WHEN a.id IS NULL THEN 'attendee_not_found'
+                   WHEN r.id IS NOT NULL THEN 'already_registered'
+               END AS refused
+        FROM op
+        LEFT JOIN events e ON e.id = op.ev
+        LEFT JOIN attendees a ON a.id = op.att
+        LEFT JOIN registrations r ON r.event_id = op.ev AND r.attendee_id = op.att
+    ), decided AS (
+        SELECT c.*, coalesce(c.refused, CASE
+                   -- k: this registration's place among the event's that passed the checks
+                   WHEN count(*) FILTER (WHERE c.refused IS NULL) OVER w <= c.cap - c.conf0
+                       THEN 'confirmed'
+                   WHEN c.wl THEN 'waitlisted'
+                   ELSE 'event_full'
+               END) AS result
+        FROM checked c WINDOW w AS (PARTITION BY c.ev ORDER BY c.n)
+    ), counted AS (
+        SELECT d.*,
+               sum((d.result = 'confirmed')::integer) OVER w AS conf_n,
+               sum((d.result = 'waitlisted')::integer) OVER w AS wait_n
+        FROM decided d WINDOW w AS (PARTITION BY d.ev ORDER BY d.n)
+    ), added AS (
+        INSERT INTO registrations (id, event_id, attendee_id, status, seq, confirmed_at)
+        SELECT c.id, c.ev, c.att, c.result, c.seq0 + c.conf_n + c.wait_n,
+               CASE WHEN c.result = 'confirmed' THEN now() END
+        FROM counted c WHERE c.result IN ('confirmed', 'waitlisted')
+    ), emailed AS (
+        INSERT INTO email_outbox (kind, recipient, payload)
+        SELECT CASE c.result WHEN 'confirmed' THEN 'registration_confirmed' ELSE 'waitlisted' END,
+               (c.attendee_row).email,
+               eventd_email_payload(c.attendee_row, c.event_row, c.id, c.result)
+        FROM counted c WHERE c.result IN ('confirmed', 'waitlisted')
+    ), moved AS (
+        UPDATE events e SET
+            confirmed_count = e.confirmed_count + t.conf,
+            waitlist_count = e.waitlist_count + t.wait,
+            registration_seq = e.registration_seq + t.conf + t.wait,
+            version = e.version + t.conf + t.wait,
+            updated_at = now()
+        FROM (SELECT c.ev, max(c.conf_n) AS conf, max(c.wait_n) AS wait
+              FROM counted c GROUP BY c.ev
+              HAVING max(c.conf_n) + max(c.wait_n) > 0) AS t
+        WHERE e.id = t.ev
+    )
+    SELECT c.n, c.id, c.result,
+           CASE WHEN c.result IN ('confirmed', 'waitlisted') THEN now() END,
+           c.known, c.cap, (c.conf0 + c.conf_n)::integer, (c.wait0 + c.wait_n)::integer,
+           c.v0 + c.conf_n + c.wait_n,
+           CASE WHEN c.conf_n + c.wait_n > 0 THEN now() ELSE c.u0 END,
+           c.ev0
+    FROM counted c ORDER BY c.n;
+END $$;

@@ -1,0 +1,50 @@
+-- A batch of registration operations, applied in the order given, in the
+-- writer's one transaction. Answers one row per operation (idx its place in
+-- the batch): the outcome, the registration's id (one is made here,
+-- gen_random_uuid(), for a registration sent without), promoted ids (NULL
+-- when nobody was), and the event's counts after the operation as columns of
+-- their own, in the order of EventCounts.
+--
+-- The batch is cut into runs of registrations: a cancellation, or a pair of
+-- event and attendee the run holds already, ends a run. Each run goes to
+-- eventd_register_run whole; each cancellation to eventd_cancel, one at a
+-- time. The answers are what registering one at a time would give.
+
+CREATE OR REPLACE FUNCTION eventd_registration_batch(
+    p_kinds text[], p_ids uuid[], p_events uuid[], p_attendees uuid[], p_waitlist boolean[]
+) RETURNS TABLE (
+    idx integer, registration_id uuid, outcome text, created_at timestamptz, promoted uuid[],
+    event_id uuid, max_attendees integer, confirmed_count integer, waitlist_count integer,
+    version bigint, updated_at timestamptz, edited_version bigint
+) LANGUAGE plpgsql SET plan_cache_mode = auto AS $$
+DECLARE
+    total integer := coalesce(cardinality(p_kinds), 0);
+    run_from integer := 1;  -- the first registration of the run being gathered
+    run_pairs text[] := '{}';
+    pair text;
+BEGIN
+    FOR i IN 1 .. total + 1 LOOP
+        pair := CASE WHEN i <= total AND p_kinds[i] = 'register'
+                     THEN p_events[i]::text || p_attendees[i]::text END;
+        IF (pair IS NULL OR pair = ANY (run_pairs)) AND run_from < i THEN
+            RETURN QUERY
+            SELECT run_from - 1 + x.n, x.registration_id, x.outcome, x.created_at, NULL::uuid[],
+                   x.event_id, x.max_attendees, x.confirmed_count, x.waitlist_count, x.version,
+                   x.updated_at, x.edited_version
+            FROM eventd_register_run(
+                p_ids[run_from:i - 1], p_events[run_from:i - 1], p_attendees[run_from:i - 1],
+                p_waitlist[run_from:i - 1]) AS x;
+            run_from := i;
+            run_pairs := '{}';
+        END IF;
+        EXIT WHEN i > total;
+        IF pair IS NOT NULL THEN
+            run_pairs := run_pairs || pair;
+            CONTINUE;
+        END IF;
+        RETURN QUERY
+        SELECT i, p_ids[i], x.outcome, NULL::timestamptz, nullif(x.promoted, '{}'), (x.counts).*
+        FROM eventd_cancel(p_ids[i], p_events[i]) AS x;
+        run_from := i + 1;
+    END LOOP;
+END $$;
