@@ -23,7 +23,7 @@ import httpx
 import pytest
 import trio
 
-from eventd.watch import Follower, Screen, capacity_bar, log_line, stream_url
+from eventd.cli.watch import Follower, Screen, capacity_bar, log_line, stream_url
 from tests.conftest import create_attendee, create_event, register
 from tests.support import DaemonProcess, run_sql
 
@@ -224,7 +224,7 @@ def test_stream_url_maps_the_daemon_url_to_the_event_stream(given: str, expected
 
 @pytest.mark.parametrize("bad", ["ftp://h", "127.0.0.1:3000", "http://"])
 def test_stream_url_refuses_what_is_not_a_daemon_url(bad: str):
-    from eventd.watch import WatchError
+    from eventd.cli.watch import WatchError
 
     with pytest.raises(WatchError, match="--url"):
         stream_url(bad, "E")

@@ -1,4 +1,4 @@
-"""The ``eventd`` command: serve (default), migrate, watch, --version."""
+"""The ``eventd`` command: serve (the default), migrate, watch, --version."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if command == "watch":  # a client of a running daemon: no config, no database
-        from eventd import watch
+        from eventd.cli import watch
 
         return watch.main(args.event_id, args.url)
     try:
