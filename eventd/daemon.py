@@ -37,10 +37,10 @@ from eventd.email.reminders import Reminders
 from eventd.email.smtp import open_smtp
 from eventd.email.transports import FileTransport, NoTransport, Transport
 from eventd.http.app import create_app
+from eventd.http.context import Services
 from eventd.http.server import serve_http
 from eventd.realtime.hub import Hub
 from eventd.realtime.relay import Relay
-from eventd.services import Services
 from eventd.storage import commands, queries
 from eventd.storage.database import open_database
 from eventd.storage.embedded import start_embedded
