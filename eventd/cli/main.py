@@ -12,6 +12,7 @@ from eventd.config import ConfigError, load_config
 from eventd.errors import Unavailable
 from eventd.http.server import CannotListen
 from eventd.logs import configure_logging
+from eventd.storage.database import CannotConnect
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             trio.run(daemon.run_until_signalled, config)
     except* Unavailable as group:
-        cause = group.exceptions[0].__cause__ or group.exceptions[0]
-        print(f"eventd: the database cannot be reached: {cause}", file=sys.stderr)
+        error = group.exceptions[0]
+        if isinstance(error, CannotConnect):  # it says where and why
+            print(f"eventd: {error}", file=sys.stderr)
+        else:
+            cause = error.__cause__ or error
+            print(f"eventd: the database cannot be reached: {cause}", file=sys.stderr)
         status = 1
     except* CannotListen as group:
         print(f"eventd: {group.exceptions[0]}", file=sys.stderr)
