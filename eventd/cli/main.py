@@ -20,13 +20,17 @@ def _parser() -> argparse.ArgumentParser:
         prog="eventd", description="A real-time event-registration daemon."
     )
     parser.add_argument("--version", action="version", version=f"eventd {__version__}")
+    # `eventd --config PATH` is `eventd serve --config PATH`, serve being the default.
+    parser.add_argument("--config", metavar="PATH", help="TOML config file (or $EVENTD_CONFIG)")
     commands = parser.add_subparsers(dest="command")
     for name, help_text in (
         ("serve", "run the daemon (the default); migrates on start"),
         ("migrate", "apply sql/ migrations, then exit"),
     ):
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--config", metavar="PATH", help="TOML config file (or $EVENTD_CONFIG)")
+        # SUPPRESS: an absent --config after the command keeps one given before it.
+        sub.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                         help="TOML config file (or $EVENTD_CONFIG)")
         if name == "serve":  # one of server.workers processes, started by eventd.workers
             sub.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     watch = commands.add_parser("watch", help="follow one event's stream live in the terminal")
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return watch.main(args.event_id, args.url)
     try:
-        config = load_config(getattr(args, "config", None))
+        config = load_config(args.config)
     except ConfigError as exc:
         print(f"eventd: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         elif config.server.workers > 1 and not getattr(args, "worker", False):
             from eventd.workers import run_workers
 
-            status = trio.run(run_workers, config, getattr(args, "config", None))
+            status = trio.run(run_workers, config, args.config)
         else:
             trio.run(daemon.run_until_signalled, config)
     except* Unavailable as group:
