@@ -1,4 +1,12 @@
-"""The ``eventd`` command as a newcomer meets it: ``eventd --config PATH``."""
+"""The ``eventd`` command as a newcomer meets it: ``eventd --config PATH``, and
+the start-up log that says where the configuration came from and who may
+use the admin routes.
+
+Rules of this file: loopback only, ports picked free; the daemon runs as a
+subprocess with no EVENTD_* variables but those a test sets; its database
+URL carries a password and its config an admin token, and neither may reach
+the log; every wait is bounded.
+"""
 
 from __future__ import annotations
 
@@ -59,9 +67,27 @@ def running(args: list[str], env: dict[str, str], port: int, cwd: Path) -> Itera
 def test_config_without_a_command_serves_from_that_file(database_url: str, tmp_path: Path):
     port = free_port()
     config = tmp_path / "eventd.toml"
-    config.write_text(f'[server]\nbind = "127.0.0.1:{port}"\n[database]\nurl = "{database_url}"\n')
-    with running(["--config", str(config)], {}, port, tmp_path):
+    config.write_text(f'[server]\nbind = "127.0.0.1:{port}"\n[auth]\nadmin_tokens = ["{TOKEN}"]\n')
+    env = {"EVENTD_DATABASE_URL": with_password(database_url), "EVENTD_EMAIL_TRANSPORT": "none"}
+    with running(["--config", str(config)], env, port, tmp_path) as log_path:
         pass
+    log = log_path.read_text()
+    assert f"config: {config}; overridden by EVENTD_DATABASE_URL, EVENTD_EMAIL_TRANSPORT" in log
+    assert "admin routes: token-guarded" in log
+    assert PASSWORD not in log
+    assert TOKEN not in log
+
+
+def test_defaults_and_open_admin_routes_are_said_at_start(database_url: str, tmp_path: Path):
+    port = free_port()
+    env = {"EVENTD_DATABASE_URL": with_password(database_url),
+           "EVENTD_SERVER_BIND": f"127.0.0.1:{port}"}
+    with running([], env, port, tmp_path) as log_path:
+        pass
+    log = log_path.read_text()
+    assert "config: defaults (no config file); overridden by EVENTD_DATABASE_URL," in log
+    assert "admin routes: open, to this machine only" in log
+    assert PASSWORD not in log
 
 
 @pytest.mark.parametrize("before", [True, False])

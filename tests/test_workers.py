@@ -70,8 +70,13 @@ async def test_two_workers_share_the_port_and_never_overbook(
         code = daemon.stop()
     assert code == 0, daemon.log()
     log = daemon.log()
+    assert f"starting 2 workers; config: {daemon.config_path}; no EVENTD_* overrides" in log
     assert "worker 1 running" in log
     assert "worker 2 running" in log
+    # Each worker says which one speaks, from its first line on.
+    for number in (1, 2):
+        assert f"[worker {number}] eventd: eventd " in log
+        assert f"[worker {number}] eventd: listening on {daemon.url}" in log
     assert "all workers stopped" in log
 
 

@@ -31,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
         # SUPPRESS: an absent --config after the command keeps one given before it.
         sub.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                          help="TOML config file (or $EVENTD_CONFIG)")
-        if name == "serve":  # one of server.workers processes, started by eventd.workers
-            sub.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+        if name == "serve":  # worker N of server.workers processes, started by eventd.workers
+            sub.add_argument("--worker", type=int, metavar="N", help=argparse.SUPPRESS)
     watch = commands.add_parser("watch", help="follow one event's stream live in the terminal")
     watch.add_argument("event_id", metavar="EVENT_ID")
     watch.add_argument("--url", help="the daemon, http(s):// or ws(s):// (http://127.0.0.1:3000)")
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"eventd: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.log)
+    worker: int | None = getattr(args, "worker", None)
+    configure_logging(config.log, worker)
     from eventd import daemon  # after logging, so import-time logs are formatted
 
     status = 0
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "migrate":
             applied = trio.run(daemon.migrate, config)
             print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
-        elif config.server.workers > 1 and not getattr(args, "worker", False):
+        elif config.server.workers > 1 and worker is None:
             from eventd.workers import run_workers
 
             status = trio.run(run_workers, config, args.config)
