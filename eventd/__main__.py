@@ -1,5 +1,5 @@
 import sys
 
-from eventd.cli import main
+from eventd.cli.main import main
 
 sys.exit(main())

@@ -37,6 +37,11 @@ class ServerConfig:
         return split_bind(self.bind)[0]
 
     @property
+    def loopback(self) -> bool:
+        """Bound to this machine only (127.0.0.0/8, ::1, localhost)."""
+        return _is_loopback(self.host)
+
+    @property
     def port(self) -> int:
         return split_bind(self.bind)[1]
 
@@ -163,16 +168,25 @@ class Config:
     auth: AuthConfig = AuthConfig()
     log: LogConfig = LogConfig()
     source: str = "defaults"  # the file the values came from, for the start-up banner
+    # The EVENTD_* variables that set a value, by name only: a value may be a secret.
+    overrides: tuple[str, ...] = ()
 
     def validate(self) -> None:
         for name in _section_types():
             getattr(self, name).validate()
-        host = self.server.host
-        if not self.auth.admin_tokens and not self.auth.allow_open_admin and not _is_loopback(host):
+        unguarded = not self.auth.admin_tokens and not self.auth.allow_open_admin
+        if unguarded and not self.server.loopback:
             raise ConfigError(
                 f"server.bind: {self.server.bind} is not a loopback address and no "
                 "auth.admin_tokens are set; set tokens or auth.allow_open_admin = true"
             )
+
+    def describe_source(self) -> str:
+        """Where the values came from, for the start-up log: the file, then each override's name."""
+        where = "defaults (no config file)" if self.source == "defaults" else self.source
+        if not self.overrides:
+            return f"{where}; no {ENV_PREFIX}* overrides"
+        return f"{where}; overridden by {', '.join(self.overrides)}"
 
 
 # TOML key -> dataclass field, where a key is not a valid Python name.
@@ -206,6 +220,7 @@ def load_config(
             raise ConfigError(f"{section}: must be a table")
         for key, value in values.items():
             sections.setdefault(section, {})[key] = _convert(section, key, value, from_env=False)
+    overrides = []
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_PATH_ENV:
             continue
@@ -213,13 +228,14 @@ def load_config(
         if section not in section_types or not key:
             raise ConfigError(f"unknown environment variable {name}")
         sections.setdefault(section, {})[key] = _convert(section, key, value, from_env=True)
+        overrides.append(name)
     built = {
         section: section_types[section](
             **{_FIELD_ALIASES.get((section, k), k): v for k, v in values.items()}
         )
         for section, values in sections.items()
     }
-    config = Config(**built, source=source)
+    config = Config(**built, source=source, overrides=tuple(sorted(overrides)))
     config.validate()
     return config
 

@@ -38,10 +38,10 @@ from eventd.email.reminders import Reminders
 from eventd.email.smtp import open_smtp
 from eventd.email.transports import FileTransport, NoTransport, Transport
 from eventd.http.app import create_app
+from eventd.http.context import Services
 from eventd.http.server import serve_http
 from eventd.realtime.hub import Hub
 from eventd.realtime.relay import Relay
-from eventd.services import Services
 from eventd.storage import commands, queries
 from eventd.storage.database import open_database
 from eventd.storage.embedded import start_embedded
@@ -99,7 +99,7 @@ async def serve(
 ) -> None:
     """Run the daemon until ``stop`` is set (or forever)."""
     stop = stop if stop is not None else trio.Event()
-    log.info("eventd %s starting; config: %s", __version__, config.source)
+    log.info("eventd %s starting; config: %s", __version__, config.describe_source())
     url = await database_url(config)
     log.info("database: %s", "embedded" if config.database.embedded else redact(url))
     async with contextlib.AsyncExitStack() as stack:
@@ -161,12 +161,27 @@ async def serve(
                         functools.partial(_closing_streams, stop, hub),
                     )
                     log.info("listening on %s", ", ".join(urls))
+                    _log_admin_routes(config)
                     log.info("dashboard: %s/ · API docs: %s/api", urls[0], urls[0])
                     task_status.started(Running(urls, services))
                 log.info("stopping: requests drained")
                 actor_nursery.cancel_scope.cancel()
             await writer.close()
         log.info("stopped: writer flushed")
+
+
+def _log_admin_routes(config: Config) -> None:
+    """Say who may create, edit and delete: the first thing to check before going public."""
+    tokens = len(config.auth.admin_tokens)
+    if tokens:
+        log.info("admin routes: token-guarded (Authorization: Bearer; %d token(s) in"
+                 " auth.admin_tokens)", tokens)
+    elif config.server.loopback:
+        log.info("admin routes: open, to this machine only (%s; set auth.admin_tokens to"
+                 " guard them)", config.server.bind)
+    else:
+        log.warning("admin routes: open to anyone who reaches %s (auth.allow_open_admin,"
+                    " no auth.admin_tokens)", config.server.bind)
 
 
 @contextlib.asynccontextmanager

@@ -1,4 +1,8 @@
-"""Logging set-up: text for people, JSON lines for machines (``log.format``)."""
+"""Logging set-up: text for people, JSON lines for machines (``log.format``).
+
+One of ``server.workers`` processes marks each line with its number (text:
+``[worker 2]``; JSON: ``"worker": 2``), so interleaved lines say who spoke.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +15,33 @@ from eventd.config import LogConfig
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker is not None:
+            entry["worker"] = self.worker
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()
 
 
-def configure_logging(config: LogConfig) -> None:
+def configure_logging(config: LogConfig, worker: int | None = None) -> None:
+    """Log to stderr; ``worker``: this process is that one of ``server.workers``."""
     handler = logging.StreamHandler(sys.stderr)
     if config.format == "json":
-        formatter: logging.Formatter = JsonFormatter()
+        formatter: logging.Formatter = JsonFormatter(worker)
         formatter.converter = __import__("time").gmtime
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        who = "" if worker is None else f"[worker {worker}] "
+        formatter = logging.Formatter(f"%(asctime)s %(levelname)-7s {who}%(name)s: %(message)s")
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,7 +1,8 @@
 """``server.workers = N``: N daemon processes on one port, so a rush can use every core.
 
 The parent starts the embedded PostgreSQL if there is one and applies the
-migrations, once; then it runs N copies of ``eventd serve --worker``. Each
+migrations, once; then it runs ``eventd serve --worker K`` for K = 1…N, and
+each worker marks its log lines with its K (``[worker 2]``). Each
 worker is a whole daemon — actors, writer, mailer, streams — bound to the
 same address with SO_REUSEPORT, so the kernel spreads connections across
 them. They share the database, where the invariant already holds across
@@ -24,7 +25,7 @@ import sys
 
 import trio
 
-from eventd import daemon
+from eventd import __version__, daemon
 from eventd.config import Config
 
 log = logging.getLogger("eventd")
@@ -36,6 +37,10 @@ RESTART_DELAY_SECONDS = 1.0
 
 async def run_workers(config: Config, config_path: str | None) -> int:
     """Run ``server.workers`` worker processes until a signal; the exit status to return."""
+    log.info(
+        "eventd %s starting %d workers; config: %s",
+        __version__, config.server.workers, config.describe_source(),
+    )
     url = await daemon.database_url(config)
     applied = await daemon.migrate_url(url)
     log.info("migrations applied: %s", ", ".join(applied) if applied else "none needed")
@@ -44,10 +49,10 @@ async def run_workers(config: Config, config_path: str | None) -> int:
             "server.workers = %d without redis.url: a websocket stream only sees changes"
             " made through its own worker", config.server.workers,
         )
-    env = dict(os.environ, EVENTD_DATABASE_URL=url)
-    command = [sys.executable, "-m", "eventd", "serve", "--worker"]
-    if config_path:
-        command += ["--config", config_path]
+    env = dict(os.environ)
+    if url != config.database.url:  # the parent's embedded server: the workers' too
+        env["EVENTD_DATABASE_URL"] = url
+    config_args = ["--config", config_path] if config_path else []
     status = 0
     stopping = False
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -56,6 +61,8 @@ async def run_workers(config: Config, config_path: str | None) -> int:
 
             async def worker(number: int) -> None:
                 nonlocal status
+                command = [sys.executable, "-m", "eventd", "serve", "--worker", str(number),
+                           *config_args]
                 while True:
                     started = trio.current_time()
                     process = await trio.lowlevel.open_process(command, env=env)

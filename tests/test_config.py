@@ -193,6 +193,29 @@ admin_tokens = ["from-file"]
     assert isinstance(config.reminders.before_hours, float)
 
 
+def test_the_source_names_the_file_and_each_override_never_a_value(write: Write) -> None:
+    path = write('[auth]\nadmin_tokens = ["from-file"]\n')
+    config = load_config(
+        path,
+        {
+            "EVENTD_SERVER_WORKERS": "2",
+            "EVENTD_DATABASE_URL": "postgresql://u:hunter2@db.example/event",
+            "EVENTD_CONFIG": "/elsewhere.toml",  # names the file, set no value; path wins
+            "PATH": "/usr/bin",
+        },
+    )
+    assert config.overrides == ("EVENTD_DATABASE_URL", "EVENTD_SERVER_WORKERS")
+    described = config.describe_source()
+    assert described == f"{path}; overridden by EVENTD_DATABASE_URL, EVENTD_SERVER_WORKERS"
+    assert "hunter2" not in described
+
+
+def test_the_source_of_the_defaults() -> None:
+    assert load_config(None, {}).describe_source() == (
+        "defaults (no config file); no EVENTD_* overrides"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -241,7 +264,7 @@ def test_unknown_key(write: Write) -> None:
     refused("server.port", write("[server]\nport = 3000\n"))
 
 
-@pytest.mark.parametrize("key", ["host", "validate", "source"])
+@pytest.mark.parametrize("key", ["host", "loopback", "validate", "source", "overrides"])
 def test_attributes_that_are_not_fields_are_unknown_keys(write: Write, key: str) -> None:
     refused(f"server.{key}", write(f'[server]\n{key} = "x"\n'))
 

@@ -33,12 +33,11 @@ from eventd import errors
 from eventd.config import Config
 from eventd.http import problems, schemas
 from eventd.http.app import create_app
-from eventd.http.context import admin_route
+from eventd.http.context import Services, admin_route
 from eventd.http.openapi import build_document, document_bytes
 from eventd.http.openapi_operations import PROBLEMS
 from eventd.model import Attendee, Event, Registration
 from eventd.realtime.hub import Change
-from eventd.services import Services
 from tests.conftest import assert_problem, unique_location
 from tests.support import DaemonProcess, headless_chromium
 

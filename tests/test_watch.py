@@ -4,12 +4,15 @@ Rules: loopback only; the command runs with no config file and no EVENTD_*
 variables (it must need neither); every wait is bounded by ``fail_after``;
 what is checked is what the command printed, read from its pipes (so it must
 print plain lines, no escape codes, when stdout is not a terminal).
+Reconnecting and giving up are also driven in this process, against a
+trio-websocket server or a closed port, with the autojump clock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import signal
@@ -22,10 +25,21 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio.testing
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from eventd.watch import Follower, Screen, capacity_bar, log_line, stream_url
+from eventd.cli.watch import (
+    GIVE_UP_SECONDS,
+    Follower,
+    Screen,
+    WatchError,
+    capacity_bar,
+    follow,
+    log_line,
+    stream_url,
+)
 from tests.conftest import create_attendee, create_event, register
-from tests.support import DaemonProcess, run_sql
+from tests.support import DaemonProcess, free_port, run_sql
 
 WAIT_SECONDS = 20
 
@@ -178,6 +192,8 @@ async def test_resumes_with_since_when_the_daemon_restarts(fresh_database_url: s
                 await watch.wait_for_line(r"connection closed \(1001", where="err")
                 await watch.wait_for_line(r"cannot reach .*\?since=2", where="err")
                 await trio.to_thread.run_sync(daemon.start)
+                await watch.wait_for_line(r"^eventd watch: reconnected; resuming after seq 2$",
+                                          where="err")
 
                 async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as again:
                     for attendee in attendees[1:]:
@@ -206,6 +222,64 @@ async def test_resumes_with_since_when_the_daemon_restarts(fresh_database_url: s
     assert "deleted while disconnected" in watch.err[-1], str(watch)
 
 
+# --- reconnecting and giving up, against sockets in this process (autojump clock) --------
+
+
+def message(kind: str, seq: int, data: dict[str, object]) -> str:
+    return json.dumps(
+        {"type": kind, "eventId": "E", "seq": seq, "at": "2027-01-01T10:00:00Z", "data": data}
+    )
+
+
+EVENT = {"id": "E", "name": "N", "date": "D", "endsAt": "F", "location": "L"}
+
+
+async def test_says_once_that_it_reconnected_and_where_it_resumes(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+):
+    paths: list[str] = []
+
+    async def stream(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        paths.append(request.path)
+        if len(paths) == 1:  # a snapshot, then the daemon goes away
+            await ws.send_message(message("snapshot", 2, {**EVENT, **counts(1)}))
+            await ws.aclose(1001, "going away")
+            return
+        await ws.send_message(message("eventCapacityUpdate", 3, counts(2)))
+        await ws.send_message(message("eventDeleted", 4, {}))
+        with contextlib.suppress(ConnectionClosed):
+            await ws.get_message()  # until the watcher, done, closes
+
+    server = await nursery.start(serve_websocket, stream, "127.0.0.1", 0, None)
+    out, err = io.StringIO(), io.StringIO()
+    with trio.fail_after(60):
+        await follow(stream_url(f"http://127.0.0.1:{server.port}", "E"), Screen(out, err))
+    assert paths == ["/ws/events/E", "/ws/events/E?since=2"]
+    assert err.getvalue().splitlines() == [
+        "eventd watch: connection closed (1001 GOING_AWAY); reconnecting in 0.5s",
+        "eventd watch: reconnected; resuming after seq 2",
+    ]
+    assert seqs(out.getvalue().splitlines()) == [3, 4]
+
+
+async def test_gives_up_when_the_url_never_answered(autojump_clock: trio.testing.MockClock):
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    err = io.StringIO()
+    with pytest.raises(WatchError, match=f"has not answered in {GIVE_UP_SECONDS:g}s"):
+        await follow(stream_url(closed, "E"), Screen(io.StringIO(), err))
+    retries = err.getvalue().splitlines()
+    assert len(retries) > 1
+    assert all("cannot reach" in line and "retrying" in line for line in retries)
+
+
+async def test_the_bound_on_giving_up_is_a_keyword(autojump_clock: trio.testing.MockClock):
+    closed = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(WatchError, match="has not answered in 2s"):
+        await follow(stream_url(closed, "E"), Screen(io.StringIO(), io.StringIO()),
+                     give_up_seconds=2)
+
+
 # --- formatting, without a daemon ------------------------------------------------------
 
 
@@ -224,8 +298,6 @@ def test_stream_url_maps_the_daemon_url_to_the_event_stream(given: str, expected
 
 @pytest.mark.parametrize("bad", ["ftp://h", "127.0.0.1:3000", "http://"])
 def test_stream_url_refuses_what_is_not_a_daemon_url(bad: str):
-    from eventd.watch import WatchError
-
     with pytest.raises(WatchError, match="--url"):
         stream_url(bad, "E")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -11,9 +12,11 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import trio
 
+from eventd.logs import JsonFormatter
 from tests.support import DaemonProcess
 from tests.test_invariant import (
     create_event,
@@ -70,8 +73,13 @@ async def test_two_workers_share_the_port_and_never_overbook(
         code = daemon.stop()
     assert code == 0, daemon.log()
     log = daemon.log()
+    assert f"starting 2 workers; config: {daemon.config_path}; no EVENTD_* overrides" in log
     assert "worker 1 running" in log
     assert "worker 2 running" in log
+    # Each worker says which one speaks, from its first line on.
+    for number in (1, 2):
+        assert f"[worker {number}] eventd: eventd " in log
+        assert f"[worker {number}] eventd: listening on {daemon.url}" in log
     assert "all workers stopped" in log
 
 
@@ -98,3 +106,10 @@ def test_the_bare_command_runs_workers_from_the_environment(fresh_database_url: 
         code = process.wait(30)
     assert code == 0, daemon.log()
     assert "all workers stopped" in daemon.log()
+
+
+def test_a_workers_json_log_lines_carry_its_number():
+    record = logging.LogRecord("eventd", logging.INFO, __file__, 1, "listening on %s", ("x",), None)
+    entry = orjson.loads(JsonFormatter(worker=2).format(record))
+    assert (entry["worker"], entry["message"]) == (2, "listening on x")
+    assert "worker" not in orjson.loads(JsonFormatter().format(record))

@@ -22,10 +22,9 @@ from eventd.http import (
     swagger_ui,
 )
 from eventd.http.connection import Connection, Request
-from eventd.http.context import current_request
+from eventd.http.context import Services, current_request
 from eventd.http.metrics import Metrics
 from eventd.http.rate_limits import install as install_rate_limit
-from eventd.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hmac
 import uuid
@@ -11,6 +12,10 @@ from typing import Any, ParamSpec, TypeVar
 import orjson
 from quart import Response, current_app, request
 
+from eventd.actors.reads import EventReads
+from eventd.actors.supervisor import Supervisor
+from eventd.config import Config
+from eventd.email.mailer import Mailer
 from eventd.errors import (
     NotFound,
     Unauthorized,
@@ -18,10 +23,29 @@ from eventd.errors import (
 )
 from eventd.http.connection import Request
 from eventd.http.schemas import M, parse_body
-from eventd.services import Services
+from eventd.realtime.hub import Hub
+from eventd.realtime.relay import Relay
+from eventd.storage.database import Database
+from eventd.storage.redis import Redis
+from eventd.storage.writer import Writer
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclasses.dataclass(frozen=True)
+class Services:
+    """What the HTTP face needs from the rest of the daemon, gathered in one object."""
+
+    config: Config
+    db: Database
+    writer: Writer
+    supervisor: Supervisor
+    reads: EventReads
+    hub: Hub
+    mailer: Mailer
+    redis: Redis | None = None  # None: not configured
+    relay: Relay | None = None
 
 
 def services() -> Services:

@@ -10,8 +10,7 @@ from quart import Blueprint, Response
 
 from eventd.email.mailer import Mailer
 from eventd.errors import Unavailable
-from eventd.http.context import json_response, services
-from eventd.services import Services
+from eventd.http.context import Services, json_response, services
 
 blueprint = Blueprint("health", __name__)
 

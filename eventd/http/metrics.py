@@ -29,8 +29,7 @@ from quart import Blueprint, Quart, Response, current_app, g, request
 
 from eventd.email.mailer import OutboxStatus
 from eventd.errors import Unavailable
-from eventd.http.context import admin_route, services
-from eventd.services import Services
+from eventd.http.context import Services, admin_route, services
 
 blueprint = Blueprint("metrics", __name__)
 

@@ -2,10 +2,17 @@
 
 asyncpg is an asyncio library. This module is the only one that touches it or
 ``trio_asyncio``: everything above sees trio-native :class:`Database` and
-:class:`Connection` objects and two kinds of failure:
+:class:`Connection` objects and these failures:
 
 - :class:`eventd.errors.Unavailable` — the database cannot be reached (refused,
   dropped, shutting down, timed out). Callers answer 503 and retry later.
+
+  - :class:`CannotConnect` — :func:`open_database` could not make its first
+    connection. Its message is for the operator starting the daemon: it names
+    the host, the port, the database and the user, and says why (no such
+    database, a role refused, the port closed, no answer in time) — never
+    the password.
+
 - :class:`QueryFailed` — the database answered and refused the statement
   (a constraint, a deadlock, a serialization failure); ``sqlstate`` says which.
 """
@@ -14,7 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import getpass
+import os
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -33,6 +43,9 @@ IDLE_IN_TRANSACTION_MIN_SECONDS = 5.0
 
 # sqlstate classes that mean "the server is going away or cannot serve".
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+# sqlstates met while connecting: no such database; the role or its password refused.
+_NO_SUCH_DATABASE_SQLSTATE = "3D000"
+_AUTHORIZATION_SQLSTATE_CLASS = "28"
 
 
 class QueryFailed(Exception):
@@ -41,6 +54,76 @@ class QueryFailed(Exception):
     def __init__(self, message: str, sqlstate: str | None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+
+
+class CannotConnect(Unavailable):
+    """The daemon's first connection to its database failed; the message says where and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    """Where a database URL points, in words fit for an error message: no password."""
+
+    address: str  # host:port, as asyncpg will try it
+    database: str
+    user: str
+
+    @classmethod
+    def of(cls, url: str) -> _Target:
+        parts = urllib.parse.urlsplit(url)
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        # asyncpg's defaults where the URL is silent: the PG* variables, then its own.
+        user = (urllib.parse.unquote(userinfo.partition(":")[0]) or query.get("user")
+                or os.environ.get("PGUSER") or _os_user())
+        database = (urllib.parse.unquote(parts.path.lstrip("/")) or query.get("dbname")
+                    or os.environ.get("PGDATABASE") or user)
+        port = query.get("port") or os.environ.get("PGPORT") or "5432"
+        if not hosts:
+            hosts = f"{query.get('host') or os.environ.get('PGHOST') or 'localhost'}:{port}"
+        elif "," not in hosts and (":" not in hosts or hosts.endswith("]")):
+            hosts = f"{hosts}:{port}"
+        return cls(urllib.parse.unquote(hosts), database, user)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry
+        return "?"
+
+
+@contextlib.contextmanager
+def _connect_errors(url: str, timeout_seconds: float) -> Iterator[None]:
+    """A failed first connection as :class:`CannotConnect`, saying where and why."""
+    try:
+        yield
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise CannotConnect(_connect_failure(_Target.of(url), exc, timeout_seconds)) from exc
+
+
+def _connect_failure(target: _Target, exc: Exception, timeout_seconds: float) -> str:
+    database = f'database "{target.database}" at {target.address}'
+    user = f'user "{target.user}"'
+    if isinstance(exc, TimeoutError):  # asyncpg's connect timeout, asyncio's TimeoutError
+        return f"{database} ({user}) did not answer within {timeout_seconds:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return (
+            f"cannot connect to {database} ({user}): connection refused;"
+            " is PostgreSQL running and listening on that port?"
+        )
+    if isinstance(exc, OSError):
+        return f"cannot connect to {database} ({user}): {exc.strerror or exc}"
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    said = getattr(exc, "message", None) or str(exc)
+    if sqlstate == _NO_SUCH_DATABASE_SQLSTATE:
+        return (
+            f"{database} does not exist ({user}); create it,"
+            " or point database.url at one that does"
+        )
+    if sqlstate.startswith(_AUTHORIZATION_SQLSTATE_CLASS):
+        return f"{database} refused {user}: {said}"
+    return f"{database} ({user}) refused the connection: {said}"
 
 
 @contextlib.contextmanager
@@ -181,11 +264,11 @@ async def open_database(
 ) -> AsyncIterator[Database]:
     """Open a pool to ``url`` for the duration of the block.
 
-    Raises :class:`Unavailable` when the server cannot be reached at all.
+    Raises :class:`CannotConnect` when the first connection fails, saying why.
     """
     try:
         async with open_loop() as loop:
-            with _translate_errors(connecting=True):
+            with _connect_errors(url, timeout_seconds):
                 pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool, loop=loop)(
                     url,
                     min_size=1,
@@ -204,9 +287,10 @@ async def open_database(
     except BaseExceptionGroup as group:
         # The loop's nursery wraps whatever the block raised; hand back the
         # error itself when there is just one, so callers see what happened.
+        # Its own cause goes with it: what asyncpg said is what an operator needs.
         leaves = list(_leaves(group))
         if len(leaves) == 1:
-            raise leaves[0] from None
+            raise leaves[0] from leaves[0].__cause__
         raise
 
 

@@ -4,9 +4,10 @@ Prints the event's snapshot, then one line per change (time, type, seq,
 counts, warning); on a terminal a capacity bar stays on the last line. When
 the connection drops — the daemon restarting — it reconnects with backoff
 and resumes with ``?since=<last seq>``, so nothing in between is missed (or
-a fresh snapshot says where things stand). Exits 0 after ``eventDeleted``
-(or when the event is found gone on reconnecting), 1 when the event does
-not exist, 2 for a bad ``--url``, 130 on Ctrl-C.
+a fresh snapshot says where things stand), and says so in one line. Exits 0
+after ``eventDeleted`` (or when the event is found gone on reconnecting), 1
+when the event does not exist or the URL never answered within
+``GIVE_UP_SECONDS``, 2 for a bad ``--url``, 130 on Ctrl-C.
 
 Needs no configuration and no database: only the daemon's URL.
 """
@@ -34,6 +35,9 @@ RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 DISCONNECT_TIMEOUT_SECONDS = 2.0
+# A URL that has never answered is likely a typo or a daemon not started: stop
+# trying after this long. One that answered once is retried for as long as it takes.
+GIVE_UP_SECONDS = 30.0
 BAR_WIDTH = 30
 INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 
@@ -188,10 +192,18 @@ class Follower:
             self.screen.set_status(status_line(data))
 
 
-async def follow(base_url: str, screen: Screen) -> None:
-    """Follow the stream until the event is deleted; reconnect whenever it drops."""
+async def follow(
+    base_url: str, screen: Screen, *, give_up_seconds: float = GIVE_UP_SECONDS
+) -> None:
+    """Follow the stream until the event is deleted; reconnect whenever it drops.
+
+    Raises :class:`WatchError` if ``base_url`` has not answered once within
+    ``give_up_seconds``.
+    """
     follower = Follower(screen)
     delay = RECONNECT_FIRST_SECONDS
+    give_up_at = trio.current_time() + give_up_seconds
+    connected = dropped = False
     while not follower.deleted:
         url = follower.url(base_url)
         try:
@@ -200,6 +212,10 @@ async def follow(base_url: str, screen: Screen) -> None:
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 disconnect_timeout=DISCONNECT_TIMEOUT_SECONDS,
             ) as ws:
+                if dropped:
+                    after = "" if follower.last_seq is None else f" after seq {follower.last_seq}"
+                    screen.notice(f"reconnected; resuming{after}")
+                connected, dropped = True, False
                 while not follower.deleted:
                     follower.receive(json.loads(await ws.get_message()))
                     delay = RECONNECT_FIRST_SECONDS  # a working connection earns a fast retry
@@ -212,8 +228,15 @@ async def follow(base_url: str, screen: Screen) -> None:
             raise WatchError(f"{detail} (HTTP {rejected.status_code} from {url})") from None
         except HandshakeError as exc:  # also a close that timed out, once deleted: done
             if not follower.deleted:
+                dropped = dropped or connected
+                if not connected and trio.current_time() >= give_up_at:
+                    raise WatchError(
+                        f"{url} has not answered in {give_up_seconds:g}s ({_reason(exc)});"
+                        " giving up: is the daemon running, and is --url right?"
+                    ) from None
                 screen.notice(f"cannot reach {url} ({_reason(exc)}); retrying in {delay:g}s")
         except ConnectionClosed as closed:
+            dropped = True
             why = f"{closed.reason.code} {closed.reason.name}" if closed.reason else "dropped"
             screen.notice(f"connection closed ({why}); reconnecting in {delay:g}s")
         if not follower.deleted:
