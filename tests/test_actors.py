@@ -36,7 +36,7 @@ from eventd.actors.mailbox import Mailbox, MailboxClosed
 from eventd.actors.supervisor import ActorCrashed, Supervisor
 from eventd.errors import AlreadyRegistered, EventFull, EventStarted, NotFound, Unavailable
 from eventd.model import Event, EventCounts, Registration, utc_now
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 from eventd.storage import commands as c
 from eventd.storage.database import QueryFailed
 from eventd.storage.writer import WriteCommand

@@ -22,7 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventd.model import Event, utc_now
-from eventd.realtime.hub import Change, Hub, capacity_warning, text_frame
+from eventd.realtime.capacity import capacity_warning
+from eventd.realtime.changes import Change
+from eventd.realtime.frames import text_frame
+from eventd.realtime.hub import Hub
 from eventd.realtime.outbox import TRY_AGAIN_LATER, Closing, Outbox
 
 TIMEOUT_SECONDS = 5

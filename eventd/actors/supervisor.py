@@ -44,7 +44,7 @@ from eventd.actors.event_actor import (
 from eventd.actors.mailbox import Mailbox, MailboxClosed
 from eventd.errors import EventdError, InternalError, NotFound, Unavailable
 from eventd.model import Event, utc_now
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 from eventd.storage import commands as c
 from eventd.storage.event_cache import GONE, EventCache
 

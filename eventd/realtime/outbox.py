@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 import trio
 
-from eventd.realtime.hub import Change, Subscriber
+from eventd.realtime.changes import Change
+from eventd.realtime.hub import Subscriber
 
 TRY_AGAIN_LATER = 1013  # WebSocket close code: the server is overloaded for this client
 

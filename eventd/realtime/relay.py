@@ -23,7 +23,7 @@ import orjson
 import trio
 
 from eventd.model import Event, format_time, parse_time
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 from eventd.storage.redis import Redis
 
 log = logging.getLogger(__name__)
