@@ -19,12 +19,19 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import trio
+import wsproto
+
+from eventd.model import Event
+from eventd.realtime.changes import Change
+from eventd.realtime.outbox import Closing, Outbox
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN_URL_ENV = "TEST_DATABASE_URL"  # an admin URL of another server, if wanted
@@ -363,3 +370,83 @@ def counting_tasks(named: Callable[[str], bool]) -> Iterator[TaskCounts]:
         yield counts
     finally:
         trio.lowlevel.remove_instrument(counts)
+
+
+# --- real-time: events, changes and outboxes built directly, no daemon ---------------
+
+EVENT_A = uuid.UUID(int=0xA)
+EVENT_B = uuid.UUID(int=0xB)
+EVENT_C = uuid.UUID(int=0xC)
+AT = datetime(2027, 1, 1, 10, 0, 0, 123456, tzinfo=UTC)
+_CREATED = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+_STARTS = datetime(2027, 1, 1, 18, 0, tzinfo=UTC)
+
+
+def make_event(
+    event_id: uuid.UUID = EVENT_A,
+    *,
+    max_attendees: int = 100,
+    confirmed: int = 0,
+    waitlist: int = 0,
+    version: int = 1,
+) -> Event:
+    return Event(
+        id=event_id,
+        name="Trio meetup",
+        description="Structured concurrency, in person.",
+        starts_at=_STARTS,
+        duration_minutes=90,
+        location="Room 1",
+        max_attendees=max_attendees,
+        confirmed_count=confirmed,
+        waitlist_count=waitlist,
+        version=version,
+        created_at=_CREATED,
+        updated_at=_CREATED + timedelta(minutes=version),
+    )
+
+
+def capacity(event_id: uuid.UUID, seq: int, confirmed: int = 0, max_attendees: int = 100) -> Change:
+    event = make_event(event_id, max_attendees=max_attendees, confirmed=confirmed, version=seq)
+    return Change("eventCapacityUpdate", event, seq, AT)
+
+
+def updated(event_id: uuid.UUID, seq: int) -> Change:
+    return Change("eventUpdated", make_event(event_id, version=seq), seq, AT)
+
+
+def client_messages(data: bytes) -> list[str]:
+    """The text messages a WebSocket client (wsproto's, which checks) reads from server bytes."""
+    client = wsproto.Connection(wsproto.ConnectionType.CLIENT)
+    client.receive_data(data)
+    messages: list[str] = []
+    for event in client.events():
+        assert isinstance(event, wsproto.events.TextMessage), event
+        assert event.message_finished
+        messages.append(event.data)
+    return messages
+
+
+def close_code_taken(outbox: Outbox) -> int:
+    """The code of the close an outbox asks for, as its taker learns it."""
+    with pytest.raises(Closing) as info:
+        outbox.take_nowait()
+    return info.value.code
+
+
+class Taker:
+    """An outbox's consumer the way the fan-out is one: told by ``on_ready``, it takes all."""
+
+    def __init__(self, size: int) -> None:
+        self._told = trio.Event()
+        self.outbox = Outbox(size, on_ready=self._tell)
+
+    def _tell(self) -> None:
+        self._told.set()
+
+    async def take(self) -> list[Change]:
+        """What is queued, waiting until something is; raises :class:`Closing` on a close."""
+        while not (taken := self.outbox.take_nowait()):
+            await self._told.wait()
+            self._told = trio.Event()
+        return taken

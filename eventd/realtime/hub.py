@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from eventd.realtime.changes import Change
 
@@ -66,17 +65,6 @@ class Hub:
                 if subscriber.closed:  # it fell too far behind: it hears nothing more
                     self.unsubscribe(subscriber)
                     self._dropped_slow_clients += 1
-
-    @contextmanager
-    def subscribe(
-        self, subscriber: Subscriber, event_id: uuid.UUID | None = None
-    ) -> Iterator[None]:
-        """Deliver every change (``event_id`` None) or one event's, for the block."""
-        self.add_subscriber(subscriber, event_id)
-        try:
-            yield
-        finally:
-            self.unsubscribe(subscriber)
 
     def add_subscriber(self, subscriber: Subscriber, event_id: uuid.UUID | None = None) -> None:
         """Deliver every change (``event_id`` None) or one event's, until :meth:`unsubscribe`."""
