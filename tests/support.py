@@ -25,21 +25,24 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import outcome
+import pytest
 import trio
+import wsproto
 
 from eventd.actors import messages as m
 from eventd.actors.event_actor import Peers
 from eventd.actors.supervisor import Supervisor
 from eventd.errors import NotFound
 from eventd.model import Event, EventCounts, Registration, utc_now
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
+from eventd.realtime.outbox import Closing, Outbox
 from eventd.storage import commands as c
 from eventd.storage.writer import WriteCommand
 
@@ -701,3 +704,81 @@ def remote_change(event: Event, seq: int) -> Change:
     """A capacity update made through another daemon, as the relay delivers it."""
     counts = EventCounts(event.id, event.max_attendees, seq - 1, 0, seq, utc_now())
     return Change("eventCapacityUpdate", event.at_counts(counts), seq, utc_now())
+# --- real-time: events, changes and outboxes built directly, no daemon ---------------
+
+EVENT_A = uuid.UUID(int=0xA)
+EVENT_B = uuid.UUID(int=0xB)
+EVENT_C = uuid.UUID(int=0xC)
+AT = datetime(2027, 1, 1, 10, 0, 0, 123456, tzinfo=UTC)
+_CREATED = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+_STARTS = datetime(2027, 1, 1, 18, 0, tzinfo=UTC)
+
+
+def make_event(
+    event_id: uuid.UUID = EVENT_A,
+    *,
+    max_attendees: int = 100,
+    confirmed: int = 0,
+    waitlist: int = 0,
+    version: int = 1,
+) -> Event:
+    return Event(
+        id=event_id,
+        name="Trio meetup",
+        description="Structured concurrency, in person.",
+        starts_at=_STARTS,
+        duration_minutes=90,
+        location="Room 1",
+        max_attendees=max_attendees,
+        confirmed_count=confirmed,
+        waitlist_count=waitlist,
+        version=version,
+        created_at=_CREATED,
+        updated_at=_CREATED + timedelta(minutes=version),
+    )
+
+
+def capacity(event_id: uuid.UUID, seq: int, confirmed: int = 0, max_attendees: int = 100) -> Change:
+    event = make_event(event_id, max_attendees=max_attendees, confirmed=confirmed, version=seq)
+    return Change("eventCapacityUpdate", event, seq, AT)
+
+
+def updated(event_id: uuid.UUID, seq: int) -> Change:
+    return Change("eventUpdated", make_event(event_id, version=seq), seq, AT)
+
+
+def client_messages(data: bytes) -> list[str]:
+    """The text messages a WebSocket client (wsproto's, which checks) reads from server bytes."""
+    client = wsproto.Connection(wsproto.ConnectionType.CLIENT)
+    client.receive_data(data)
+    messages: list[str] = []
+    for event in client.events():
+        assert isinstance(event, wsproto.events.TextMessage), event
+        assert event.message_finished
+        messages.append(event.data)
+    return messages
+
+
+def close_code_taken(outbox: Outbox) -> int:
+    """The code of the close an outbox asks for, as its taker learns it."""
+    with pytest.raises(Closing) as info:
+        outbox.take_nowait()
+    return info.value.code
+
+
+class Taker:
+    """An outbox's consumer the way the fan-out is one: told by ``on_ready``, it takes all."""
+
+    def __init__(self, size: int) -> None:
+        self._told = trio.Event()
+        self.outbox = Outbox(size, on_ready=self._tell)
+
+    def _tell(self) -> None:
+        self._told.set()
+
+    async def take(self) -> list[Change]:
+        """What is queued, waiting until something is; raises :class:`Closing` on a close."""
+        while not (taken := self.outbox.take_nowait()):
+            await self._told.wait()
+            self._told = trio.Event()
+        return taken

@@ -26,9 +26,9 @@ from wsproto.events import CloseConnection, Ping, TextMessage
 from eventd.http import server
 from eventd.http.fanout import Fanout, Stream
 from eventd.http.server import RawWebsocket
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 from eventd.realtime.outbox import TRY_AGAIN_LATER
-from tests.test_realtime import AT, EVENT_A, capacity, make_event, updated
+from tests.support import AT, EVENT_A, capacity, make_event, updated
 
 TIMEOUT_SECONDS = 10
 RATIO = 0.1

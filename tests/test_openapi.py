@@ -37,7 +37,7 @@ from eventd.http.context import Services, admin_route
 from eventd.http.openapi import build_document, document_bytes
 from eventd.http.openapi_operations import PROBLEMS
 from eventd.model import Attendee, Event, Registration
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 from tests.conftest import assert_problem, unique_location
 from tests.support import DaemonProcess, headless_chromium
 

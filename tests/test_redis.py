@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
 from tests.conftest import create_attendee, create_event
@@ -90,6 +91,16 @@ def two_daemons(
     assert b.stop() == 0, b.log()
 
 
+def relay_messages(metrics: str) -> dict[str, float]:
+    """``eventd_relay_messages_total`` by direction, from a /metrics page."""
+    return {
+        sample.labels["direction"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "eventd_relay_messages_total"
+    }
+
+
 async def collect(url: str, until_seq: int, into: list[dict[str, Any]],
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     async with open_websocket_url(url) as ws:
@@ -113,6 +124,12 @@ async def test_a_stream_on_b_sees_registrations_made_through_a_in_order(two_daem
                     response = await via_a.post("/registrations", json={
                         "eventId": event["id"], "attendeeId": attendee["id"]})
                     assert response.status_code == 201
+        sent = relay_messages((await via_a.get("/metrics")).text)
+    async with httpx.AsyncClient(base_url=b.url) as via_b:
+        arrived = relay_messages((await via_b.get("/metrics")).text)
+    assert sent["published"] >= len(attendees)
+    assert sent["dropped"] == 0
+    assert arrived["received"] >= len(attendees)
     assert seen[0]["type"] == "snapshot"
     updates = seen[1:]
     assert [m["seq"] for m in updates] == list(range(seen[0]["seq"] + 1, 2 + len(attendees)))

@@ -17,7 +17,7 @@ import trio
 from eventd.email.reminders import RETRY_SECONDS, Reminders
 from eventd.errors import Unavailable
 from eventd.model import Event
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 from tests.conftest import create_event, mail_to, person, read_mail, register
 from tests.support import DaemonProcess, run_sql
 

@@ -44,7 +44,7 @@ from eventd.errors import (
     NotFound,
 )
 from eventd.model import Event, EventCounts, Registration, utc_now
-from eventd.realtime.hub import Change, ChangeType
+from eventd.realtime.changes import Change, ChangeType
 from eventd.storage import commands as c
 from eventd.storage.writer import WriteCommand
 

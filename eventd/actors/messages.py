@@ -12,7 +12,7 @@ import uuid
 from typing import Any, NamedTuple
 
 from eventd.model import EventCounts
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 from eventd.reply import Reply
 
 __all__ = ["Cancel", "CountsChanged", "DeleteEvent", "Message", "Notice", "Register", "Reload",

@@ -35,7 +35,7 @@ from eventd.actors.mailbox import Mailbox, MailboxClosed
 from eventd.actors.rounds import Member, Rounds, RoundStatistics
 from eventd.errors import EventdError, InternalError, NotFound, Unavailable
 from eventd.model import Event
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 from eventd.storage import commands as c
 from eventd.storage.writer import WriteCommand
 

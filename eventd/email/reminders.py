@@ -20,7 +20,7 @@ import trio
 
 from eventd.errors import EventdError
 from eventd.model import utc_now
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 
 log = logging.getLogger(__name__)
 

@@ -149,11 +149,12 @@ class _DaemonCollector:
             yield GaugeMetricFamily("eventd_redis_up", "1 while Redis answers.",
                                     value=int(s.redis.up))
         if s.relay is not None:
+            shared = s.relay.statistics()
             relay = CounterMetricFamily("eventd_relay_messages",
                                         "Changes relayed between daemons.", labels=("direction",))
-            relay.add_metric(("published",), s.relay.published)
-            relay.add_metric(("received",), s.relay.received)
-            relay.add_metric(("dropped",), s.relay.dropped)
+            relay.add_metric(("published",), shared.published)
+            relay.add_metric(("received",), shared.received)
+            relay.add_metric(("dropped",), shared.dropped)
             yield relay
 
 

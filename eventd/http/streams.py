@@ -25,7 +25,7 @@ from eventd.http import problems
 from eventd.http.context import parse_id, services
 from eventd.http.fanout import Fanout, Stream
 from eventd.http.server import claim_raw_websocket
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 from eventd.realtime.outbox import TRY_AGAIN_LATER
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,7 @@ messages that cannot be collapsed — the client is too slow: the outbox drops
 what it holds and asks for a close with 1013.
 
 Its consumer is told by ``on_ready`` when there is something to
-:meth:`Outbox.take_nowait` (or a close to make) and takes everything at once;
-or it waits in :meth:`Outbox.get` for one change at a time.
+:meth:`Outbox.take_nowait` (or a close to make) and takes everything at once.
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-import trio
-
-from eventd.realtime.hub import Change, Subscriber
+from eventd.realtime.changes import Change
+from eventd.realtime.hub import Subscriber
 
 TRY_AGAIN_LATER = 1013  # WebSocket close code: the server is overloaded for this client
 
@@ -34,7 +32,7 @@ class Closing(Exception):
 
 
 class Outbox(Subscriber):
-    __slots__ = ("_size", "_on_ready", "_queue", "_close_code", "_getter", "collapsed", "floor")
+    __slots__ = ("_size", "_on_ready", "_queue", "_close_code", "floor")
 
     def __init__(self, size: int, on_ready: Callable[[], None] | None = None) -> None:
         """``on_ready`` is called when the outbox gets something after being empty, and on close."""
@@ -42,8 +40,6 @@ class Outbox(Subscriber):
         self._on_ready = on_ready
         self._queue: list[Change] = []  # a list, not a deque: most of the time it holds 0 or 1
         self._close_code: int | None = None
-        self._getter: trio.Event | None = None  # set for a get() waiting
-        self.collapsed = 0
         # A one-event stream's snapshot (or replay) already covers changes up to
         # this seq: one its actor published late (held for an earlier change
         # from another daemon) is not sent again.
@@ -66,14 +62,15 @@ class Outbox(Subscriber):
             if len(self._queue) > self._size:
                 self.close_nowait(TRY_AGAIN_LATER)
                 return
-        self._ready(len(self._queue) == 1)
+        if len(self._queue) == 1:  # was empty (or collapsed to one): tell the taker
+            self._ready()
 
     def close_nowait(self, code: int) -> None:
-        """Drop what is queued; :meth:`get` and :meth:`take_nowait` raise :class:`Closing`."""
+        """Drop what is queued; :meth:`take_nowait` raises :class:`Closing` from now on."""
         if self._close_code is None:
             self._close_code = code
             self._queue = []
-            self._ready(True)
+            self._ready()
 
     def take_nowait(self) -> list[Change]:
         """Everything queued, oldest first (maybe nothing); :class:`Closing` when asked to close."""
@@ -82,20 +79,8 @@ class Outbox(Subscriber):
         taken, self._queue = self._queue, []
         return taken
 
-    async def get(self) -> Change:
-        """The next change to send; raises :class:`Closing` when asked to close."""
-        while True:
-            if self._close_code is not None:
-                raise Closing(self._close_code)
-            if self._queue:
-                return self._queue.pop(0)
-            self._getter = trio.Event()
-            await self._getter.wait()
-
-    def _ready(self, news: bool) -> None:
-        if self._getter is not None:
-            self._getter.set()
-        if news and self._on_ready is not None:
+    def _ready(self) -> None:
+        if self._on_ready is not None:
             self._on_ready()
 
     def _collapse(self) -> None:
@@ -105,7 +90,6 @@ class Outbox(Subscriber):
         for change in reversed(self._queue):
             if change.type == "eventCapacityUpdate":
                 if change.event.id in newest_seen:
-                    self.collapsed += 1
                     continue
                 newest_seen.add(change.event.id)
             kept.append(change)
@@ -113,4 +97,5 @@ class Outbox(Subscriber):
         self._queue = kept
 
     def __len__(self) -> int:
+        """How many changes wait to be taken."""
         return len(self._queue)

@@ -15,6 +15,7 @@ relay has the supervisor reload every live actor from the database.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ import orjson
 import trio
 
 from eventd.model import Event, format_time, parse_time
-from eventd.realtime.hub import Change
+from eventd.realtime.changes import Change
 from eventd.storage.redis import Redis
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,15 @@ CHANNEL = "eventd:changes"
 QUEUE_SIZE = 65536  # changes waiting for Redis; past this they are dropped and counted
 MAX_PER_PUBLISH = 512
 RESUBSCRIBE_WAIT_SECONDS = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RelayStatistics:
+    """Changes counted since start."""
+
+    published: int  # this daemon's, handed to Redis
+    received: int  # other daemons', handed to this daemon's actors
+    dropped: int  # this daemon's that never reached Redis (down, or too many waiting)
 
 
 class Relay:
@@ -44,11 +54,11 @@ class Relay:
         self._redis = redis
         self._deliver = deliver  # a change made elsewhere, for this daemon's actors
         self._resync = resync  # after a broken subscription: reload every live actor
-        self.origin = uuid.uuid4().hex  # this daemon, so its own messages come back ignored
+        self._origin = uuid.uuid4().hex  # this daemon, so its own messages come back ignored
         self._send, self._receive = trio.open_memory_channel[bytes](QUEUE_SIZE)
-        self.published = 0
-        self.received = 0
-        self.dropped = 0
+        self._published = 0
+        self._received = 0
+        self._dropped = 0
         redis.on_recovered(self._recovered)
 
     def share(self, change: Change) -> None:
@@ -56,12 +66,17 @@ class Relay:
         try:
             self._send.send_nowait(self._encode(change))
         except trio.WouldBlock:
-            self.dropped += 1
+            self._dropped += 1
+
+    def statistics(self) -> RelayStatistics:
+        return RelayStatistics(
+            published=self._published, received=self._received, dropped=self._dropped
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(self._redis.subscribe, CHANNEL, self._received, self._resubscribed)
+            await nursery.start(self._redis.subscribe, CHANNEL, self._incoming, self._resubscribed)
             nursery.start_soon(self._publish)
             task_status.started()
 
@@ -74,9 +89,9 @@ class Relay:
                 except trio.WouldBlock:
                     break
             if await self._redis.publish_many(CHANNEL, batch):
-                self.published += len(batch)
+                self._published += len(batch)
             else:
-                self.dropped += len(batch)
+                self._dropped += len(batch)
 
     async def _recovered(self) -> None:
         """Redis answers again: once the subscription is back too, catch up from the database."""
@@ -91,10 +106,10 @@ class Relay:
             log.info("relay subscription restored; reloading live events from the database")
             await self._resync()
 
-    def _received(self, data: bytes) -> None:
+    def _incoming(self, data: bytes) -> None:
         try:
             message = orjson.loads(data)
-            if message["origin"] == self.origin:
+            if message["origin"] == self._origin:
                 return
             change = Change(
                 message["type"],
@@ -105,13 +120,13 @@ class Relay:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed message on %s", CHANNEL)
             return
-        self.received += 1
+        self._received += 1
         self._deliver(change)
 
     def _encode(self, change: Change) -> bytes:
         return orjson.dumps(
             {
-                "origin": self.origin,
+                "origin": self._origin,
                 "type": change.type,
                 "seq": change.seq,
                 "at": format_time(change.at),
