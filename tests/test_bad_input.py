@@ -451,6 +451,17 @@ async def test_unknown_route_is_404_problem(client: httpx.AsyncClient, path: str
     assert_problem(await client.get(path), 404, "not_found")
 
 
+@pytest.mark.parametrize(("path", "status", "title"), [
+    ("/nope", 404, "Not found"),  # werkzeug's own error, worded as the daemon's
+    (f"/events/{uuid.uuid4()}", 404, "Not found"),
+    ("/ws", 400, "Bad request"),  # not a WebSocket handshake
+])
+async def test_problem_titles_come_from_the_one_table(
+    client: httpx.AsyncClient, path: str, status: int, title: str
+):
+    assert assert_problem(await client.get(path), status)["title"] == title
+
+
 async def test_wrong_method_is_405_problem(client: httpx.AsyncClient):
     event = await create_event(client)
     person = await create_attendee(client)
@@ -467,7 +478,9 @@ async def test_wrong_method_is_405_problem(client: httpx.AsyncClient):
         ("POST", "/events/stats/most-registrations"),
     ]:
         response = await client.request(method, path, json={}, headers=CLOSE)
-        assert_problem(response, 405, None)
+        assert assert_problem(response, 405, "method_not_allowed")["title"] == (
+            "Method not allowed"
+        )
     assert (await client.get(f"/events/{event['id']}")).json() == event
 
 

@@ -35,7 +35,7 @@ PROBLEMS: dict[str, tuple[int, str, str, str]] = {
     ),
     "bad_request": (
         400,
-        "Bad Request",
+        "Bad request",
         "not a WebSocket handshake",
         "The browser (or proxy) sent a request that this server could not understand.",
     ),
