@@ -23,19 +23,21 @@ from urllib.parse import urlsplit
 import httpx
 import jsonschema
 import orjson
+import pydantic
 import pytest
 import referencing
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from playwright.sync_api import Browser
+from pydantic import TypeAdapter
 from referencing.jsonschema import DRAFT202012
 
 from eventd import errors
 from eventd.config import Config
-from eventd.http import problems, schemas
+from eventd.http import problems, responses, schemas
 from eventd.http.app import create_app
 from eventd.http.context import Services, admin_route
 from eventd.http.openapi import build_document, document_bytes
-from eventd.http.openapi_operations import PROBLEMS
+from eventd.http.problems import PROBLEMS
 from eventd.model import Attendee, Event, Registration
 from eventd.realtime.changes import Change
 from tests.conftest import assert_problem, unique_location
@@ -187,11 +189,37 @@ def test_busy_answers_carry_retry_after(document: dict[str, Any]):
     assert "429" in document_operations(document)[("POST", "/registrations")]["responses"]
 
 
-def test_problem_codes_match_the_daemons_table():
-    for code, (status, title, when) in problems.PROBLEMS.items():
-        if not when:
-            continue  # never documented: a 405 is the client's, a 500 a bug
-        assert PROBLEMS[code][:2] == (status, title), code
+def _error_classes(cls: type[errors.EventdError]) -> Iterator[type[errors.EventdError]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _error_classes(sub)
+
+
+def test_problem_codes_match_the_daemons_table(document: dict[str, Any]):
+    # Every domain error has its row, and the document shows each code as it is sent.
+    for cls in _error_classes(errors.EventdError):
+        if cls is not errors.Conflict:  # abstract: never raised itself
+            assert cls.code in PROBLEMS, cls
+    documented = 0
+    for operation in document_operations(document).values():
+        for status, response in operation["responses"].items():
+            content = response.get("content", {}).get(problems.PROBLEM_JSON)
+            if content is None:
+                continue
+            assert set(content["examples"]) == set(
+                content["schema"]["allOf"][1]["properties"]["code"]["enum"]
+            )
+            for code, example in content["examples"].items():
+                row = PROBLEMS[code]
+                assert int(status) == row.status, code
+                assert (example["value"]["status"], example["value"]["title"]) == (
+                    row.status,
+                    row.title,
+                ), code
+                assert row.when, code
+                documented += 1
+    assert documented > 60
+    assert PROBLEMS["not_found"].title == "Not found"
 
 
 def test_request_bodies_are_the_validating_models(document: dict[str, Any]):
@@ -330,6 +358,17 @@ def test_records_as_the_daemon_renders_them_fit_their_schemas(document: dict[str
         _component(document, "AttendeeRegistration").validate(
             {**registration.to_json(), "event": event.summary_json()}
         )
+    # The response models take them as pydantic reads JSON: strict, nothing unknown.
+    for shape, sent in [
+        (responses.Event, event.to_json()),
+        (responses.EventSummary, event.summary_json()),
+        (responses.Attendee, attendee.to_json()),
+        (responses.Registration, confirmed.to_json()),
+        (responses.Registration, waitlisted.to_json()),
+    ]:
+        TypeAdapter(shape).validate_json(orjson.dumps(sent), strict=True)
+        with pytest.raises(pydantic.ValidationError):
+            TypeAdapter(shape).validate_json(orjson.dumps({**sent, "extra": 1}), strict=True)
     # Every field the schema names is one to_json sends, and the other way round.
     assert set(document["components"]["schemas"]["Event"]["required"]) == event.to_json().keys()
     assert set(document["components"]["schemas"]["Registration"]["required"]) == (
@@ -350,8 +389,9 @@ def test_records_as_the_daemon_renders_them_fit_their_schemas(document: dict[str
     ],
 )
 def test_stream_frames_fit_their_schema(document: dict[str, Any], kind: str, event: Event):
-    frame = orjson.loads(Change(kind, event, event.version, NOW).encode(0.1))  # type: ignore[arg-type]
-    _component(document, "StreamMessage").validate(frame)
+    text = Change(kind, event, event.version, NOW).encode(0.1)  # type: ignore[arg-type]
+    _component(document, "StreamMessage").validate(orjson.loads(text))
+    TypeAdapter(responses.StreamMessage).validate_json(text, strict=True)
 
 
 @pytest.mark.parametrize(
@@ -366,8 +406,9 @@ def test_stream_frames_fit_their_schema(document: dict[str, Any], kind: str, eve
 async def test_problems_as_the_daemon_renders_them_fit_their_schema(
     document: dict[str, Any], error: errors.EventdError
 ):
-    body = orjson.loads(await problems.from_error(error).get_data())
-    _component(document, "Problem").validate(body)
+    data = await problems.from_error(error).get_data()
+    _component(document, "Problem").validate(orjson.loads(data))
+    TypeAdapter(responses.Problem).validate_json(data, strict=True)
 
 
 def test_a_problem_without_its_extras_does_not_fit(document: dict[str, Any]):
@@ -462,3 +503,4 @@ def test_swagger_ui_renders_every_operation_offline(daemon: DaemonProcess, brows
     page.locator("#operations-events-createEvent .responses-table").first.wait_for(timeout=WAIT_MS)
     assert elsewhere == []
     assert complaints == []
+

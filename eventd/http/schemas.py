@@ -2,7 +2,9 @@
 
 Bodies are validated strictly (no type coercion, unknown fields rejected) by
 pydantic; every failure becomes a :class:`~eventd.errors.ValidationFailed`
-with one ``{field, message}`` per problem.
+with one ``{field, message}`` per problem. The same models are the request
+bodies of the OpenAPI document (``eventd.http.openapi``): what the validators
+check beyond pydantic's own constraints is noted in their JSON Schema.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ _ANY_DATETIME: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(datetime)
 
 # Latest accepted start: a week's duration after it still fits a datetime.
 LATEST_DATE = datetime(9999, 12, 1, tzinfo=UTC)
+
+# Text PostgreSQL can store: no NUL characters (``_storable``), as JSON Schema says it.
+NO_NUL = r"^[^\u0000]*$"
+_STORABLE: dict[str, Any] = {"pattern": NO_NUL}
+_INTEGER_LITERAL = " A JSON integer (`60`, not `60.0`)."
 
 
 def _storable(value: str) -> str:
@@ -76,17 +83,45 @@ def _in_future(value: datetime) -> datetime:
     return value
 
 
-Name = Annotated[
-    str, Field(min_length=1, max_length=200), AfterValidator(_storable), AfterValidator(_not_blank)
+Text = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra=_STORABLE),
+    AfterValidator(_storable),
+    AfterValidator(_not_blank),
 ]
-Description = Annotated[str, Field(max_length=5000), AfterValidator(_storable)]
-Location = Name
+Name = Annotated[Text, Field(description="Not blank.")]
+Description = Annotated[
+    str, Field(max_length=5000, json_schema_extra=_STORABLE), AfterValidator(_storable)
+]
+Location = Annotated[
+    Text,
+    Field(
+        description="Not blank. Compared for overlaps trimmed, with inner white space"
+        " collapsed, ignoring case."
+    ),
+]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
-FutureDate = Annotated[Timestamp, AfterValidator(_in_future)]
-Duration = Annotated[int, Field(ge=1, le=10080)]
-Capacity = Annotated[int, Field(ge=1, le=1_000_000)]
+FutureDate = Annotated[
+    Timestamp,
+    AfterValidator(_in_future),
+    Field(
+        description="The start: in the future (before 9999-12-01), RFC 3339 with any UTC"
+        " offset; answered in UTC."
+    ),
+]
+Duration = Annotated[int, Field(ge=1, le=10080, description="The length." + _INTEGER_LITERAL)]
+Capacity = Annotated[
+    int, Field(ge=1, le=1_000_000, description="The capacity." + _INTEGER_LITERAL)
+]
 Email = Annotated[
-    str, Field(max_length=254), AfterValidator(_storable), AfterValidator(_valid_email)
+    str,
+    Field(
+        max_length=254,
+        description="A valid address, unique ignoring case; stored as given.",
+        json_schema_extra={"format": "email", **_STORABLE},
+    ),
+    AfterValidator(_storable),
+    AfterValidator(_valid_email),
 ]
 
 
@@ -94,6 +129,16 @@ class Body(BaseModel):
     model_config = ConfigDict(
         extra="forbid", strict=True, alias_generator=to_camel, frozen=True
     )
+
+
+def _only_what_is_sent(schema: dict[str, Any]) -> None:
+    """A partial update's JSON Schema: its fields are typed ``X | None`` only to tell which
+    were sent; null is refused (``EventPatch.changes``), and so is an empty object."""
+    for field in schema["properties"].values():
+        del field["default"]
+        (sent,) = [option for option in field.pop("anyOf") if option != {"type": "null"}]
+        field.update(sent)
+    schema["minProperties"] = 1
 
 
 class EventCreate(Body):
@@ -106,6 +151,8 @@ class EventCreate(Body):
 
 
 class EventPatch(Body):
+    model_config = ConfigDict(json_schema_extra=_only_what_is_sent)
+
     name: Name | None = None
     description: Description | None = None
     date: FutureDate | None = None
@@ -134,7 +181,9 @@ class AttendeeCreate(Body):
 class RegistrationCreate(Body):
     event_id: uuid.UUID
     attendee_id: uuid.UUID
-    waitlist: bool = False
+    waitlist: bool = Field(
+        False, description="Join the waitlist when the event is full (else 409)."
+    )
 
 
 # --- turning pydantic's errors into ours ----------------------------------------
