@@ -181,6 +181,15 @@ def test_every_post_takes_an_idempotency_key(document: dict[str, Any]):
         assert "Idempotent-Replayed" in operation["responses"]["201"]["headers"]
 
 
+def test_the_idempotency_key_has_no_value_to_reuse(document: dict[str, Any]):
+    # Swagger UI fills "Try it out" with a parameter's example or default: one fixed key
+    # would make every POST after the first a 409 idempotency_key_reused.
+    key = document["components"]["parameters"]["IdempotencyKey"]
+    for where in (key, key["schema"]):
+        assert {"example", "examples", "default"}.isdisjoint(where), where
+    assert "new random key" in key["description"]
+
+
 def test_busy_answers_carry_retry_after(document: dict[str, Any]):
     for route, operation in document_operations(document).items():
         for status in ("429", "503"):
@@ -504,3 +513,19 @@ def test_swagger_ui_renders_every_operation_offline(daemon: DaemonProcess, brows
     assert elsewhere == []
     assert complaints == []
 
+
+def test_try_it_out_sends_no_idempotency_key_of_its_own(daemon: DaemonProcess, browser: Browser):
+    # A key Swagger UI filled in would be the same on every try: each POST after the
+    # first would be refused as 409 idempotency_key_reused.
+    page = browser.new_page()
+    page.route(f"{daemon.url}/attendees", lambda route: route.abort())  # never created
+    page.goto(f"{daemon.url}/api")
+    block = page.locator("#operations-attendees-createAttendee")
+    block.locator(".opblock-summary").click()
+    block.locator("button.try-out__btn").click()
+    key = block.locator("tr[data-param-name='Idempotency-Key'] input")
+    assert key.input_value(timeout=WAIT_MS) == ""
+    with page.expect_request(f"{daemon.url}/attendees", timeout=WAIT_MS) as sent:
+        block.locator("button.execute").click()
+    assert sent.value.method == "POST"
+    assert "idempotency-key" not in sent.value.headers

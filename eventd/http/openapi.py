@@ -71,7 +71,8 @@ operation lists the codes it can answer. `429 rate_limited` and
 **Idempotency.** Every `POST` takes an optional `Idempotency-Key` (1–255 printable
 ASCII characters). A retry with the same key and body within 24 hours gets the first
 answer again with `Idempotent-Replayed: true`, and does nothing twice; the same key
-with another body is `409 idempotency_key_reused`.
+with another body is `409 idempotency_key_reused`. In "Try it out", leave it empty or
+type a new key for each new request.
 
 **Auth.** With `auth.admin_tokens` configured, admin routes (marked with a lock)
 need `Authorization: Bearer <token>`, else `401`; with none configured they are open

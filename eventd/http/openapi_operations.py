@@ -65,6 +65,8 @@ PARAMETERS: dict[str, JsonSchema] = {
         "in": "query",
         "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
     },
+    # No example: Swagger UI would send it with every "Try it out", and every POST after
+    # the first would be refused as the key reused.
     "IdempotencyKey": {
         "name": "Idempotency-Key",
         "in": "header",
@@ -78,8 +80,9 @@ PARAMETERS: dict[str, JsonSchema] = {
         },
         "description": "Makes a retry safe: the same key and body within 24 hours gets the"
         " first answer again (with `Idempotent-Replayed: true`) and does nothing twice."
-        " Send a new random key (a UUID) per operation.",
-        "example": "4b0a3c1e-6f1d-4a8e-9c3b-2d7e5f6a8b90",
+        " Make a new random key (a UUID) for each new operation, and send that same key"
+        " again only to retry it; a key sent before with another body is refused"
+        " (`409 idempotency_key_reused`). Leave it out when no retry is planned.",
     },
 }
 
