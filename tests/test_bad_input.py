@@ -179,6 +179,26 @@ async def test_patch_event_rejects_bad_fields(
     assert after.json() == event
 
 
+async def test_an_empty_patch_asks_for_a_field(client: httpx.AsyncClient):
+    event = await create_event(client)
+    response = await client.patch(f"/events/{event['id']}", json={})
+    assert assert_invalid(response, "") == [
+        {"field": "", "message": "send at least one field to change"}
+    ]
+    detail = response.json()["detail"]
+    assert detail == "The request is not valid: send at least one field to change."
+    assert (await client.get(f"/events/{event['id']}")).json() == event
+
+
+async def test_a_body_that_is_not_an_object_is_named_without_a_field(
+    client: httpx.AsyncClient,
+):
+    response = await client.post("/attendees", content=b"[]",
+                                 headers={"Content-Type": "application/json"})
+    assert_invalid(response, "")
+    assert response.json()["detail"] == "The request is not valid: must be a JSON object."
+
+
 # --- POST /attendees --------------------------------------------------------------
 
 BAD_ATTENDEES = [
