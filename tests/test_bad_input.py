@@ -519,6 +519,8 @@ BAD_QUERIES = [
     ("/events", {"startDate": "2030-13-01T00:00:00Z"}, "startDate"),
     ("/events", {"startDate": "2030-01-01T00:00:00"}, "startDate"),
     ("/events", {"endDate": "soon"}, "endDate"),
+    ("/events", {"endDate": "2030-02-30"}, "endDate"),
+    ("/events", {"startDate": "2030-1-01"}, "startDate"),
     ("/attendees", {"page": "0"}, "page"),
     ("/attendees", {"limit": "101"}, "limit"),
     ("/attendees", {"limit": "abc"}, "limit"),

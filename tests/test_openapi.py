@@ -272,9 +272,12 @@ async def test_timestamps_are_rfc_3339_text_as_the_document_says(
     client: httpx.AsyncClient, text: str
 ):
     # pydantic alone would take "1700000000" as seconds since 1970 (schemathesis found it).
-    assert_problem(
-        await client.get("/events", params={"startDate": text}), 400, "validation_failed"
-    )
+    # A query's bounds also take a plain date (the day's start or end); bodies never.
+    listed = await client.get("/events", params={"startDate": text})
+    if text == "2030-06-01":
+        assert listed.status_code == 200, listed.text
+    else:
+        assert_problem(listed, 400, "validation_failed")
     for date in (text, 1_900_000_000):
         body = {"name": "Launch", "date": date, "location": unique_location(), "maxAttendees": 5}
         response = await client.post("/events", json=body)

@@ -52,7 +52,9 @@ _REGISTRATION_LINKS = {
     "getAttendee": ("attendeeId", "attendeeId"),
     "cancelRegistration": ("registrationId", "id"),
 }
-_MOMENT: JsonSchema = {"type": "string", "format": "date-time"}
+_BOUND: JsonSchema = {
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]
+}
 _STREAM = " A plain `GET` (not a WebSocket handshake) is `400 bad_request`."
 
 
@@ -74,8 +76,10 @@ def document_paths() -> dict[str, JsonSchema]:
             "GET", "/events", "listEvents", "events", "List events",
             {200: page("EventPage", "A page of events, by `date`, then `id`.", x.EVENT)},
             parameters=[
-                query("startDate", _MOMENT, "Events starting at or after this moment."),
-                query("endDate", _MOMENT, "Events starting at or before this moment."),
+                query("startDate", _BOUND, "Events starting at or after this moment; a plain"
+                      " date (`2027-03-01`) means the start of that day, UTC."),
+                query("endDate", _BOUND, "Events starting at or before this moment; a plain"
+                      " date means the end of that day, UTC (the whole day is included)."),
                 query_text("location", 200, "Exactly this location, normalized as for"
                            " overlaps (trimmed, white space collapsed, ignoring case)."),
                 query_text("search", 200, "A case-insensitive substring of the name or"

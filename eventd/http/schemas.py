@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, TypeVar
 
 import email_validator
@@ -25,6 +25,8 @@ from eventd.model import utc_now
 
 M = TypeVar("M", bound=BaseModel)
 
+
+_NOT_A_TIMESTAMP = "must be an RFC 3339 timestamp"
 
 # How an RFC 3339 timestamp starts; pydantic checks the rest.
 _DATE_TIME_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
@@ -68,11 +70,11 @@ def _date_time_text(value: object) -> object:
     if isinstance(value, datetime):
         return value
     if not (isinstance(value, str) and _DATE_TIME_START.match(value)):
-        raise ValueError("must be an RFC 3339 timestamp")
+        raise ValueError(_NOT_A_TIMESTAMP)
     try:
         return _ANY_DATETIME.validate_python(value)
     except pydantic.ValidationError:
-        raise ValueError("must be an RFC 3339 timestamp") from None
+        raise ValueError(_NOT_A_TIMESTAMP) from None
 
 
 def _in_future(value: datetime) -> datetime:
@@ -196,9 +198,9 @@ _MESSAGES = {
     "bool_type": "must be true or false",
     "uuid_type": "must be a UUID",
     "uuid_parsing": "must be a UUID",
-    "datetime_type": "must be an RFC 3339 timestamp",
-    "datetime_parsing": "must be an RFC 3339 timestamp",
-    "datetime_from_date_parsing": "must be an RFC 3339 timestamp",
+    "datetime_type": _NOT_A_TIMESTAMP,
+    "datetime_parsing": _NOT_A_TIMESTAMP,
+    "datetime_from_date_parsing": _NOT_A_TIMESTAMP,
     "timezone_aware": "must include a UTC offset (e.g. Z or +01:00)",
     "model_type": "must be a JSON object",
     "model_attributes_type": "must be a JSON object",
@@ -281,16 +283,29 @@ class Query:
             return None
         return value
 
-    def timestamp(self, name: str) -> datetime | None:
+    def timestamp(self, name: str, *, end_of_day: bool = False) -> datetime | None:
+        """An RFC 3339 moment, or a plain date (``2027-03-01``) taken as its first moment
+        in UTC, or with ``end_of_day`` its last: an inclusive bound that keeps the day whole.
+        """
         text = self._args.get(name)
         if text is None:
             return None
+        if _PLAIN_DATE.fullmatch(text):
+            try:
+                day = date.fromisoformat(text)
+            except ValueError:
+                self.errors.append(FieldError(name, "must be a valid date"))
+                return None
+            return datetime.combine(day, time.max if end_of_day else time.min, UTC)
         # An unescaped "+01:00" arrives as " 01:00"; take it as meant.
         text = text.replace(" ", "+")
         try:
             return _TIMESTAMP.validate_python(text)
         except pydantic.ValidationError as exc:
-            self.errors.append(FieldError(name, _message(exc.errors()[0])))
+            message = _message(exc.errors()[0])
+            if message == _NOT_A_TIMESTAMP:
+                message += " or a date (YYYY-MM-DD)"
+            self.errors.append(FieldError(name, message))
             return None
 
     def page(self, default_limit: int = 20, max_limit: int = 100) -> tuple[int, int]:
@@ -305,4 +320,5 @@ class Query:
 
 
 _TIMESTAMP: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(Timestamp)
+_PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INTEGER = re.compile(r"-?[0-9]{1,9}")
