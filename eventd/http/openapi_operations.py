@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from eventd.http import openapi_examples as x
+from eventd.http.idempotency import MAX_KEY_CHARS
 from eventd.http.problems import PROBLEM_JSON, PROBLEMS
 from eventd.http.schemas import NO_NUL
 
@@ -74,7 +75,7 @@ PARAMETERS: dict[str, JsonSchema] = {
         "schema": {
             "type": "string",
             "minLength": 1,
-            "maxLength": 255,
+            "maxLength": MAX_KEY_CHARS,
             # Printable ASCII; HTTP trims white space around a header value.
             "pattern": "^[!-~]([ -~]*[!-~])?$",
         },
