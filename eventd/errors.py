@@ -53,7 +53,8 @@ class ValidationFailed(EventdError):
     code = "validation_failed"
 
     def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
-        summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+        # A problem with the body as a whole has no field to name.
+        summary = "; ".join(f"{e.field}: {e.message}" if e.field else e.message for e in errors[:5])
         super().__init__(detail or f"The request is not valid: {summary}.")
         self.errors = errors
 

@@ -179,6 +179,26 @@ async def test_patch_event_rejects_bad_fields(
     assert after.json() == event
 
 
+async def test_an_empty_patch_asks_for_a_field(client: httpx.AsyncClient):
+    event = await create_event(client)
+    response = await client.patch(f"/events/{event['id']}", json={})
+    assert assert_invalid(response, "") == [
+        {"field": "", "message": "send at least one field to change"}
+    ]
+    detail = response.json()["detail"]
+    assert detail == "The request is not valid: send at least one field to change."
+    assert (await client.get(f"/events/{event['id']}")).json() == event
+
+
+async def test_a_body_that_is_not_an_object_is_named_without_a_field(
+    client: httpx.AsyncClient,
+):
+    response = await client.post("/attendees", content=b"[]",
+                                 headers={"Content-Type": "application/json"})
+    assert_invalid(response, "")
+    assert response.json()["detail"] == "The request is not valid: must be a JSON object."
+
+
 # --- POST /attendees --------------------------------------------------------------
 
 BAD_ATTENDEES = [
@@ -451,6 +471,17 @@ async def test_unknown_route_is_404_problem(client: httpx.AsyncClient, path: str
     assert_problem(await client.get(path), 404, "not_found")
 
 
+@pytest.mark.parametrize(("path", "status", "title"), [
+    ("/nope", 404, "Not found"),  # werkzeug's own error, worded as the daemon's
+    (f"/events/{uuid.uuid4()}", 404, "Not found"),
+    ("/ws", 400, "Bad request"),  # not a WebSocket handshake
+])
+async def test_problem_titles_come_from_the_one_table(
+    client: httpx.AsyncClient, path: str, status: int, title: str
+):
+    assert assert_problem(await client.get(path), status)["title"] == title
+
+
 async def test_wrong_method_is_405_problem(client: httpx.AsyncClient):
     event = await create_event(client)
     person = await create_attendee(client)
@@ -467,7 +498,9 @@ async def test_wrong_method_is_405_problem(client: httpx.AsyncClient):
         ("POST", "/events/stats/most-registrations"),
     ]:
         response = await client.request(method, path, json={}, headers=CLOSE)
-        assert_problem(response, 405, None)
+        assert assert_problem(response, 405, "method_not_allowed")["title"] == (
+            "Method not allowed"
+        )
     assert (await client.get(f"/events/{event['id']}")).json() == event
 
 
@@ -486,6 +519,8 @@ BAD_QUERIES = [
     ("/events", {"startDate": "2030-13-01T00:00:00Z"}, "startDate"),
     ("/events", {"startDate": "2030-01-01T00:00:00"}, "startDate"),
     ("/events", {"endDate": "soon"}, "endDate"),
+    ("/events", {"endDate": "2030-02-30"}, "endDate"),
+    ("/events", {"startDate": "2030-1-01"}, "startDate"),
     ("/attendees", {"page": "0"}, "page"),
     ("/attendees", {"limit": "101"}, "limit"),
     ("/attendees", {"limit": "abc"}, "limit"),

@@ -414,6 +414,30 @@ async def test_list_date_bounds_are_inclusive(client: httpx.AsyncClient):
     assert (empty["items"], empty["total"]) == ([], 0)
 
 
+async def test_list_date_bounds_take_plain_dates_as_whole_utc_days(client: httpx.AsyncClient):
+    token = uuid.uuid4().hex
+    day = at(days=79).date()
+    first = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    before, start, end, after = await make_tagged(client, token, [
+        first - timedelta(seconds=1),
+        first,
+        first + timedelta(days=1) - timedelta(milliseconds=1),
+        first + timedelta(days=1),
+    ])
+
+    async def ids(**bounds: str) -> list[str]:
+        return [e["id"] for e in (await listed(client, search=token, **bounds))["items"]]
+
+    text = day.isoformat()  # 2027-03-01
+    assert await ids(startDate=text) == [start["id"], end["id"], after["id"]]
+    assert await ids(endDate=text) == [before["id"], start["id"], end["id"]]
+    assert await ids(startDate=text, endDate=text) == [start["id"], end["id"]]
+    # A plain date and a moment mix.
+    assert await ids(startDate=iso(first - timedelta(seconds=1)), endDate=text) == [
+        before["id"], start["id"], end["id"],
+    ]
+
+
 async def test_list_location_matches_the_normalized_place_exactly(client: httpx.AsyncClient):
     core = uuid.uuid4().hex[:8]
     place = f"Main  Hall {core}"

@@ -23,19 +23,21 @@ from urllib.parse import urlsplit
 import httpx
 import jsonschema
 import orjson
+import pydantic
 import pytest
 import referencing
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from playwright.sync_api import Browser
+from pydantic import TypeAdapter
 from referencing.jsonschema import DRAFT202012
 
 from eventd import errors
 from eventd.config import Config
-from eventd.http import problems, schemas
+from eventd.http import problems, responses, schemas
 from eventd.http.app import create_app
 from eventd.http.context import Services, admin_route
 from eventd.http.openapi import build_document, document_bytes
-from eventd.http.openapi_operations import PROBLEMS
+from eventd.http.problems import PROBLEMS
 from eventd.model import Attendee, Event, Registration
 from eventd.realtime.changes import Change
 from tests.conftest import assert_problem, unique_location
@@ -179,6 +181,15 @@ def test_every_post_takes_an_idempotency_key(document: dict[str, Any]):
         assert "Idempotent-Replayed" in operation["responses"]["201"]["headers"]
 
 
+def test_the_idempotency_key_has_no_value_to_reuse(document: dict[str, Any]):
+    # Swagger UI fills "Try it out" with a parameter's example or default: one fixed key
+    # would make every POST after the first a 409 idempotency_key_reused.
+    key = document["components"]["parameters"]["IdempotencyKey"]
+    for where in (key, key["schema"]):
+        assert {"example", "examples", "default"}.isdisjoint(where), where
+    assert "new random key" in key["description"]
+
+
 def test_busy_answers_carry_retry_after(document: dict[str, Any]):
     for route, operation in document_operations(document).items():
         for status in ("429", "503"):
@@ -187,11 +198,37 @@ def test_busy_answers_carry_retry_after(document: dict[str, Any]):
     assert "429" in document_operations(document)[("POST", "/registrations")]["responses"]
 
 
-def test_problem_codes_match_the_daemons_table():
-    for cls, (status, title) in problems._TABLE.items():
-        if cls is errors.InternalError:
-            continue  # never documented: a 500 is a bug
-        assert PROBLEMS[cls.code][:2] == (status, title), cls.code
+def _error_classes(cls: type[errors.EventdError]) -> Iterator[type[errors.EventdError]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _error_classes(sub)
+
+
+def test_problem_codes_match_the_daemons_table(document: dict[str, Any]):
+    # Every domain error has its row, and the document shows each code as it is sent.
+    for cls in _error_classes(errors.EventdError):
+        if cls is not errors.Conflict:  # abstract: never raised itself
+            assert cls.code in PROBLEMS, cls
+    documented = 0
+    for operation in document_operations(document).values():
+        for status, response in operation["responses"].items():
+            content = response.get("content", {}).get(problems.PROBLEM_JSON)
+            if content is None:
+                continue
+            assert set(content["examples"]) == set(
+                content["schema"]["allOf"][1]["properties"]["code"]["enum"]
+            )
+            for code, example in content["examples"].items():
+                row = PROBLEMS[code]
+                assert int(status) == row.status, code
+                assert (example["value"]["status"], example["value"]["title"]) == (
+                    row.status,
+                    row.title,
+                ), code
+                assert row.when, code
+                documented += 1
+    assert documented > 60
+    assert PROBLEMS["not_found"].title == "Not found"
 
 
 def test_request_bodies_are_the_validating_models(document: dict[str, Any]):
@@ -235,9 +272,12 @@ async def test_timestamps_are_rfc_3339_text_as_the_document_says(
     client: httpx.AsyncClient, text: str
 ):
     # pydantic alone would take "1700000000" as seconds since 1970 (schemathesis found it).
-    assert_problem(
-        await client.get("/events", params={"startDate": text}), 400, "validation_failed"
-    )
+    # A query's bounds also take a plain date (the day's start or end); bodies never.
+    listed = await client.get("/events", params={"startDate": text})
+    if text == "2030-06-01":
+        assert listed.status_code == 200, listed.text
+    else:
+        assert_problem(listed, 400, "validation_failed")
     for date in (text, 1_900_000_000):
         body = {"name": "Launch", "date": date, "location": unique_location(), "maxAttendees": 5}
         response = await client.post("/events", json=body)
@@ -330,6 +370,17 @@ def test_records_as_the_daemon_renders_them_fit_their_schemas(document: dict[str
         _component(document, "AttendeeRegistration").validate(
             {**registration.to_json(), "event": event.summary_json()}
         )
+    # The response models take them as pydantic reads JSON: strict, nothing unknown.
+    for shape, sent in [
+        (responses.Event, event.to_json()),
+        (responses.EventSummary, event.summary_json()),
+        (responses.Attendee, attendee.to_json()),
+        (responses.Registration, confirmed.to_json()),
+        (responses.Registration, waitlisted.to_json()),
+    ]:
+        TypeAdapter(shape).validate_json(orjson.dumps(sent), strict=True)
+        with pytest.raises(pydantic.ValidationError):
+            TypeAdapter(shape).validate_json(orjson.dumps({**sent, "extra": 1}), strict=True)
     # Every field the schema names is one to_json sends, and the other way round.
     assert set(document["components"]["schemas"]["Event"]["required"]) == event.to_json().keys()
     assert set(document["components"]["schemas"]["Registration"]["required"]) == (
@@ -350,8 +401,9 @@ def test_records_as_the_daemon_renders_them_fit_their_schemas(document: dict[str
     ],
 )
 def test_stream_frames_fit_their_schema(document: dict[str, Any], kind: str, event: Event):
-    frame = orjson.loads(Change(kind, event, event.version, NOW).encode(0.1))  # type: ignore[arg-type]
-    _component(document, "StreamMessage").validate(frame)
+    text = Change(kind, event, event.version, NOW).encode(0.1)  # type: ignore[arg-type]
+    _component(document, "StreamMessage").validate(orjson.loads(text))
+    TypeAdapter(responses.StreamMessage).validate_json(text, strict=True)
 
 
 @pytest.mark.parametrize(
@@ -366,8 +418,9 @@ def test_stream_frames_fit_their_schema(document: dict[str, Any], kind: str, eve
 async def test_problems_as_the_daemon_renders_them_fit_their_schema(
     document: dict[str, Any], error: errors.EventdError
 ):
-    body = orjson.loads(await problems.from_error(error).get_data())
-    _component(document, "Problem").validate(body)
+    data = await problems.from_error(error).get_data()
+    _component(document, "Problem").validate(orjson.loads(data))
+    TypeAdapter(responses.Problem).validate_json(data, strict=True)
 
 
 def test_a_problem_without_its_extras_does_not_fit(document: dict[str, Any]):
@@ -462,3 +515,20 @@ def test_swagger_ui_renders_every_operation_offline(daemon: DaemonProcess, brows
     page.locator("#operations-events-createEvent .responses-table").first.wait_for(timeout=WAIT_MS)
     assert elsewhere == []
     assert complaints == []
+
+
+def test_try_it_out_sends_no_idempotency_key_of_its_own(daemon: DaemonProcess, browser: Browser):
+    # A key Swagger UI filled in would be the same on every try: each POST after the
+    # first would be refused as 409 idempotency_key_reused.
+    page = browser.new_page()
+    page.route(f"{daemon.url}/attendees", lambda route: route.abort())  # never created
+    page.goto(f"{daemon.url}/api")
+    block = page.locator("#operations-attendees-createAttendee")
+    block.locator(".opblock-summary").click()
+    block.locator("button.try-out__btn").click()
+    key = block.locator("tr[data-param-name='Idempotency-Key'] input")
+    assert key.input_value(timeout=WAIT_MS) == ""
+    with page.expect_request(f"{daemon.url}/attendees", timeout=WAIT_MS) as sent:
+        block.locator("button.execute").click()
+    assert sent.value.method == "POST"
+    assert "idempotency-key" not in sent.value.headers

@@ -47,7 +47,7 @@ async def list_events() -> Response:
     q = Query(request.args, {"startDate", "endDate", "location", "search", "page", "limit"})
     where = queries.EventFilter(
         start_date=q.timestamp("startDate"),
-        end_date=q.timestamp("endDate"),
+        end_date=q.timestamp("endDate", end_of_day=True),
         location=q.text("location"),
         search=q.text("search"),
     )

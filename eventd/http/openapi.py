@@ -1,12 +1,14 @@
 """``GET /api/openapi.json``: the OpenAPI 3.1 document of every route, built once.
 
-The document is assembled here from its routes (:mod:`eventd.http.openapi_paths`,
-written from the contract, ``API.md``), their building blocks
-(:mod:`eventd.http.openapi_operations`) and the body schemas
-(:mod:`eventd.http.openapi_schemas`, requests derived from the validating
-pydantic models). It is built on first use and its bytes kept: it never
-changes while the daemon runs. ``tests/test_openapi.py`` checks it against the
-app's URL map, and ``tests/test_schemathesis.py`` against a live daemon.
+Generated, not kept by hand: the body and answer schemas are pydantic's JSON
+Schema of the models that validate the requests (:mod:`eventd.http.schemas`)
+and of the shapes of the answers (:mod:`eventd.http.responses`); the error
+answers come from the daemon's problem table (:mod:`eventd.http.problems`).
+Written by hand are only the prose, the examples and the routes' list
+(:mod:`eventd.http.openapi_paths`). The document never changes while the
+daemon runs, so its bytes are kept. ``tests/test_openapi.py`` checks it
+against the app's URL map, and ``tests/test_schemathesis.py`` against a live
+daemon.
 """
 
 from __future__ import annotations
@@ -15,14 +17,39 @@ import functools
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema
+from pydantic_core import core_schema
 from quart import Blueprint, Response
 
 from eventd import __version__
 from eventd.http import openapi_operations as o
-from eventd.http import openapi_schemas as s
-from eventd.http.openapi_paths import DOCUMENT_PATH, paths
+from eventd.http import responses, schemas
+from eventd.http.openapi_paths import DOCUMENT_PATH, document_paths
 
 blueprint = Blueprint("openapi", __name__)
+
+# The named schemas of the document; what they refer to is hoisted beside them.
+COMPONENTS: dict[str, Any] = {
+    "EventCreate": schemas.EventCreate,
+    "EventPatch": schemas.EventPatch,
+    "AttendeeCreate": schemas.AttendeeCreate,
+    "RegistrationCreate": schemas.RegistrationCreate,
+    "Event": responses.Event,
+    "EventSummary": responses.EventSummary,
+    "Attendee": responses.Attendee,
+    "AttendeeSummary": responses.AttendeeSummary,
+    "Registration": responses.Registration,
+    "AttendeeRegistration": responses.AttendeeRegistration,
+    "EventRegistration": responses.EventRegistration,
+    "EventPage": responses.EventPage,
+    "AttendeePage": responses.AttendeePage,
+    "AttendeeRegistrationPage": responses.AttendeeRegistrationPage,
+    "EventRegistrationPage": responses.EventRegistrationPage,
+    "Problem": responses.Problem,
+    "Health": responses.Health,
+    "StreamMessage": responses.StreamMessage,
+}
 
 DESCRIPTION = """\
 A real-time event-registration daemon: events with a capacity, attendees,
@@ -44,7 +71,8 @@ operation lists the codes it can answer. `429 rate_limited` and
 **Idempotency.** Every `POST` takes an optional `Idempotency-Key` (1–255 printable
 ASCII characters). A retry with the same key and body within 24 hours gets the first
 answer again with `Idempotent-Replayed: true`, and does nothing twice; the same key
-with another body is `409 idempotency_key_reused`.
+with another body is `409 idempotency_key_reused`. In "Try it out", leave it empty or
+type a new key for each new request.
 
 **Auth.** With `auth.admin_tokens` configured, admin routes (marked with a lock)
 need `Authorization: Bearer <token>`, else `401`; with none configured they are open
@@ -84,9 +112,9 @@ def build_document() -> dict[str, Any]:
             {"name": "operations", "description": "Health and metrics."},
             {"name": "pages", "description": "This document, Swagger UI, the dashboard."},
         ],
-        "paths": paths(),
+        "paths": document_paths(),
         "components": {
-            "schemas": s.component_schemas(),
+            "schemas": component_schemas(),
             "parameters": o.PARAMETERS,
             "headers": o.HEADERS,
             "securitySchemes": {
@@ -99,3 +127,34 @@ def build_document() -> dict[str, Any]:
             },
         },
     }
+
+
+class _Untitled(GenerateJsonSchema):
+    """pydantic's JSON Schema without the titles it makes up from Python names."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def typed_dict_schema(self, schema: core_schema.TypedDictSchema) -> dict[str, Any]:
+        generated = super().typed_dict_schema(schema)
+        generated.pop("title", None)
+        return generated
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> dict[str, Any]:
+        generated = super().model_schema(schema)
+        generated.pop("title", None)
+        return generated
+
+
+def component_schemas() -> dict[str, Any]:
+    """``components.schemas``: :data:`COMPONENTS` and every schema they refer to."""
+    named, definitions = TypeAdapter.json_schemas(
+        [(name, "validation", TypeAdapter(shape)) for name, shape in COMPONENTS.items()],
+        ref_template="#/components/schemas/{model}",
+        schema_generator=_Untitled,
+    )
+    found: dict[str, Any] = definitions.get("$defs", {})
+    for (name, _mode), schema in named.items():
+        if schema != o.ref(name):  # an alias (a union) is not a definition of its own
+            found[name] = schema
+    return dict(sorted(found.items()))

@@ -2,7 +2,9 @@
 
 Bodies are validated strictly (no type coercion, unknown fields rejected) by
 pydantic; every failure becomes a :class:`~eventd.errors.ValidationFailed`
-with one ``{field, message}`` per problem.
+with one ``{field, message}`` per problem. The same models are the request
+bodies of the OpenAPI document (``eventd.http.openapi``): what the validators
+check beyond pydantic's own constraints is noted in their JSON Schema.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, TypeVar
 
 import email_validator
@@ -24,12 +26,19 @@ from eventd.model import utc_now
 M = TypeVar("M", bound=BaseModel)
 
 
+_NOT_A_TIMESTAMP = "must be an RFC 3339 timestamp"
+
 # How an RFC 3339 timestamp starts; pydantic checks the rest.
 _DATE_TIME_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 _ANY_DATETIME: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(datetime)
 
 # Latest accepted start: a week's duration after it still fits a datetime.
 LATEST_DATE = datetime(9999, 12, 1, tzinfo=UTC)
+
+# Text PostgreSQL can store: no NUL characters (``_storable``), as JSON Schema says it.
+NO_NUL = r"^[^\u0000]*$"
+_STORABLE: dict[str, Any] = {"pattern": NO_NUL}
+_INTEGER_LITERAL = " A JSON integer (`60`, not `60.0`)."
 
 
 def _storable(value: str) -> str:
@@ -61,11 +70,11 @@ def _date_time_text(value: object) -> object:
     if isinstance(value, datetime):
         return value
     if not (isinstance(value, str) and _DATE_TIME_START.match(value)):
-        raise ValueError("must be an RFC 3339 timestamp")
+        raise ValueError(_NOT_A_TIMESTAMP)
     try:
         return _ANY_DATETIME.validate_python(value)
     except pydantic.ValidationError:
-        raise ValueError("must be an RFC 3339 timestamp") from None
+        raise ValueError(_NOT_A_TIMESTAMP) from None
 
 
 def _in_future(value: datetime) -> datetime:
@@ -76,17 +85,45 @@ def _in_future(value: datetime) -> datetime:
     return value
 
 
-Name = Annotated[
-    str, Field(min_length=1, max_length=200), AfterValidator(_storable), AfterValidator(_not_blank)
+Text = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra=_STORABLE),
+    AfterValidator(_storable),
+    AfterValidator(_not_blank),
 ]
-Description = Annotated[str, Field(max_length=5000), AfterValidator(_storable)]
-Location = Name
+Name = Annotated[Text, Field(description="Not blank.")]
+Description = Annotated[
+    str, Field(max_length=5000, json_schema_extra=_STORABLE), AfterValidator(_storable)
+]
+Location = Annotated[
+    Text,
+    Field(
+        description="Not blank. Compared for overlaps trimmed, with inner white space"
+        " collapsed, ignoring case."
+    ),
+]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
-FutureDate = Annotated[Timestamp, AfterValidator(_in_future)]
-Duration = Annotated[int, Field(ge=1, le=10080)]
-Capacity = Annotated[int, Field(ge=1, le=1_000_000)]
+FutureDate = Annotated[
+    Timestamp,
+    AfterValidator(_in_future),
+    Field(
+        description="The start: in the future (before 9999-12-01), RFC 3339 with any UTC"
+        " offset; answered in UTC."
+    ),
+]
+Duration = Annotated[int, Field(ge=1, le=10080, description="The length." + _INTEGER_LITERAL)]
+Capacity = Annotated[
+    int, Field(ge=1, le=1_000_000, description="The capacity." + _INTEGER_LITERAL)
+]
 Email = Annotated[
-    str, Field(max_length=254), AfterValidator(_storable), AfterValidator(_valid_email)
+    str,
+    Field(
+        max_length=254,
+        description="A valid address, unique ignoring case; stored as given.",
+        json_schema_extra={"format": "email", **_STORABLE},
+    ),
+    AfterValidator(_storable),
+    AfterValidator(_valid_email),
 ]
 
 
@@ -94,6 +131,16 @@ class Body(BaseModel):
     model_config = ConfigDict(
         extra="forbid", strict=True, alias_generator=to_camel, frozen=True
     )
+
+
+def _only_what_is_sent(schema: dict[str, Any]) -> None:
+    """A partial update's JSON Schema: its fields are typed ``X | None`` only to tell which
+    were sent; null is refused (``EventPatch.changes``), and so is an empty object."""
+    for field in schema["properties"].values():
+        del field["default"]
+        (sent,) = [option for option in field.pop("anyOf") if option != {"type": "null"}]
+        field.update(sent)
+    schema["minProperties"] = 1
 
 
 class EventCreate(Body):
@@ -106,6 +153,8 @@ class EventCreate(Body):
 
 
 class EventPatch(Body):
+    model_config = ConfigDict(json_schema_extra=_only_what_is_sent)
+
     name: Name | None = None
     description: Description | None = None
     date: FutureDate | None = None
@@ -134,7 +183,9 @@ class AttendeeCreate(Body):
 class RegistrationCreate(Body):
     event_id: uuid.UUID
     attendee_id: uuid.UUID
-    waitlist: bool = False
+    waitlist: bool = Field(
+        False, description="Join the waitlist when the event is full (else 409)."
+    )
 
 
 # --- turning pydantic's errors into ours ----------------------------------------
@@ -147,9 +198,9 @@ _MESSAGES = {
     "bool_type": "must be true or false",
     "uuid_type": "must be a UUID",
     "uuid_parsing": "must be a UUID",
-    "datetime_type": "must be an RFC 3339 timestamp",
-    "datetime_parsing": "must be an RFC 3339 timestamp",
-    "datetime_from_date_parsing": "must be an RFC 3339 timestamp",
+    "datetime_type": _NOT_A_TIMESTAMP,
+    "datetime_parsing": _NOT_A_TIMESTAMP,
+    "datetime_from_date_parsing": _NOT_A_TIMESTAMP,
     "timezone_aware": "must include a UTC offset (e.g. Z or +01:00)",
     "model_type": "must be a JSON object",
     "model_attributes_type": "must be a JSON object",
@@ -232,16 +283,29 @@ class Query:
             return None
         return value
 
-    def timestamp(self, name: str) -> datetime | None:
+    def timestamp(self, name: str, *, end_of_day: bool = False) -> datetime | None:
+        """An RFC 3339 moment, or a plain date (``2027-03-01``) taken as its first moment
+        in UTC, or with ``end_of_day`` its last: an inclusive bound that keeps the day whole.
+        """
         text = self._args.get(name)
         if text is None:
             return None
+        if _PLAIN_DATE.fullmatch(text):
+            try:
+                day = date.fromisoformat(text)
+            except ValueError:
+                self.errors.append(FieldError(name, "must be a valid date"))
+                return None
+            return datetime.combine(day, time.max if end_of_day else time.min, UTC)
         # An unescaped "+01:00" arrives as " 01:00"; take it as meant.
         text = text.replace(" ", "+")
         try:
             return _TIMESTAMP.validate_python(text)
         except pydantic.ValidationError as exc:
-            self.errors.append(FieldError(name, _message(exc.errors()[0])))
+            message = _message(exc.errors()[0])
+            if message == _NOT_A_TIMESTAMP:
+                message += " or a date (YYYY-MM-DD)"
+            self.errors.append(FieldError(name, message))
             return None
 
     def page(self, default_limit: int = 20, max_limit: int = 100) -> tuple[int, int]:
@@ -256,4 +320,5 @@ class Query:
 
 
 _TIMESTAMP: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(Timestamp)
+_PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INTEGER = re.compile(r"-?[0-9]{1,9}")
