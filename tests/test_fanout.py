@@ -23,9 +23,8 @@ import trio.testing
 import wsproto
 from wsproto.events import CloseConnection, Ping, TextMessage
 
-from eventd.http import server
 from eventd.http.fanout import Fanout, Stream
-from eventd.http.server import RawWebsocket
+from eventd.http.raw_websocket import RawWebsocket
 from eventd.realtime.changes import Change
 from eventd.realtime.outbox import TRY_AGAIN_LATER
 from tests.support import AT, EVENT_A, capacity, make_event, updated
@@ -308,15 +307,3 @@ async def test_a_stream_that_fails_is_closed_with_1011_and_the_others_carry_on()
         assert codes == [1011]
         nursery.cancel_scope.cancel()
 
-
-@pytest.mark.parametrize("version", ["0.17.2", "0.19.0", "1.0.0"])
-def test_a_hypercorn_the_patches_were_not_written_for_is_refused(
-    monkeypatch: pytest.MonkeyPatch, version: str
-) -> None:
-    monkeypatch.setattr(server.importlib.metadata, "version", lambda name: version)
-    with pytest.raises(RuntimeError, match=f"hypercorn {version} is installed"):
-        server._check_hypercorn()
-
-
-def test_the_installed_hypercorn_is_one_the_patches_were_written_for() -> None:
-    server._check_hypercorn()

@@ -1,26 +1,43 @@
 """hypercorn as eventd runs it (eventd.http.server, eventd.http.connection), over raw sockets.
 
-A response goes out in one write, and hypercorn's keep-alive task is one
-timer per connection; these tests hold the behaviour both must keep: framing
-on a reused connection (bodies, no bodies, HEAD, large files), idle
-connections closed after the keep-alive timeout, busy and active ones not.
+Framing on a reused connection (bodies, no bodies, HEAD, large files); idle
+connections closed after the keep-alive timeout, busy and active ones not,
+idle ones at once on a stop; an error on one connection kept to it. Tests of
+the serve loop alone run it in this process on a free loopback port, serving
+a small ASGI app, on trio's autojump clock; the rest start the real daemon.
+Every wait is bounded by ``trio.fail_after``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import h11
 import httpx
+import hypercorn.config
+import pytest
 import trio
+import trio.testing
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
-from eventd.config import Config
-from eventd.http.server import SHUTDOWN_GRACE_SECONDS, hypercorn_config
+from eventd.config import Config, ServerConfig, WebsocketConfig
+from eventd.http.server import SHUTDOWN_GRACE_SECONDS, hypercorn_config, serve
 from tests.support import DaemonProcess
 
-KEEP_ALIVE_SECONDS = 3  # server.keep_alive_seconds of the keep-alive test's daemon
+KEEP_ALIVE_SECONDS = 3  # server.keep_alive_seconds of the keep-alive tests' servers
+TIMEOUT_SECONDS = 10
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Handler = Callable[[Receive, Send], Awaitable[None]]
 
 
 class RawHttp:
@@ -31,8 +48,8 @@ class RawHttp:
         self.h11 = h11.Connection(h11.CLIENT)
 
     @classmethod
-    async def open(cls, daemon: DaemonProcess) -> RawHttp:
-        return cls(await trio.open_tcp_stream("127.0.0.1", daemon.port))
+    async def open(cls, port: int) -> RawHttp:
+        return cls(await trio.open_tcp_stream("127.0.0.1", port))
 
     async def request(
         self, method: str, target: str, body: bytes = b"", content_type: str = "application/json"
@@ -64,7 +81,7 @@ class RawHttp:
 
 
 async def test_one_connection_carries_every_kind_of_response(daemon: DaemonProcess):
-    conn = await RawHttp.open(daemon)
+    conn = await RawHttp.open(daemon.port)
     async with conn.stream:
         event = {"name": "Framing", "date": "2099-03-01T10:00:00Z", "maxAttendees": 5,
                  "location": f"Framing {uuid.uuid4().hex}"}
@@ -92,7 +109,7 @@ async def test_keep_alive_closes_idle_connections_only(fresh_database_url: str, 
     ).start()
 
     async def idle() -> None:
-        conn = await RawHttp.open(daemon)
+        conn = await RawHttp.open(daemon.port)
         async with conn.stream:
             assert (await conn.request("GET", "/health"))[0] == 200
             started = trio.current_time()
@@ -102,7 +119,7 @@ async def test_keep_alive_closes_idle_connections_only(fresh_database_url: str, 
 
     async def active() -> None:
         # A request every 2 s: each answer moves the deadline on.
-        conn = await RawHttp.open(daemon)
+        conn = await RawHttp.open(daemon.port)
         async with conn.stream:
             for _ in range(4):
                 assert (await conn.request("GET", "/health"))[0] == 200
@@ -112,7 +129,7 @@ async def test_keep_alive_closes_idle_connections_only(fresh_database_url: str, 
     async def busy() -> None:
         # One request whose body takes longer than the keep-alive timeout to
         # come: the connection is busy, not idle, and gets its answer.
-        conn = await RawHttp.open(daemon)
+        conn = await RawHttp.open(daemon.port)
         async with conn.stream:
             body = json.dumps({"name": "Slow", "email": f"{uuid.uuid4().hex}@slow.org"}).encode()
             head = (b"POST /attendees HTTP/1.1\r\nHost: eventd\r\nContent-Type: application/json"
@@ -131,28 +148,10 @@ async def test_keep_alive_closes_idle_connections_only(fresh_database_url: str, 
         assert daemon.stop() == 0, daemon.log()
 
 
-def test_idle_connections_outlive_the_clients_own_keep_alive() -> None:
-    """By default the client lets an idle connection go first (hypercorn_config)."""
-    assert hypercorn_config(Config()).keep_alive_timeout > httpx.Limits().keepalive_expiry
-
-
-async def test_a_connection_reused_as_late_as_a_client_would_is_answered(daemon: DaemonProcess):
-    """httpx reuses a connection idle for up to 5 s: the daemon must still have it open.
-
-    With the server's keep-alive at the same 5 s, a request sent on such a
-    connection met a server closing it, and was reset.
-    """
-    conn = await RawHttp.open(daemon)
-    async with conn.stream:
-        assert (await conn.request("GET", "/health"))[0] == 200
-        await trio.sleep(httpx.Limits().keepalive_expiry + 0.5)
-        assert (await conn.request("GET", "/health"))[0] == 200
-
-
 async def test_stop_closes_idle_connections_at_once(fresh_database_url: str, workdir):
     daemon = DaemonProcess(fresh_database_url, workdir).start()
     try:
-        conn = await RawHttp.open(daemon)
+        conn = await RawHttp.open(daemon.port)
         async with conn.stream:
             assert (await conn.request("GET", "/health"))[0] == 200
             started = trio.current_time()
@@ -163,3 +162,219 @@ async def test_stop_closes_idle_connections_at_once(fresh_database_url: str, wor
         assert await trio.to_thread.run_sync(daemon.process.wait, 10) == 0, daemon.log()
     finally:
         daemon.stop()
+
+
+# --- the serve loop alone, in this process ------------------------------------------
+
+
+class App:
+    """A small ASGI app: HTTP requests to ``http`` (else ``ok``), websockets to ``websocket``."""
+
+    def __init__(self, *, http: Handler | None = None, websocket: Handler | None = None) -> None:
+        self.http = http
+        self.websocket = websocket
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": f"{message['type']}.complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        elif scope["type"] == "http":
+            await (self.http or answer_ok)(receive, send)
+        else:
+            assert self.websocket is not None
+            await self.websocket(receive, send)
+
+
+async def answer_ok(receive: Receive, send: Send) -> None:
+    while (await receive()).get("more_body", False):
+        pass
+    await send({
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-length", b"2")],
+    })
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@dataclass
+class Served:
+    port: int
+    stop: trio.Event  # set: the shutdown trigger returns
+
+
+def listening(config: Config) -> tuple[hypercorn.config.Config, Any]:
+    """eventd's hypercorn configuration, bound to a free loopback port, and its sockets."""
+    hc = hypercorn_config(replace(config, server=replace(config.server, bind="127.0.0.1:0")))
+    sockets = hc.create_sockets()
+    for sock in sockets.insecure_sockets:
+        sock.listen(hc.backlog)
+    return hc, sockets
+
+
+@asynccontextmanager
+async def serving(app: App, config: Config | None = None) -> AsyncIterator[Served]:
+    """eventd's serve loop serving ``app``; stopped (gracefully) at the end of the block."""
+    hc, sockets = listening(config or Config())
+    try:
+        served = Served(sockets.insecure_sockets[0].getsockname()[1], trio.Event())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                serve,
+                wrap_app(app, hc.wsgi_max_body_size, None),
+                hc,
+                sockets.insecure_sockets,
+                served.stop.wait,
+            )
+            yield served
+            served.stop.set()
+    finally:
+        for sock in sockets.insecure_sockets:
+            sock.close()
+
+
+async def test_an_idle_connection_is_closed_at_the_keep_alive_timeout(
+    autojump_clock: trio.testing.MockClock,
+):
+    config = Config(server=ServerConfig(keep_alive_seconds=KEEP_ALIVE_SECONDS))
+    async with serving(App(), config) as served:
+        conn = await RawHttp.open(served.port)
+        async with conn.stream:
+            assert (await conn.request("GET", "/"))[::2] == (200, b"ok")
+            answered = trio.current_time()
+            with trio.fail_after(TIMEOUT_SECONDS):
+                assert await conn.closed_by_peer()
+            assert trio.current_time() - answered == pytest.approx(KEEP_ALIVE_SECONDS)
+
+
+async def test_an_idle_connection_is_closed_at_the_peer_timeout_when_that_comes_first(
+    autojump_clock: trio.testing.MockClock,
+):
+    # Pings every 0.2 s: a peer silent for 1 s is given up, an idle client too.
+    config = Config(websocket=WebsocketConfig(ping_interval_seconds=0.2))
+    peer_timeout_seconds = hypercorn_config(config).read_timeout
+    assert peer_timeout_seconds < config.server.keep_alive_seconds
+    async with serving(App(), config) as served:
+        conn = await RawHttp.open(served.port)
+        async with conn.stream:
+            assert (await conn.request("GET", "/"))[0] == 200
+            answered = trio.current_time()
+            with trio.fail_after(TIMEOUT_SECONDS):
+                assert await conn.closed_by_peer()
+            assert trio.current_time() - answered == pytest.approx(peer_timeout_seconds)
+
+
+async def test_by_default_a_connection_reused_as_late_as_a_client_would_is_answered(
+    autojump_clock: trio.testing.MockClock,
+):
+    """httpx reuses a connection idle for up to 5 s: the server must still have it open.
+
+    With the server's keep-alive at the same 5 s, a request sent on such a
+    connection met a server closing it, and was reset.
+    """
+    async with serving(App()) as served:
+        conn = await RawHttp.open(served.port)
+        async with conn.stream:
+            assert (await conn.request("GET", "/"))[0] == 200
+            await trio.sleep(httpx.Limits().keepalive_expiry + 0.5)
+            assert (await conn.request("GET", "/"))[0] == 200
+
+
+async def test_a_stop_closes_idle_connections_at_once(autojump_clock: trio.testing.MockClock):
+    async with serving(App()) as served:
+        conn = await RawHttp.open(served.port)
+        async with conn.stream:
+            assert (await conn.request("GET", "/"))[0] == 200
+            stopped = trio.current_time()
+            served.stop.set()
+            with trio.fail_after(TIMEOUT_SECONDS):
+                assert await conn.closed_by_peer()
+            assert trio.current_time() == stopped  # no timer ran out first
+
+
+class BodyNobodyTakes:
+    """A request whose app has stopped taking messages when its body comes.
+
+    The app closes its end of hypercorn's queue and waits; hypercorn's reader,
+    handing the body on, fails with ``trio.BrokenResourceError`` in the
+    connection's task: an error on one connection, as any bug there would be.
+    Every later request is answered ``ok``.
+    """
+
+    def __init__(self) -> None:
+        self.app = App(http=self._hang_up)
+        self._hung_up = trio.Event()
+
+    async def _hang_up(self, receive: Receive, send: Send) -> None:
+        if self._hung_up.is_set():
+            await answer_ok(receive, send)
+            return
+        receive.__self__.close()  # type: ignore[attr-defined]  # hypercorn's channel
+        self._hung_up.set()
+        await trio.sleep_forever()
+
+    async def send(self, port: int) -> bytes:
+        """The request, its body once the app has hung up; what came back before the end."""
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(b"POST / HTTP/1.1\r\nHost: eventd\r\nContent-Length: 4\r\n\r\n")
+            answer = b""
+            with trio.fail_after(TIMEOUT_SECONDS):
+                await self._hung_up.wait()
+                await stream.send_all(b"body")
+                try:
+                    while chunk := await stream.receive_some():
+                        answer += chunk
+                except trio.BrokenResourceError:  # reset
+                    pass
+        return answer
+
+
+async def test_hypercorns_own_serve_loop_lets_one_connections_error_stop_it():
+    """Why eventd serves with a loop of its own: in hypercorn's, that error stops the server."""
+    hc, sockets = listening(Config())
+    port = sockets.insecure_sockets[0].getsockname()[1]
+    request = BodyNobodyTakes()
+
+    async def serve_with_hypercorn() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: worker_serve(
+                    wrap_app(request.app, hc.wsgi_max_body_size, None),
+                    hc,
+                    sockets=sockets,
+                    shutdown_trigger=trio.sleep_forever,
+                    task_status=task_status,
+                )
+            )
+            await request.send(port)
+            await trio.sleep_forever()  # until the server fails
+
+    try:
+        with pytest.raises(BaseExceptionGroup) as stopped, trio.fail_after(TIMEOUT_SECONDS):
+            await serve_with_hypercorn()
+        assert stopped.value.subgroup(trio.BrokenResourceError) is not None
+    finally:
+        for sock in sockets.insecure_sockets:
+            sock.close()
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG], ids=["info", "debug"])
+async def test_an_error_on_one_connection_is_kept_to_it_and_logged_once_briefly(
+    caplog: pytest.LogCaptureFixture, level: int
+):
+    caplog.set_level(level)
+    request = BodyNobodyTakes()
+    async with serving(request.app) as served:
+        assert await request.send(served.port) == b""  # closed, unanswered
+        conn = await RawHttp.open(served.port)
+        async with conn.stream:  # every other connection is served as before
+            assert (await conn.request("GET", "/ok"))[0] == 200
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.levelname) for r in logged] == [("eventd.http.server", "WARNING")]
+    assert "BrokenResourceError" in logged[0].getMessage()
+    assert "\n" not in logged[0].getMessage()
+    # The traceback only when logging at debug.
+    assert (logged[0].exc_info is not None) == (level == logging.DEBUG)

@@ -12,8 +12,8 @@ from typing import Any
 
 import aiosmtplib
 import trio_asyncio
+from trio_asyncio import open_loop
 
-from eventd.asyncio_loop import open_loop
 from eventd.config import EmailConfig
 from eventd.email.messages import OutboxMessage, compose
 from eventd.email.transports import TransportError

@@ -69,8 +69,8 @@ class Connection(TrioASGIHTTPConnection):
     async def _read_body(self, request: Request, receive: ASGIReceiveCallable) -> None:
         """Read the body into ``request``: whole, or as far as it is allowed to go.
 
-        hypercorn has usually queued all of a small request already, so this
-        rarely waits. A body over ``MAX_CONTENT_LENGTH`` is read no further
+        hypercorn has often queued all of a small request already; then this
+        does not wait. A body over ``MAX_CONTENT_LENGTH`` is read no further
         (the 413 closes the connection); one that does not arrive within the
         request deadline is answered 408.
         """

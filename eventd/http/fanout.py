@@ -5,7 +5,7 @@ switches, ASGI messages and framings. Each change is framed once
 (:meth:`~eventd.realtime.hub.Change.frame`); when a stream's outbox gets
 something, the stream is put on the fan-out's ready list, and the fan-out
 task takes each ready outbox whole and writes its frames with one
-non-blocking write (:class:`~eventd.http.server.RawWebsocket`). Under load,
+non-blocking write (:class:`~eventd.http.raw_websocket.RawWebsocket`). Under load,
 more messages wait per round, so a round costs about the same and carries
 more: the rate adapts to the CPU without a timer.
 
@@ -24,7 +24,7 @@ import trio
 
 from eventd.realtime.outbox import Closing, Outbox
 
-from .server import RawWebsocket
+from .raw_websocket import RawWebsocket
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from eventd.errors import EventdError, FieldError, NotFound, ValidationFailed
 from eventd.http import problems
 from eventd.http.context import parse_id, services
 from eventd.http.fanout import Fanout, Stream
-from eventd.http.server import claim_raw_websocket
+from eventd.http.raw_websocket import claim_raw_websocket
 from eventd.realtime.changes import Change
 from eventd.realtime.outbox import TRY_AGAIN_LATER
 
@@ -46,8 +46,8 @@ class StreamingWebsocketConnection(TrioASGIWebsocketConnection):
     quart-trio runs each websocket view beside a task that feeds it the
     client's messages and cancels it on disconnect. The stream views read
     nothing (what clients send is dropped, see
-    :func:`~eventd.http.server.claim_raw_websocket`) and learn of a disconnect
-    from their :class:`~eventd.http.server.RawWebsocket`, so the view runs in
+    :func:`~eventd.http.raw_websocket.claim_raw_websocket`) and learn of a disconnect
+    from their :class:`~eventd.http.raw_websocket.RawWebsocket`, so the view runs in
     the ASGI task itself: two tasks and a nursery fewer for every connection
     held open, which is most of an idle connection's memory.
     """

@@ -31,8 +31,8 @@ from typing import Any
 import asyncpg
 import trio
 import trio_asyncio
+from trio_asyncio import open_loop
 
-from eventd.asyncio_loop import open_loop
 from eventd.errors import Unavailable
 
 Row = Mapping[str, Any]

@@ -20,8 +20,7 @@ import trio
 import trio_asyncio
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
-
-from eventd.asyncio_loop import open_loop
+from trio_asyncio import open_loop
 
 log = logging.getLogger(__name__)
 
