@@ -418,6 +418,7 @@ class FakeStore:
         self.gates: dict[uuid.UUID, trio.Event] = {}
         self.failures: dict[uuid.UUID, BaseException] = {}
         self.edited_versions: dict[uuid.UUID, int] = {}  # the version of the last edit
+        self.locked: set[uuid.UUID] = set()  # held by another transaction: answered "busy"
         self._inbox, self._offered = trio.open_memory_channel[WriteCommand[Any]](math.inf)
 
     def add_event(
@@ -506,7 +507,12 @@ class FakeStore:
             if failure is not None:
                 raise failure  # before any change, like a bug in the command
         if isinstance(command, c.RegistrationOps):
-            return [[self._apply(part.event_id, op) for op in part.ops] for part in parts]
+            return [
+                [c.OpResult(op.registration_id or uuid.uuid4(), "busy", None, (), None)
+                 for op in part.ops] if part.event_id in self.locked
+                else [self._apply(part.event_id, op) for op in part.ops]
+                for part in parts
+            ]
         [event_id] = events
         if isinstance(command, c.UpdateEvent):
             event = self.events[event_id]

@@ -286,9 +286,10 @@ class Driver:
             self.tally.refused_lowerings += 1
             return False
         assert response.status_code == 200, response.text
+        changed = capacity != self.model.capacity  # the same capacity changes nothing
         self.model.set_capacity(capacity)
         self.check_counts(response.json())
-        return True
+        return changed
 
     def delete_attendee(self, attendee_id: str) -> bool:
         response = self.http.delete(f"/attendees/{attendee_id}")

@@ -19,6 +19,7 @@ import pytest
 import trio
 import trio.testing
 
+from eventd.actors import messages as m
 from eventd.actors.supervisor import Supervisor
 from eventd.errors import AlreadyRegistered, EventFull, NotFound, Unavailable
 from eventd.storage import commands as c
@@ -267,3 +268,46 @@ async def test_a_round_is_sealed_before_the_writer_has_it() -> None:
             assert [value_of(results[rid]).status for rid in (first, later)] == ["confirmed"] * 2
             assert store.submitted_ids(event.id) == [first, later]
             assert len(store.commands) == 2
+
+
+async def test_a_busy_event_s_requests_are_carried_in_order_until_it_is_free(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    store.locked.add(event.id)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            results: dict[uuid.UUID, outcome.Outcome[Any]] = {}
+            rids = [uuid.uuid4() for _ in range(3)]
+            async with trio.open_nursery() as nursery:
+                for rid in rids:
+                    nursery.start_soon(registering, results, supervisor, event.id, rid)
+                await trio.sleep(1)
+                assert results == {}  # carried, round after round, unanswered
+                assert len(store.commands) > 2
+                store.locked.clear()
+            assert [value_of(results[rid]).status for rid in rids] == ["confirmed"] * 3
+            # Sent again in their order; each written once.
+            assert [rid for rid in store.submitted_ids(event.id) if rid in rids][-3:] == rids
+            assert (await supervisor.get_event(event.id)).confirmed_count == 3
+
+
+async def test_a_request_carried_past_its_deadline_is_answered_unwritten(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    store.locked.add(event.id)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            deadline = trio.current_time() + 2
+            with pytest.raises(Unavailable):
+                await supervisor.ask(
+                    event.id, lambda reply: m.Register(None, uuid.uuid4(), False, reply, deadline)
+                )
+            assert trio.current_time() >= deadline
+            store.locked.clear()
+            assert (await register(supervisor, event.id)).status == "confirmed"
+            assert (await supervisor.get_event(event.id)).confirmed_count == 1
+    assert len(changes) == 1

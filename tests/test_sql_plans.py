@@ -129,9 +129,9 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
             " WHERE lanname = 'plpgsql') AND proname <> 'eventd_registration_ops'")
     settings = {row["proname"]: set(row["proconfig"] or ()) for row in rows}
     assert settings == {
-        "eventd_registration_batch": {"plan_cache_mode=auto"},
         **dict.fromkeys(
-            ["eventd_register", "eventd_register_run", "eventd_cancel", "eventd_promote",
+            ["eventd_registration_batch", "eventd_register", "eventd_register_run",
+             "eventd_cancel", "eventd_promote",
              "eventd_enqueue_email", "eventd_delete_attendee"],
             {"enable_seqscan=off", "plan_cache_mode=auto"}),
     }

@@ -42,6 +42,7 @@ from eventd.errors import (
     EventFull,
     EventStarted,
     NotFound,
+    Unavailable,
 )
 from eventd.model import Event, EventCounts, Registration, utc_now
 from eventd.realtime.changes import Change, ChangeType
@@ -207,12 +208,13 @@ class EventActor:
     # --- registrations and cancellations -------------------------------------
 
     def registration_turn(
-        self, requests: list[m.Register | m.Cancel], now: datetime
+        self, requests: list[m.Register | m.Cancel], now: datetime, clock: float
     ) -> RegistrationTurn | None:
         """The writer's command for these requests; None when none is left for it.
 
         Those the actor can answer itself (the event has started by ``now``,
-        or is gone) are answered here.
+        or is gone) are answered here; so are those whose asker's deadline
+        (``clock``, trio's) has passed, unwritten: nobody would hear the answer.
         """
         if self.deleted:
             for request in requests:
@@ -221,6 +223,12 @@ class EventActor:
         ops: list[c.RegistrationOp] = []
         asked: list[m.Register | m.Cancel] = []
         for request in requests:
+            if request.deadline <= clock:
+                self._outcomes["timed_out"] += 1
+                request.reply.fail(Unavailable(
+                    f"Event {self.state.id} was busy until the request's deadline; please retry."
+                ))
+                continue
             if isinstance(request, m.Register):
                 if self.state.starts_at <= now:
                     self._outcomes["event_started"] += 1

@@ -66,6 +66,15 @@ class Mailbox:
             raise MailboxClosed
         self._append(notice)
 
+    def put_back(self, messages: list[m.Register | m.Cancel]) -> None:
+        """Return taken messages to the front, in their order (over the bound if need be):
+        the writer could not lock their event, and they go again in a later round."""
+        if not messages:
+            return
+        if self._messages is None:
+            self._messages = collections.deque()
+        self._messages.extendleft(reversed(messages))
+
     def registrations_first(self) -> bool:
         """Is the oldest message a registration or a cancellation?"""
         messages = self._messages

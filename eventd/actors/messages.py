@@ -8,6 +8,7 @@ registration path, are named tuples (cheaper to make than frozen dataclasses).
 from __future__ import annotations
 
 import dataclasses
+import math
 import uuid
 from typing import Any, NamedTuple
 
@@ -24,11 +25,13 @@ class Register(NamedTuple):
     attendee_id: uuid.UUID
     waitlist: bool
     reply: Reply[Any]
+    deadline: float = math.inf  # trio's clock: past it, the asker is gone; never written then
 
 
 class Cancel(NamedTuple):
     registration_id: uuid.UUID
     reply: Reply[Any]
+    deadline: float = math.inf
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,12 @@ this task, which is that actor's turn: it adopts the counts, publishes and
 answers. So a hot event's requests share a statement, a hundred events' turns
 share a transaction, and the next round gathers while one is at the writer.
 
+A round never waits for an event another transaction holds: the database
+answers its operations ``busy``, having written nothing, and the actor's
+requests go back to the front of its mailbox for a round a moment later —
+in their order, each until its asker's deadline (then it is answered
+unwritten, 503).
+
 The writer runs nothing of the actors': the round is sealed before it is
 offered, and its results are applied here, not in the writer's task.
 """
@@ -32,6 +38,9 @@ from eventd.actors.mailbox import Mailbox
 from eventd.errors import EventdError, Unavailable
 from eventd.model import utc_now
 from eventd.storage import commands as c
+
+# How long an actor whose event was locked elsewhere waits before its next round.
+BUSY_RETRY_SECONDS = 0.01
 
 
 class Member(Protocol):
@@ -62,6 +71,7 @@ class RoundStatistics:
     rounds: int  # sent to the writer
     turns: int  # actors' turns in them
     waiting: int  # actors joined for the next round
+    carried: int  # actors whose event was busy, waiting to try again
 
 
 class Rounds:
@@ -71,6 +81,8 @@ class Rounds:
         self._send, self._receive = trio.open_memory_channel[Member](math.inf)
         self._rounds = 0
         self._turns = 0
+        # Actors whose event another transaction held, and when they try again.
+        self._carried: list[tuple[float, Member]] = []
 
     def join(self, member: Member) -> None:
         """Put an actor whose mailbox starts with registrations in the next round."""
@@ -79,14 +91,27 @@ class Rounds:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async with self._receive:
-            async for first in self._receive:
-                members = [first]
+            while True:
+                members = self._carried_due()
+                if not members:
+                    with trio.move_on_at(self._carried[0][0] if self._carried else math.inf):
+                        members.append(await self._receive.receive())
+                    members += self._carried_due()
                 while True:
                     try:
                         members.append(self._receive.receive_nowait())
                     except trio.WouldBlock:
                         break
-                await self._run_round(members)
+                if members:
+                    await self._run_round(members)
+
+    def _carried_due(self) -> list[Member]:
+        """The actors whose event was busy, due to try again."""
+        now = trio.current_time()
+        due = [member for at, member in self._carried if at <= now]
+        if due:
+            self._carried = [(at, member) for at, member in self._carried if at > now]
+        return due
 
     async def _run_round(self, members: list[Member]) -> None:
         turns = self._seal(members)
@@ -112,6 +137,13 @@ class Rounds:
                 turn.fail(Unavailable("The daemon is shutting down."))
             raise
         for (member, turn), results in zip(turns, answers, strict=True):
+            if results and results[0].outcome == "busy":
+                # Another transaction holds the event: nothing was written. The
+                # requests go back to the front of the mailbox, for a later round.
+                member.mailbox.put_back(turn.asked)
+                member.actor.in_hand = ()
+                self._carried.append((trio.current_time() + BUSY_RETRY_SECONDS, member))
+                continue
             try:
                 done = member.actor.registrations_committed(turn, results)
             except Exception:
@@ -125,7 +157,7 @@ class Rounds:
 
     def _seal(self, members: list[Member]) -> list[tuple[Member, RegistrationTurn]]:
         """Take each actor's turn from its mailbox; those it answers itself end here."""
-        now = utc_now()  # one clock reading for the round's actors
+        now, clock = utc_now(), trio.current_time()  # one reading for the round's actors
         turns: list[tuple[Member, RegistrationTurn]] = []
         for member in members:
             requests: list[m.Register | m.Cancel] = member.mailbox.take_registrations(
@@ -133,7 +165,7 @@ class Rounds:
             )
             member.actor.in_hand = requests
             try:
-                turn = member.actor.registration_turn(requests, now)
+                turn = member.actor.registration_turn(requests, now, clock)
             except Exception:
                 self._supervision.crashed(member)
                 continue
@@ -148,4 +180,5 @@ class Rounds:
             rounds=self._rounds,
             turns=self._turns,
             waiting=self._receive.statistics().current_buffer_used,
+            carried=len(self._carried),
         )

@@ -9,6 +9,7 @@ here as the 201.
 
 from __future__ import annotations
 
+import trio
 from quart import Blueprint, Response, request
 
 from eventd.actors import messages as m
@@ -36,7 +37,9 @@ async def register() -> Response:
     # No id yet: the database makes it in the same statement that registers.
     registration: Registration = await services().supervisor.ask(
         body.event_id,
-        lambda reply: m.Register(None, body.attendee_id, body.waitlist, reply),
+        lambda reply: m.Register(
+            None, body.attendee_id, body.waitlist, reply, trio.current_effective_deadline()
+        ),
     )
     answer = registration.to_json()
     return json_response(answer, 201, location=f"/registrations/{answer['id']}")
@@ -88,5 +91,7 @@ async def cancel_registration(registration_id: str) -> Response:
     event_id = await queries.registration_event_id(s.db, rid)
     if event_id is None:
         raise NotFound(f"Registration {registration_id} does not exist.")
-    await s.supervisor.ask(event_id, lambda reply: m.Cancel(rid, reply))
+    await s.supervisor.ask(
+        event_id, lambda reply: m.Cancel(rid, reply, trio.current_effective_deadline())
+    )
     return no_content()

@@ -41,6 +41,7 @@ OpOutcome = Literal[
     "event_started",
     "cancelled",
     "not_found",
+    "busy",  # the event was locked by another transaction: nothing was done, send it again
 ]
 
 

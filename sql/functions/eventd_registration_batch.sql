@@ -5,10 +5,17 @@
 -- when nobody was), and the event's counts after the operation as columns of
 -- their own, in the order of EventCounts.
 --
--- The batch is cut into runs of registrations: a cancellation, or a pair of
--- event and attendee the run holds already, ends a run. Each run goes to
--- eventd_register_run whole; each cancellation to eventd_cancel, one at a
--- time. The answers are what registering one at a time would give.
+-- The batch never waits for an event another transaction holds (an admin's
+-- transaction, another daemon's batch): it locks its events first, in id
+-- order, skipping the locked ones, and answers each operation on a skipped
+-- event 'busy', with no counts and nothing written. The caller sends those
+-- again in a later batch; the rest commit now.
+--
+-- The batch is cut into runs of registrations: a cancellation, an operation
+-- on a busy event, or a pair of event and attendee the run holds already,
+-- ends a run. Each run goes to eventd_register_run whole; each cancellation
+-- to eventd_cancel, one at a time. The answers are what registering one at a
+-- time would give.
 
 CREATE OR REPLACE FUNCTION eventd_registration_batch(
     p_kinds text[], p_ids uuid[], p_events uuid[], p_attendees uuid[], p_waitlist boolean[]
@@ -16,15 +23,23 @@ CREATE OR REPLACE FUNCTION eventd_registration_batch(
     idx integer, registration_id uuid, outcome text, created_at timestamptz, promoted uuid[],
     event_id uuid, max_attendees integer, confirmed_count integer, waitlist_count integer,
     version bigint, updated_at timestamptz, edited_version bigint
-) LANGUAGE plpgsql SET plan_cache_mode = auto AS $$
+) LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = auto AS $$
 DECLARE
     total integer := coalesce(cardinality(p_kinds), 0);
     run_from integer := 1;  -- the first registration of the run being gathered
     run_pairs text[] := '{}';
     pair text;
+    locked uuid[];
+    busy uuid[];
 BEGIN
+    locked := ARRAY(SELECT e.id FROM events e WHERE e.id = ANY (p_events)
+                    ORDER BY e.id FOR UPDATE SKIP LOCKED);
+    -- Skipped: they exist (as this transaction sees them), but are not ours to lock.
+    busy := ARRAY(SELECT e.id FROM events e WHERE e.id = ANY (p_events)
+                  AND NOT e.id = ANY (locked));
     FOR i IN 1 .. total + 1 LOOP
         pair := CASE WHEN i <= total AND p_kinds[i] = 'register'
+                     AND NOT p_events[i] = ANY (busy)
                      THEN p_events[i]::text || p_attendees[i]::text END;
         IF (pair IS NULL OR pair = ANY (run_pairs)) AND run_from < i THEN
             RETURN QUERY
@@ -40,6 +55,14 @@ BEGIN
         EXIT WHEN i > total;
         IF pair IS NOT NULL THEN
             run_pairs := run_pairs || pair;
+            CONTINUE;
+        END IF;
+        IF p_events[i] = ANY (busy) THEN
+            RETURN QUERY
+            SELECT i, p_ids[i], 'busy'::text, NULL::timestamptz, NULL::uuid[], NULL::uuid,
+                   NULL::integer, NULL::integer, NULL::integer, NULL::bigint,
+                   NULL::timestamptz, NULL::bigint;
+            run_from := i + 1;
             CONTINUE;
         END IF;
         RETURN QUERY
