@@ -11,6 +11,11 @@ Redis pub/sub keeps no history: a change published while a daemon was cut
 off is lost to it. So when Redis answers again — before the daemon uses its
 cache again and says "ok" — and again when the subscription is back, the
 relay has the supervisor reload every live actor from the database.
+
+While the relay is out of touch (:attr:`Relay.in_touch` false: Redis down,
+the subscription broken, or the reload after either not done yet) this
+daemon's actors may be behind the other daemons' changes, so reads of an
+event are served from its row instead (``eventd.actors.reads``).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class Relay:
         self._published = 0
         self._received = 0
         self._dropped = 0
+        self._catching_up = False  # reloading after the subscription broke
         redis.on_recovered(self._recovered)
 
     def share(self, change: Change) -> None:
@@ -67,6 +73,15 @@ class Relay:
             self._send.send_nowait(self._encode(change))
         except trio.WouldBlock:
             self._dropped += 1
+
+    @property
+    def in_touch(self) -> bool:
+        """Do the other daemons' changes reach this daemon's actors now?
+
+        Not while Redis is down (or catching up after an outage), nor while
+        the subscription is broken or the reload after it is under way.
+        """
+        return self._redis.up and self._redis.subscribed and not self._catching_up
 
     def statistics(self) -> RelayStatistics:
         return RelayStatistics(
@@ -94,7 +109,10 @@ class Relay:
                 self._dropped += len(batch)
 
     async def _recovered(self) -> None:
-        """Redis answers again: once the subscription is back too, catch up from the database."""
+        """Redis answers again: once the subscription is back too, catch up from the database.
+
+        Runs before Redis counts as up, so reads go to the rows until it is done.
+        """
         with trio.move_on_after(RESUBSCRIBE_WAIT_SECONDS):
             while not self._redis.subscribed:  # noqa: ASYNC110 - a brief poll of a flag
                 await trio.sleep(0.05)
@@ -104,7 +122,11 @@ class Relay:
     async def _resubscribed(self) -> None:
         if self._redis.up:  # only the subscription broke; otherwise _recovered catches up
             log.info("relay subscription restored; reloading live events from the database")
-            await self._resync()
+            self._catching_up = True
+            try:
+                await self._resync()
+            finally:
+                self._catching_up = False
 
     def _incoming(self, data: bytes) -> None:
         try:
