@@ -134,7 +134,8 @@ async def serve(
             is_followed=hub.is_followed,
             peers=Peers(relay.share, cache.store, cache.store_gone) if relay else None,
         )
-        reads = EventReads(supervisor, cache if redis else None)
+        reads = EventReads(supervisor, functools.partial(queries.load_event, db),
+                           cache if relay else None, relay)
         before = timedelta(hours=config.reminders.before_hours)
         reminders = Reminders(
             lambda event_id: writer.submit(commands.SendReminders(event_id, before)), before

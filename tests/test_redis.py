@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
-from tests.conftest import create_attendee, create_event
+from eventd.model import Event
+from tests.conftest import create_attendee, create_event, register
 from tests.support import DaemonProcess, free_port, run_sql
 from tests.test_invariant import make_attendees
 from tests.test_websocket import next_message, ws_url
@@ -30,6 +32,8 @@ from tests.test_websocket import next_message, ws_url
 pytestmark = pytest.mark.slow
 
 WAIT_SECONDS = 20
+CHANGE_SEEN_SECONDS = 1.0  # a read anywhere reflects a change this soon after it, Redis or not
+POLL_SECONDS = 0.02
 
 
 class RedisServer:
@@ -266,3 +270,111 @@ async def test_the_global_stream_on_b_carries_events_created_through_a(two_daemo
         ("newEvent", 1), ("eventCapacityUpdate", 2)]
     assert messages[0]["data"] == event
     assert json.dumps(messages[1]["data"]["registeredCount"]) == "1"
+
+
+def database_event(database_url: str, event_id: str) -> dict[str, Any] | None:
+    """The event as its row says, in the API's JSON; None when it is gone."""
+    rows = run_sql(database_url, f"SELECT {Event.COLUMNS} FROM events WHERE id = $1",
+                   uuid.UUID(event_id))
+    return Event.from_row(rows[0]).to_json() if rows else None
+
+
+async def read_event(client: httpx.AsyncClient, event_id: str) -> dict[str, Any] | None:
+    response = await client.get(f"/events/{event_id}")
+    assert response.status_code in (200, 404), response.text
+    return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+
+
+async def assert_reads_the_database(
+    client: httpx.AsyncClient, database_url: str, event_id: str
+) -> dict[str, Any] | None:
+    """The daemon's read of the event equals its row within CHANGE_SEEN_SECONDS of a change.
+
+    Called once the change is answered; the row is read first (the database is
+    the last word), then the daemon is asked until it agrees, or the time is up.
+    """
+    expected = await trio.to_thread.run_sync(database_event, database_url, event_id)
+    read: dict[str, Any] | None | str = "not read in time"
+    with trio.move_on_after(CHANGE_SEEN_SECONDS):
+        while True:
+            read = await read_event(client, event_id)
+            if read == expected:
+                break
+            await trio.sleep(POLL_SECONDS)
+    assert read == expected
+    return expected
+
+
+async def test_while_redis_is_down_reads_on_b_follow_the_database(
+    two_daemons, redis_server, fresh_database_url: str
+):
+    a, b = two_daemons
+    db = fresh_database_url
+    async with httpx.AsyncClient(base_url=a.url) as via_a, \
+            httpx.AsyncClient(base_url=b.url) as via_b:
+        await wait_for_health(via_b, "ok")
+        event = await create_event(via_a, maxAttendees=3)
+        eid = event["id"]
+        attendees = [await create_attendee(via_a) for _ in range(9)]
+        assert await read_event(via_b, eid) == event  # B holds it in an actor, and caches it
+        async with open_websocket_url(ws_url(b.url, f"/ws/events/{eid}")) as watching:
+            before = await next_message(watching)
+            assert before["seq"] == event["version"]
+
+            await trio.to_thread.run_sync(redis_server.kill)
+            registered = []
+            for attendee in attendees[:5]:  # three confirmed, two waitlisted
+                response = await register(via_a, eid, attendee["id"], waitlist=True)
+                assert response.status_code == 201, response.text
+                registered.append(response.json())
+                await assert_reads_the_database(via_b, db, eid)
+            renamed = await via_a.patch(f"/events/{eid}", json={"name": "Redis is down"})
+            assert renamed.status_code == 200
+            await assert_reads_the_database(via_b, db, eid)
+            assert (await via_a.delete(f"/registrations/{registered[0]['id']}")
+                    ).status_code == 204  # the first waitlisted takes the spot
+            now = await assert_reads_the_database(via_b, db, eid)
+            assert now is not None
+            assert (now["name"], now["registeredCount"], now["waitlistCount"]) == (
+                "Redis is down", 3, 1)
+
+            # A stream opened on B starts where the database is, resumed or not.
+            for path in (f"/ws/events/{eid}", f"/ws/events/{eid}?since={before['seq']}"):
+                async with open_websocket_url(ws_url(b.url, path)) as ws:
+                    first = await next_message(ws)
+                assert (first["type"], first["seq"], first["data"]) == (
+                    "snapshot", now["version"], now), path
+
+            # A change through B reaches B's stream at the database's seq.
+            response = await register(via_b, eid, attendees[5]["id"], waitlist=True)
+            assert response.status_code == 201, response.text
+            own = await next_message(watching)
+            now = await assert_reads_the_database(via_b, db, eid)
+            assert now is not None
+            assert own["type"] == "eventCapacityUpdate"
+            assert (own["seq"], own["data"]["waitlistCount"]) == (now["version"], 2)
+            await assert_reads_the_database(via_a, db, eid)
+
+            # Redis returns. Changes made while the daemons notice, and once B
+            # trusts Redis again (A may not have noticed yet), are not lost on B.
+            await trio.to_thread.run_sync(redis_server.start)
+            for attendee, ready in ((attendees[6], via_b), (attendees[7], via_a)):
+                response = await register(via_a, eid, attendee["id"], waitlist=True)
+                assert response.status_code == 201, response.text
+                await assert_reads_the_database(via_b, db, eid)
+                await wait_for_health(ready, "ok")
+            response = await register(via_a, eid, attendees[8]["id"], waitlist=True)
+            assert response.status_code == 201, response.text
+            for client in (via_a, via_b):
+                now = await assert_reads_the_database(client, db, eid)
+            assert now is not None
+            assert now["waitlistCount"] == 5
+
+            # B's stream caught up too, in order.
+            seen = [own]
+            while seen[-1]["seq"] < now["version"]:
+                seen.append(await next_message(watching))
+        seqs = [message["seq"] for message in seen]
+        assert seqs == sorted(set(seqs))
+        assert seen[-1]["seq"] == now["version"]
+        assert seen[-1]["data"]["waitlistCount"] == now["waitlistCount"]

@@ -88,3 +88,16 @@ async def test_changes_shared_while_redis_is_down_are_dropped_and_counted() -> N
                 await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
     assert relay.statistics() == RelayStatistics(published=0, received=0, dropped=3)
+
+
+async def test_the_relay_is_in_touch_only_while_subscribed_to_a_redis_that_answers() -> None:
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    for url, in_touch in ((REDIS_URL, True), (nobody, False)):
+        async with open_redis(url) as redis:
+            relay = Relay(redis, Heard(uuid.uuid4()).deliver, no_resync)
+            assert not relay.in_touch  # not subscribed yet: other daemons' changes are missed
+            async with trio.open_nursery() as nursery:
+                await nursery.start(relay.run)
+                assert relay.in_touch is in_touch, url
+                nursery.cancel_scope.cancel()
+            assert not relay.in_touch

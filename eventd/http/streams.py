@@ -2,8 +2,10 @@
 
 A per-event stream starts with a ``snapshot`` — or, with ``?since=SEQ``, with
 the changes after SEQ from the event actor's replay buffer — taken in the
-same step as the subscription, so nothing falls between them. The hub fills
-each connection's outbox without waiting; the fan-out
+same step as the subscription, so nothing falls between them. While Redis is
+away the actor may have missed other daemons' changes: the snapshot is then
+the event's row when that is newer, and a resume gets a snapshot too. The
+hub fills each connection's outbox without waiting; the fan-out
 (:mod:`eventd.http.fanout`) writes it to the socket.
 """
 
@@ -112,13 +114,19 @@ async def _event_stream(event_id: str) -> Stream:
     """
     eid = parse_id(event_id, "Event")
     since = _since(websocket.args.get("since"))
-    actor = await services().supervisor.watch(eid)
+    s = services()
+    # While Redis is away the actor may lack other daemons' changes: the row has them.
+    row = await s.reads.row_if_out_of_touch(eid)
+    actor = await s.supervisor.watch(eid)
     if actor.deleted:
         raise NotFound(f"Event {event_id} does not exist.")
     # No checkpoint from here to the subscription: the snapshot (or replay)
     # and the live changes after it meet without a gap or an overlap.
-    replay = actor.changes_since(since) if since is not None else None
-    first = replay if replay is not None else [Change.snapshot(actor.state)]
+    if row is not None:  # a replay would miss those changes: a snapshot, the newer one
+        first = [Change.snapshot(row if row.version > actor.state.version else actor.state)]
+    else:
+        replay = actor.changes_since(since) if since is not None else None
+        first = replay if replay is not None else [Change.snapshot(actor.state)]
     stream = _subscribed_stream(eid, first)
     stream.outbox.floor = first[-1].seq if first else actor.state.version
     return stream

@@ -10,7 +10,14 @@ actor adopts the newer state and publishes the change to its own streams in
 Redis pub/sub keeps no history: a change published while a daemon was cut
 off is lost to it. So when Redis answers again — before the daemon uses its
 cache again and says "ok" — and again when the subscription is back, the
-relay has the supervisor reload every live actor from the database.
+relay has the supervisor reload every live actor from the database. After
+an outage the reload waits for the other daemons to notice Redis is back
+too: until they do, they drop their changes instead of publishing them.
+
+While the relay is out of touch (:attr:`Relay.in_touch` false: Redis down,
+the subscription broken, or the reload after either not done yet) this
+daemon's actors may be behind the other daemons' changes, so reads of an
+event are served from its row instead (``eventd.actors.reads``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import trio
 
 from eventd.model import Event, format_time, parse_time
 from eventd.realtime.changes import Change
-from eventd.storage.redis import Redis
+from eventd.storage.redis import COMMAND_TIMEOUT_SECONDS, MONITOR_INTERVAL_SECONDS, Redis
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,9 @@ CHANNEL = "eventd:changes"
 QUEUE_SIZE = 65536  # changes waiting for Redis; past this they are dropped and counted
 MAX_PER_PUBLISH = 512
 RESUBSCRIBE_WAIT_SECONDS = 5.0
+# How long the other daemons may take to notice that Redis is back (their
+# monitor's interval, and a ping): the reload after an outage waits this long.
+PEERS_NOTICE_SECONDS = MONITOR_INTERVAL_SECONDS + COMMAND_TIMEOUT_SECONDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +69,7 @@ class Relay:
         self._published = 0
         self._received = 0
         self._dropped = 0
+        self._catching_up = False  # reloading after the subscription broke
         redis.on_recovered(self._recovered)
 
     def share(self, change: Change) -> None:
@@ -67,6 +78,15 @@ class Relay:
             self._send.send_nowait(self._encode(change))
         except trio.WouldBlock:
             self._dropped += 1
+
+    @property
+    def in_touch(self) -> bool:
+        """Do the other daemons' changes reach this daemon's actors now?
+
+        Not while Redis is down (or catching up after an outage), nor while
+        the subscription is broken or the reload after it is under way.
+        """
+        return self._redis.up and self._redis.subscribed and not self._catching_up
 
     def statistics(self) -> RelayStatistics:
         return RelayStatistics(
@@ -94,17 +114,28 @@ class Relay:
                 self._dropped += len(batch)
 
     async def _recovered(self) -> None:
-        """Redis answers again: once the subscription is back too, catch up from the database."""
+        """Redis answers again: once the subscription is back and the other daemons
+        publish again, catch up from the database.
+
+        Runs before Redis counts as up, so reads go to the rows until it is done.
+        """
         with trio.move_on_after(RESUBSCRIBE_WAIT_SECONDS):
             while not self._redis.subscribed:  # noqa: ASYNC110 - a brief poll of a flag
                 await trio.sleep(0.05)
+        # A daemon that has not noticed yet drops its changes and skips the
+        # cache: the reload must come after the last of those.
+        await trio.sleep(PEERS_NOTICE_SECONDS)
         log.info("redis is back; reloading live events from the database")
         await self._resync()
 
     async def _resubscribed(self) -> None:
         if self._redis.up:  # only the subscription broke; otherwise _recovered catches up
             log.info("relay subscription restored; reloading live events from the database")
-            await self._resync()
+            self._catching_up = True
+            try:
+                await self._resync()
+            finally:
+                self._catching_up = False
 
     def _incoming(self, data: bytes) -> None:
         try:
