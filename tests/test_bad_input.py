@@ -49,6 +49,8 @@ def event_body(**changes: Any) -> dict[str, Any]:
 
 
 OMIT = object()
+# Zero-width space, right-to-left override, zero-width joiner, BOM: shows nothing.
+INVISIBLE = "\u200b\u202e\u200d\ufeff"
 # Requests the daemon refuses before reading their body close their connection:
 # a keep-alive connection reused after such a refusal can wedge, which is
 # test_keep_alive_connection_survives_refused_bodies' business, not these tests'.
@@ -78,6 +80,11 @@ BAD_EVENT_FIELDS = [
     ("description 5001 characters", {"description": "d" * 5001}, "description"),
     ("description null", {"description": None}, "description"),
     ("location blank", {"location": "   "}, "location"),
+    ("location of zero-width and bidi characters", {"location": INVISIBLE}, "location"),
+    ("location of invisible characters and spaces", {"location": " \u2060\t\u200e "},
+     "location"),
+    ("name of zero-width and bidi characters", {"name": INVISIBLE}, "name"),
+    ("name of control characters", {"name": "\x01\x7f\x9f"}, "name"),
     ("location 201 characters", {"location": "l" * 201}, "location"),
     ("location missing", {"location": OMIT}, "location"),
     ("date missing", {"date": OMIT}, "date"),
@@ -152,6 +159,8 @@ BAD_PATCHES = [
     ("durationMinutes 10081", {"durationMinutes": 10081}, "durationMinutes"),
     ("name null", {"name": None}, "name"),
     ("name blank", {"name": "  "}, "name"),
+    ("name of zero-width and bidi characters", {"name": INVISIBLE}, "name"),
+    ("location of zero-width and bidi characters", {"location": INVISIBLE}, "location"),
     ("name 201 characters", {"name": "n" * 201}, "name"),
     ("description 5001 characters", {"description": "d" * 5001}, "description"),
     ("location null", {"location": None}, "location"),
@@ -212,6 +221,7 @@ BAD_ATTENDEES = [
     ("email over 254", {"name": "Ada", "email": LONG_EMAIL}, "email"),
     ("name missing", {"email": "EMAIL"}, "name"),
     ("name blank", {"name": " ", "email": "EMAIL"}, "name"),
+    ("name of zero-width and bidi characters", {"name": INVISIBLE, "email": "EMAIL"}, "name"),
     ("name 201 characters", {"name": "n" * 201, "email": "EMAIL"}, "name"),
     ("name null", {"name": None, "email": "EMAIL"}, "name"),
     ("unknown field", {"name": "Ada", "email": "EMAIL", "phone": "1"}, "phone"),

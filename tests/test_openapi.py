@@ -248,6 +248,16 @@ def test_request_bodies_are_the_validating_models(document: dict[str, Any]):
     assert components["RegistrationCreate"]["properties"]["eventId"]["format"] == "uuid"
 
 
+def test_the_blank_rule_is_described_where_it_applies(document: dict[str, Any]):
+    components = document["components"]["schemas"]
+    for model, field in [("EventCreate", "name"), ("EventCreate", "location"),
+                         ("EventPatch", "name"), ("EventPatch", "location"),
+                         ("AttendeeCreate", "name")]:
+        described = components[model]["properties"][field]["description"]
+        assert "Not blank" in described
+        assert "format character" in described, (model, field)
+
+
 def test_request_examples_pass_validation(document: dict[str, Any]):
     models = {
         "EventCreate": schemas.EventCreate,

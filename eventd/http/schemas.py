@@ -10,6 +10,7 @@ check beyond pydantic's own constraints is noted in their JSON Schema.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
@@ -48,8 +49,23 @@ def _storable(value: str) -> str:
     return value
 
 
+# Characters that show nothing: controls (Cc) and format characters (Cf: zero-width
+# spaces and joiners, bidi marks and overrides, the BOM). Text made only of these
+# and white space reads as blank, so it is refused like blank text.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
+NOT_BLANK = (
+    "Not blank: at least one character that is not white space, a control character"
+    " or a format character (such as U+200B zero width space or U+202E right-to-left"
+    " override)."
+)
+
+
+def _shows_nothing(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+
+
 def _not_blank(value: str) -> str:
-    if not value.strip():
+    if all(_shows_nothing(char) for char in value):
         raise ValueError("must not be blank")
     return value
 
@@ -91,14 +107,14 @@ Text = Annotated[
     AfterValidator(_storable),
     AfterValidator(_not_blank),
 ]
-Name = Annotated[Text, Field(description="Not blank.")]
+Name = Annotated[Text, Field(description=NOT_BLANK)]
 Description = Annotated[
     str, Field(max_length=5000, json_schema_extra=_STORABLE), AfterValidator(_storable)
 ]
 Location = Annotated[
     Text,
     Field(
-        description="Not blank. Compared for overlaps trimmed, with inner white space"
+        description=NOT_BLANK + " Compared for overlaps trimmed, with inner white space"
         " collapsed, ignoring case."
     ),
 ]
