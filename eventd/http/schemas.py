@@ -21,7 +21,7 @@ import pydantic
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from eventd.errors import FieldError, MalformedJson, ValidationFailed
+from eventd.errors import FieldError, MalformedJson, ValidationFailed, echo
 from eventd.model import utc_now
 
 M = TypeVar("M", bound=BaseModel)
@@ -238,12 +238,13 @@ def _message(error: Mapping[str, Any]) -> str:
         return f"must be at most {ctx['max_length']} characters"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
-    return str(error["msg"])
+    return echo(str(error["msg"]))  # pydantic's own words may quote the input
 
 
 def _field_errors(exc: pydantic.ValidationError) -> list[FieldError]:
+    # A field's name is the client's when it is an unknown one.
     return [
-        FieldError(".".join(str(part) for part in error["loc"]), _message(error))
+        FieldError(echo(".".join(str(part) for part in error["loc"])), _message(error))
         for error in exc.errors(include_url=False)
     ]
 
@@ -267,7 +268,7 @@ class Query:
     def __init__(self, args: Mapping[str, str], allowed: set[str]) -> None:
         self._args = args
         self.errors = [
-            FieldError(name, "is not a known query parameter")
+            FieldError(echo(name), "is not a known query parameter")
             for name in args
             if name not in allowed
         ]

@@ -114,7 +114,7 @@ async def _event_stream(event_id: str) -> Stream:
     since = _since(websocket.args.get("since"))
     actor = await services().supervisor.watch(eid)
     if actor.deleted:
-        raise NotFound(f"Event {event_id} does not exist.")
+        raise NotFound(f"Event {eid} does not exist.")
     # No checkpoint from here to the subscription: the snapshot (or replay)
     # and the live changes after it meet without a gap or an overlap.
     replay = actor.changes_since(since) if since is not None else None
