@@ -70,9 +70,32 @@ def _not_blank(value: str) -> str:
     return value
 
 
+_SPECIAL_USE_DOMAINS = ", ".join(f"`{name}`" for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+EMAIL_RULE = (
+    "An address as the `email-validator` library checks it, without a DNS lookup:"
+    " `local@domain`, no display name, no quoted local part, no IP address; the"
+    " domain has at least one dot, its last label ends in a letter, and it is not"
+    f" a special-use name or under one ({_SPECIAL_USE_DOMAINS}). So `a@localhost`"
+    " and `+x@host.test` are refused, `+x@host.example` is accepted. Non-ASCII"
+    " addresses are accepted. Unique ignoring case; stored as given."
+)
+
+
 def _valid_email(value: str) -> str:
+    # The rule EMAIL_RULE describes, spelled out rather than left to email_validator's
+    # module-wide defaults: syntax only, an address mail on the internet can reach.
     try:
-        email_validator.validate_email(value, check_deliverability=False)
+        email_validator.validate_email(
+            value,
+            check_deliverability=False,  # no DNS lookup
+            globally_deliverable=True,  # a dotted domain ending in a letter, not special-use
+            test_environment=False,  # so `.test` is special-use too
+            allow_smtputf8=True,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            allow_empty_local=False,
+        )
     except email_validator.EmailNotValidError:
         raise ValueError("must be a valid email address") from None
     return value  # stored as given
@@ -135,7 +158,7 @@ Email = Annotated[
     str,
     Field(
         max_length=254,
-        description="A valid address, unique ignoring case; stored as given.",
+        description=EMAIL_RULE,
         json_schema_extra={"format": "email", **_STORABLE},
     ),
     AfterValidator(_storable),
