@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import tomllib
 import types
@@ -290,10 +291,29 @@ def _parse_env(where: str, text: str, target: Any) -> Any:
         if target is float:
             return float(text)
         if origin is tuple:
-            return [item.strip() for item in text.split(",") if item.strip()]
+            return _parse_env_list(where, text)
     except ValueError:
         raise ConfigError(f"{where}: {text!r} is not a valid {_describe(target)}") from None
     return text
+
+
+def _parse_env_list(where: str, text: str) -> Any:
+    """A list from the environment: a JSON array (``["a", "b"]``) or ``a, b``.
+
+    A value that starts with "[" is meant as JSON: taken as a comma list it
+    would pass silently as one item spelled with brackets and quotes.
+    """
+    if not text.lstrip().startswith("["):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Not the value itself: it may be a secret.
+        raise ConfigError(
+            f"{where}: starts with [ but is not a JSON array"
+            f" ({exc.msg} at character {exc.pos}); give a JSON array"
+            ' such as ["a", "b"], or a comma-separated list'
+        ) from None
 
 
 def _check_type(where: str, value: Any, target: Any) -> Any:

@@ -23,12 +23,27 @@ their own failures into these (the store turns a lost connection into
     ├── RateLimited                 carries Retry-After
     ├── Unavailable                 the database cannot be reached; carries Retry-After
     └── InternalError               our fault: answered 500, details only in the log
+
+A ``detail`` that repeats what the client sent (an id from the path, a field
+name, a header) repeats it through :func:`echo`, so an answer never grows
+with the request.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+
+# Longest piece of client input a problem detail repeats; ids and names fit.
+ECHO_MAX_CHARS = 100
+_ELLIPSIS = "…"
+
+
+def echo(text: str) -> str:
+    """``text`` as a problem detail may repeat it: cut to ECHO_MAX_CHARS with an ellipsis."""
+    if len(text) <= ECHO_MAX_CHARS:
+        return text
+    return text[: ECHO_MAX_CHARS - len(_ELLIPSIS)] + _ELLIPSIS
 
 
 class EventdError(Exception):

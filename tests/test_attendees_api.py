@@ -62,6 +62,20 @@ async def test_email_is_unique_ignoring_case(client: httpx.AsyncClient):
     assert [a["email"] for a in page["items"]] == [email]
 
 
+async def test_email_rule_refuses_local_and_reserved_domains(client: httpx.AsyncClient):
+    # The rule the document describes (AttendeeCreate.email): special-use domains and
+    # names without a dot cannot receive mail from the internet, so they are refused.
+    token = uuid.uuid4().hex[:8]
+    for email in (f"a{token}@localhost", f"+x{token}@host.test", f"x{token}@example.invalid",
+                  f"x{token}@mail.local", f"x{token}@intranet"):
+        response = await post_attendee(client, "Local", email)
+        body = assert_problem(response, 400, "validation_failed")
+        assert body["errors"] == [{"field": "email", "message": "must be a valid email address"}]
+    # A plus-sign at the start of the local part is fine; the domain was the matter.
+    accepted = await post_attendee(client, "Plus", f"+x{token}@host.example")
+    assert accepted.status_code == 201, accepted.text
+
+
 async def test_get_unknown_attendee_is_404(client: httpx.AsyncClient):
     missing = uuid.uuid4()
     body = assert_problem(await client.get(f"/attendees/{missing}"), 404, "not_found")

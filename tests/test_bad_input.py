@@ -17,6 +17,7 @@ import httpx
 import pytest
 import trio
 
+from eventd.errors import ECHO_MAX_CHARS
 from tests.conftest import (
     assert_problem,
     create_attendee,
@@ -49,6 +50,8 @@ def event_body(**changes: Any) -> dict[str, Any]:
 
 
 OMIT = object()
+# Zero-width space, right-to-left override, zero-width joiner, BOM: shows nothing.
+INVISIBLE = "\u200b\u202e\u200d\ufeff"
 # Requests the daemon refuses before reading their body close their connection:
 # a keep-alive connection reused after such a refusal can wedge, which is
 # test_keep_alive_connection_survives_refused_bodies' business, not these tests'.
@@ -78,6 +81,11 @@ BAD_EVENT_FIELDS = [
     ("description 5001 characters", {"description": "d" * 5001}, "description"),
     ("description null", {"description": None}, "description"),
     ("location blank", {"location": "   "}, "location"),
+    ("location of zero-width and bidi characters", {"location": INVISIBLE}, "location"),
+    ("location of invisible characters and spaces", {"location": " \u2060\t\u200e "},
+     "location"),
+    ("name of zero-width and bidi characters", {"name": INVISIBLE}, "name"),
+    ("name of control characters", {"name": "\x01\x7f\x9f"}, "name"),
     ("location 201 characters", {"location": "l" * 201}, "location"),
     ("location missing", {"location": OMIT}, "location"),
     ("date missing", {"date": OMIT}, "date"),
@@ -152,6 +160,8 @@ BAD_PATCHES = [
     ("durationMinutes 10081", {"durationMinutes": 10081}, "durationMinutes"),
     ("name null", {"name": None}, "name"),
     ("name blank", {"name": "  "}, "name"),
+    ("name of zero-width and bidi characters", {"name": INVISIBLE}, "name"),
+    ("location of zero-width and bidi characters", {"location": INVISIBLE}, "location"),
     ("name 201 characters", {"name": "n" * 201}, "name"),
     ("description 5001 characters", {"description": "d" * 5001}, "description"),
     ("location null", {"location": None}, "location"),
@@ -212,6 +222,7 @@ BAD_ATTENDEES = [
     ("email over 254", {"name": "Ada", "email": LONG_EMAIL}, "email"),
     ("name missing", {"email": "EMAIL"}, "name"),
     ("name blank", {"name": " ", "email": "EMAIL"}, "name"),
+    ("name of zero-width and bidi characters", {"name": INVISIBLE, "email": "EMAIL"}, "name"),
     ("name 201 characters", {"name": "n" * 201, "email": "EMAIL"}, "name"),
     ("name null", {"name": None, "email": "EMAIL"}, "name"),
     ("unknown field", {"name": "Ada", "email": "EMAIL", "phone": "1"}, "phone"),
@@ -463,6 +474,80 @@ async def test_non_uuid_ids_in_paths_are_404(client: httpx.AsyncClient, bad_id: 
         response = await client.request(method, path, content=content,
                                         headers=json_headers if content else {})
         assert_problem(response, 404, "not_found")
+
+
+# --- what a problem repeats of the request -----------------------------------------
+
+HUGE = 10_000  # characters of client input that must not come back
+
+
+def assert_cut_short(text: str, sent: str) -> None:
+    """``text`` repeats at most ECHO_MAX_CHARS characters of ``sent``, with an ellipsis."""
+    assert sent[:ECHO_MAX_CHARS] not in text
+    assert sent[: ECHO_MAX_CHARS - 1] + "…" in text
+
+
+@pytest.mark.parametrize("path", ["/events/{}", "/attendees/{}", "/attendees/{}/registrations",
+                                  "/registrations/{}", "/registrations/event/{}",
+                                  "/dashboard/{}", "/api/assets/{}"])
+async def test_a_huge_unknown_id_is_not_echoed_whole(client: httpx.AsyncClient, path: str):
+    huge = "x" * HUGE
+    body = assert_problem(await client.get(path.format(huge)), 404, "not_found")
+    assert_cut_short(body["detail"], huge)
+    assert len(body["detail"]) < 2 * ECHO_MAX_CHARS
+
+
+async def test_an_id_padded_to_a_huge_size_is_said_back_as_its_uuid(
+    client: httpx.AsyncClient,
+):
+    # uuid.UUID takes any number of hyphens, so this is a well-formed id of nobody.
+    missing = uuid.uuid4()
+    padded = "-" * HUGE + missing.hex
+    for method, path in [
+        ("GET", f"/events/{padded}"),
+        ("GET", f"/attendees/{padded}"),
+        ("GET", f"/attendees/{padded}/registrations"),
+        ("GET", f"/registrations/{padded}"),
+        ("DELETE", f"/registrations/{padded}"),
+    ]:
+        body = assert_problem(await client.request(method, path), 404, "not_found")
+        assert str(missing) in body["detail"], (method, path)
+        assert len(body["detail"]) < 2 * ECHO_MAX_CHARS, (method, path)
+
+
+async def test_huge_unknown_field_and_parameter_names_are_cut_short(
+    client: httpx.AsyncClient,
+):
+    huge = "f" * HUGE
+    response = await client.post("/attendees", json={"name": "Ada", "email": "ada@example.com",
+                                                     huge: 1})
+    assert_problem(response, 400, "validation_failed")
+    [error] = response.json()["errors"]
+    assert_cut_short(error["field"], huge)
+    assert_cut_short(response.json()["detail"], huge)
+    response = await client.get("/events", params={huge: "1"})
+    assert_problem(response, 400, "validation_failed")
+    [error] = response.json()["errors"]
+    assert_cut_short(error["field"], huge)
+    assert_cut_short(response.json()["detail"], huge)
+
+
+async def test_a_huge_media_type_is_cut_short(client: httpx.AsyncClient):
+    media_type = "text/" + "t" * HUGE
+    response = await client.post("/attendees", content=b"{}",
+                                 headers={"Content-Type": media_type, **CLOSE})
+    body = assert_problem(response, 415, "unsupported_media_type")
+    assert_cut_short(body["detail"], media_type)
+
+
+async def test_a_long_reused_idempotency_key_is_cut_short(client: httpx.AsyncClient):
+    key = "k" * 255  # the longest key there is
+    for name in ("First", "Second"):
+        email = f"{name.lower()}.{uuid.uuid4().hex[:10]}@example.com"
+        response = await client.post("/attendees", json={"name": name, "email": email},
+                                     headers={"Idempotency-Key": key})
+    body = assert_problem(response, 409, "idempotency_key_reused")
+    assert_cut_short(body["detail"], key)
 
 
 @pytest.mark.parametrize("path", ["/nope", "/events/x/y", "/event", "/attendees/registrations/x",

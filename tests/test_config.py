@@ -9,6 +9,7 @@ message names the offending key, so each check asserts that name.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -239,6 +240,58 @@ def test_boolean_environment_values(text: str, expected: bool) -> None:
 def test_empty_token_list_from_the_environment_clears_the_file(write: Write) -> None:
     path = write('[auth]\nadmin_tokens = ["t"]\n')
     assert load_config(path, {"EVENTD_AUTH_ADMIN_TOKENS": ""}).auth.admin_tokens == ()
+
+
+def _list_keys() -> list[tuple[str, str]]:
+    """Every list-valued key, as (section, key): each takes a JSON array from the environment."""
+    found = []
+    for section in dataclasses.fields(Config):
+        section_type = typing.get_type_hints(Config)[section.name]
+        if not dataclasses.is_dataclass(section_type):
+            continue
+        for key, hint in typing.get_type_hints(section_type).items():
+            if typing.get_origin(hint) is tuple:
+                found.append((section.name, key))
+    return found
+
+
+LIST_KEYS = _list_keys()
+
+
+def test_there_are_list_keys() -> None:
+    assert ("auth", "admin_tokens") in LIST_KEYS
+
+
+@pytest.mark.parametrize(("section", "key"), LIST_KEYS, ids=[f"{s}.{k}" for s, k in LIST_KEYS])
+def test_a_list_from_the_environment_may_be_a_json_array(section: str, key: str) -> None:
+    name = f"EVENTD_{section.upper()}_{key.upper()}"
+    # Values any list key takes (tokens, origins); the second one holds a comma.
+    config = load_config(None, {name: ' ["https://a.example", "https://b.example,c"] '})
+    assert getattr(getattr(config, section), key) == (
+        "https://a.example", "https://b.example,c"
+    )
+    assert getattr(getattr(load_config(None, {name: "[]"}), section), key) == ()
+
+
+def test_a_json_array_of_one_token_is_that_token() -> None:
+    config = load_config(None, {"EVENTD_AUTH_ADMIN_TOKENS": '["t"]'})
+    assert config.auth.admin_tokens == ("t",)
+
+
+@pytest.mark.parametrize(("section", "key"), LIST_KEYS, ids=[f"{s}.{k}" for s, k in LIST_KEYS])
+@pytest.mark.parametrize("value", ['["s3cret"', "[s3cret]", '["s3cret"] x', "['s3cret']"])
+def test_a_list_that_starts_like_json_but_is_not_is_refused(
+    section: str, key: str, value: str
+) -> None:
+    name = f"EVENTD_{section.upper()}_{key.upper()}"
+    message = refused(f"{section}.{key}", environ={name: value})
+    assert "JSON array" in message
+    assert "s3cret" not in message  # the value may be a secret
+
+
+@pytest.mark.parametrize("value", ["[1, 2]", '[["t"]]', '[null]', '["t", 3]'])
+def test_a_json_array_of_other_than_strings_is_refused(value: str) -> None:
+    refused("auth.admin_tokens", environ={"EVENTD_AUTH_ADMIN_TOKENS": value})
 
 
 def test_email_from_maps_to_sender(write: Write) -> None:

@@ -182,6 +182,24 @@ async def test_same_time_elsewhere_is_allowed(client: httpx.AsyncClient):
     assert other.status_code == 201, other.text
 
 
+async def test_a_place_with_invisible_characters_among_its_text_is_one_place(
+    client: httpx.AsyncClient,
+):
+    # Only a place made of nothing but invisible characters is blank; one with text is
+    # stored as sent, and the overlap rule and the location filter find it like any other.
+    core = uuid.uuid4().hex[:8]
+    place = f"\u200bHall {core}\u202c"
+    start = at(days=53)
+    first = await create_event(client, location=place, date=iso(start))
+    assert first["location"] == place
+    clash = await client.post("/events", json={
+        "name": "Clash", "date": iso(start), "location": f"  \u200bHALL   {core}\u202c ",
+        "maxAttendees": 5})
+    assert assert_problem(clash, 409, "event_overlap")["conflictingEventId"] == first["id"]
+    page = await listed(client, location=place.upper())
+    assert [e["id"] for e in page["items"]] == [first["id"]]
+
+
 # --- PATCH ------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from html.parser import HTMLParser
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import email_validator
 import httpx
 import jsonschema
 import orjson
@@ -246,6 +247,43 @@ def test_request_bodies_are_the_validating_models(document: dict[str, Any]):
     assert all("null" not in orjson.dumps(field).decode() for field in patch["properties"].values())
     assert components["AttendeeCreate"]["properties"]["email"]["format"] == "email"
     assert components["RegistrationCreate"]["properties"]["eventId"]["format"] == "uuid"
+
+
+def test_the_email_rule_is_the_one_the_document_describes(document: dict[str, Any]):
+    described = document["components"]["schemas"]["AttendeeCreate"]["properties"]["email"][
+        "description"
+    ]
+
+    def accepted(email: str) -> bool:
+        try:
+            schemas.parse_body(schemas.AttendeeCreate, orjson.dumps({"name": "A", "email": email}))
+        except errors.ValidationFailed:
+            return False
+        return True
+
+    for name in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+        assert f"`{name}`" in described, name
+        assert not accepted(f"a@{name}")
+        assert not accepted(f"a@host.{name}")
+    for refused in ("a@localhost", "+x@host.test"):
+        assert f"`{refused}`" in described
+        assert not accepted(refused)
+    assert "`+x@host.example`" in described
+    assert accepted("+x@host.example")
+    for other in ('"quoted"@example.com', "a@[192.0.2.1]", "Ada <a@example.com>", "a@intranet",
+                  "a@example.123"):
+        assert not accepted(other), other
+    assert accepted("ü@bücher.example")
+
+
+def test_the_blank_rule_is_described_where_it_applies(document: dict[str, Any]):
+    components = document["components"]["schemas"]
+    for model, field in [("EventCreate", "name"), ("EventCreate", "location"),
+                         ("EventPatch", "name"), ("EventPatch", "location"),
+                         ("AttendeeCreate", "name")]:
+        described = components[model]["properties"][field]["description"]
+        assert "Not blank" in described
+        assert "format character" in described, (model, field)
 
 
 def test_request_examples_pass_validation(document: dict[str, Any]):

@@ -51,7 +51,7 @@ async def _attendee(attendee_id: str) -> Attendee:
     aid = parse_id(attendee_id, "Attendee")
     attendee = await queries.get_attendee(services().db, aid)
     if attendee is None:
-        raise NotFound(f"Attendee {attendee_id} does not exist.")
+        raise NotFound(f"Attendee {aid} does not exist.")
     return attendee
 
 

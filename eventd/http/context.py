@@ -20,6 +20,7 @@ from eventd.errors import (
     NotFound,
     Unauthorized,
     UnsupportedMediaType,
+    echo,
 )
 from eventd.http.connection import Request
 from eventd.http.schemas import M, parse_body
@@ -83,17 +84,21 @@ def read_body(model: type[M]) -> M:
         current.mimetype != "application/json"
     ):
         raise UnsupportedMediaType(
-            f"Send the body as application/json, not {current.mimetype or 'nothing'}."
+            f"Send the body as application/json, not {echo(current.mimetype) or 'nothing'}."
         )
     return parse_body(model, current.complete_body)
 
 
 def parse_id(text: str, what: str) -> uuid.UUID:
-    """A path id; one that is not a UUID names nothing, so it is not found."""
+    """A path id; one that is not a UUID names nothing, so it is not found.
+
+    Once parsed, say the id back as the UUID, not as ``text``: ``uuid.UUID``
+    also takes braces, ``urn:uuid:`` and any number of hyphens.
+    """
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise NotFound(f"{what} {text} does not exist.") from None
+        raise NotFound(f"{what} {echo(text)} does not exist.") from None
 
 
 def json_response(

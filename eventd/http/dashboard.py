@@ -15,7 +15,7 @@ from importlib import resources
 
 from quart import Blueprint, Response, request
 
-from eventd.errors import NotFound
+from eventd.errors import NotFound, echo
 from eventd.http.context import services
 
 blueprint = Blueprint("dashboard", __name__)
@@ -51,7 +51,7 @@ async def index() -> Response:
 async def asset(name: str) -> Response:
     content_type = ASSET_TYPES.get(name)
     if content_type is None:
-        raise NotFound(f"There is no dashboard file {name}.")
+        raise NotFound(f"There is no dashboard file {echo(name)}.")
     return _locked(Response(_read(name), content_type=content_type))
 
 

@@ -79,6 +79,7 @@ from eventd.errors import (
     IdempotencyKeyReused,
     Unavailable,
     ValidationFailed,
+    echo,
 )
 from eventd.http import problems
 from eventd.http.connection import Request
@@ -172,7 +173,7 @@ async def _claim(
             return found
         if isinstance(found, store.Reused):
             raise IdempotencyKeyReused(
-                f"The {HEADER} {key!r} was already used with a different request;"
+                f"The {HEADER} {echo(key)!r} was already used with a different request;"
                 " use a new key for a new request."
             )
         # Pending: the request's deadline (EventdApp.dispatch_request) bounds the wait.

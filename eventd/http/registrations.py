@@ -50,7 +50,7 @@ async def get_registration(registration_id: str) -> Response:
     rid = parse_id(registration_id, "Registration")
     registration = await queries.get_registration(services().db, rid)
     if registration is None:
-        raise NotFound(f"Registration {registration_id} does not exist.")
+        raise NotFound(f"Registration {rid} does not exist.")
     return json_response(registration.to_json())
 
 
@@ -90,7 +90,7 @@ async def cancel_registration(registration_id: str) -> Response:
     s = services()
     event_id = await queries.registration_event_id(s.db, rid)
     if event_id is None:
-        raise NotFound(f"Registration {registration_id} does not exist.")
+        raise NotFound(f"Registration {rid} does not exist.")
     await s.supervisor.ask(
         event_id, lambda reply: m.Cancel(rid, reply, trio.current_effective_deadline())
     )

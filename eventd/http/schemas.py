@@ -10,6 +10,7 @@ check beyond pydantic's own constraints is noted in their JSON Schema.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
@@ -20,7 +21,7 @@ import pydantic
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from eventd.errors import FieldError, MalformedJson, ValidationFailed
+from eventd.errors import FieldError, MalformedJson, ValidationFailed, echo
 from eventd.model import utc_now
 
 M = TypeVar("M", bound=BaseModel)
@@ -48,15 +49,53 @@ def _storable(value: str) -> str:
     return value
 
 
+# Characters that show nothing: controls (Cc) and format characters (Cf: zero-width
+# spaces and joiners, bidi marks and overrides, the BOM). Text made only of these
+# and white space reads as blank, so it is refused like blank text.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
+NOT_BLANK = (
+    "Not blank: at least one character that is not white space, a control character"
+    " or a format character (such as U+200B zero width space or U+202E right-to-left"
+    " override)."
+)
+
+
+def _shows_nothing(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+
+
 def _not_blank(value: str) -> str:
-    if not value.strip():
+    if all(_shows_nothing(char) for char in value):
         raise ValueError("must not be blank")
     return value
 
 
+_SPECIAL_USE_DOMAINS = ", ".join(f"`{name}`" for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+EMAIL_RULE = (
+    "An address as the `email-validator` library checks it, without a DNS lookup:"
+    " `local@domain`, no display name, no quoted local part, no IP address; the"
+    " domain has at least one dot, its last label ends in a letter, and it is not"
+    f" a special-use name or under one ({_SPECIAL_USE_DOMAINS}). So `a@localhost`"
+    " and `+x@host.test` are refused, `+x@host.example` is accepted. Non-ASCII"
+    " addresses are accepted. Unique ignoring case; stored as given."
+)
+
+
 def _valid_email(value: str) -> str:
+    # The rule EMAIL_RULE describes, spelled out rather than left to email_validator's
+    # module-wide defaults: syntax only, an address mail on the internet can reach.
     try:
-        email_validator.validate_email(value, check_deliverability=False)
+        email_validator.validate_email(
+            value,
+            check_deliverability=False,  # no DNS lookup
+            globally_deliverable=True,  # a dotted domain ending in a letter, not special-use
+            test_environment=False,  # so `.test` is special-use too
+            allow_smtputf8=True,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            allow_empty_local=False,
+        )
     except email_validator.EmailNotValidError:
         raise ValueError("must be a valid email address") from None
     return value  # stored as given
@@ -91,14 +130,14 @@ Text = Annotated[
     AfterValidator(_storable),
     AfterValidator(_not_blank),
 ]
-Name = Annotated[Text, Field(description="Not blank.")]
+Name = Annotated[Text, Field(description=NOT_BLANK)]
 Description = Annotated[
     str, Field(max_length=5000, json_schema_extra=_STORABLE), AfterValidator(_storable)
 ]
 Location = Annotated[
     Text,
     Field(
-        description="Not blank. Compared for overlaps trimmed, with inner white space"
+        description=NOT_BLANK + " Compared for overlaps trimmed, with inner white space"
         " collapsed, ignoring case."
     ),
 ]
@@ -119,7 +158,7 @@ Email = Annotated[
     str,
     Field(
         max_length=254,
-        description="A valid address, unique ignoring case; stored as given.",
+        description=EMAIL_RULE,
         json_schema_extra={"format": "email", **_STORABLE},
     ),
     AfterValidator(_storable),
@@ -222,12 +261,13 @@ def _message(error: Mapping[str, Any]) -> str:
         return f"must be at most {ctx['max_length']} characters"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
-    return str(error["msg"])
+    return echo(str(error["msg"]))  # pydantic's own words may quote the input
 
 
 def _field_errors(exc: pydantic.ValidationError) -> list[FieldError]:
+    # A field's name is the client's when it is an unknown one.
     return [
-        FieldError(".".join(str(part) for part in error["loc"]), _message(error))
+        FieldError(echo(".".join(str(part) for part in error["loc"])), _message(error))
         for error in exc.errors(include_url=False)
     ]
 
@@ -251,7 +291,7 @@ class Query:
     def __init__(self, args: Mapping[str, str], allowed: set[str]) -> None:
         self._args = args
         self.errors = [
-            FieldError(name, "is not a known query parameter")
+            FieldError(echo(name), "is not a known query parameter")
             for name in args
             if name not in allowed
         ]

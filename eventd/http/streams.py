@@ -119,7 +119,7 @@ async def _event_stream(event_id: str) -> Stream:
     row = await s.reads.row_if_out_of_touch(eid)
     actor = await s.supervisor.watch(eid)
     if actor.deleted:
-        raise NotFound(f"Event {event_id} does not exist.")
+        raise NotFound(f"Event {eid} does not exist.")
     # No checkpoint from here to the subscription: the snapshot (or replay)
     # and the live changes after it meet without a gap or an overlap.
     if row is not None:  # a replay would miss those changes: a snapshot, the newer one

@@ -14,7 +14,7 @@ from importlib import resources
 
 from quart import Blueprint, Response, request
 
-from eventd.errors import NotFound
+from eventd.errors import NotFound, echo
 
 blueprint = Blueprint("swagger_ui", __name__)
 
@@ -49,7 +49,7 @@ async def page() -> Response:
 async def asset(name: str) -> Response:
     found = ASSETS.get(name)
     if found is None:
-        raise NotFound(f"There is no Swagger UI file {name}.")
+        raise NotFound(f"There is no Swagger UI file {echo(name)}.")
     return await _send(*found)
 
 
