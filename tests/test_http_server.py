@@ -13,15 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-import h11
 import httpx
-import hypercorn.config
 import pytest
 import trio
 import trio.testing
@@ -29,55 +23,20 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from eventd.config import Config, ServerConfig, WebsocketConfig
-from eventd.http.server import SHUTDOWN_GRACE_SECONDS, hypercorn_config, serve
-from tests.support import DaemonProcess
+from eventd.http.server import SHUTDOWN_GRACE_SECONDS, hypercorn_config
+from tests.support import (
+    App,
+    DaemonProcess,
+    RawHttp,
+    Receive,
+    Send,
+    answer_ok,
+    listening,
+    serving,
+)
 
 KEEP_ALIVE_SECONDS = 3  # server.keep_alive_seconds of the keep-alive tests' servers
 TIMEOUT_SECONDS = 10
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Handler = Callable[[Receive, Send], Awaitable[None]]
-
-
-class RawHttp:
-    """One keep-alive HTTP/1.1 connection, framed by h11 on the client side."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT)
-
-    @classmethod
-    async def open(cls, port: int) -> RawHttp:
-        return cls(await trio.open_tcp_stream("127.0.0.1", port))
-
-    async def request(
-        self, method: str, target: str, body: bytes = b"", content_type: str = "application/json"
-    ) -> tuple[int, dict[str, str], bytes]:
-        if self.h11.our_state is h11.DONE:
-            self.h11.start_next_cycle()
-        headers = [("Host", "eventd"), ("Content-Length", str(len(body)))]
-        if body:
-            headers.append(("Content-Type", content_type))
-        data = self.h11.send(h11.Request(method=method, target=target, headers=headers))
-        data += self.h11.send(h11.Data(data=body)) if body else b""
-        await self.stream.send_all(data + self.h11.send(h11.EndOfMessage()))
-        status, response_headers, content = 0, {}, b""
-        while True:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                self.h11.receive_data(await self.stream.receive_some())
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-                response_headers = {k.decode(): v.decode() for k, v in event.headers}
-            elif isinstance(event, h11.Data):
-                content += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                return status, response_headers, content
-
-    async def closed_by_peer(self) -> bool:
-        """True once the daemon closes the connection (EOF), without our sending anything."""
-        return await self.stream.receive_some() == b""
 
 
 async def test_one_connection_carries_every_kind_of_response(daemon: DaemonProcess):
@@ -165,74 +124,6 @@ async def test_stop_closes_idle_connections_at_once(fresh_database_url: str, wor
 
 
 # --- the serve loop alone, in this process ------------------------------------------
-
-
-class App:
-    """A small ASGI app: HTTP requests to ``http`` (else ``ok``), websockets to ``websocket``."""
-
-    def __init__(self, *, http: Handler | None = None, websocket: Handler | None = None) -> None:
-        self.http = http
-        self.websocket = websocket
-
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": f"{message['type']}.complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        elif scope["type"] == "http":
-            await (self.http or answer_ok)(receive, send)
-        else:
-            assert self.websocket is not None
-            await self.websocket(receive, send)
-
-
-async def answer_ok(receive: Receive, send: Send) -> None:
-    while (await receive()).get("more_body", False):
-        pass
-    await send({
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(b"content-length", b"2")],
-    })
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-@dataclass
-class Served:
-    port: int
-    stop: trio.Event  # set: the shutdown trigger returns
-
-
-def listening(config: Config) -> tuple[hypercorn.config.Config, Any]:
-    """eventd's hypercorn configuration, bound to a free loopback port, and its sockets."""
-    hc = hypercorn_config(replace(config, server=replace(config.server, bind="127.0.0.1:0")))
-    sockets = hc.create_sockets()
-    for sock in sockets.insecure_sockets:
-        sock.listen(hc.backlog)
-    return hc, sockets
-
-
-@asynccontextmanager
-async def serving(app: App, config: Config | None = None) -> AsyncIterator[Served]:
-    """eventd's serve loop serving ``app``; stopped (gracefully) at the end of the block."""
-    hc, sockets = listening(config or Config())
-    try:
-        served = Served(sockets.insecure_sockets[0].getsockname()[1], trio.Event())
-        async with trio.open_nursery() as nursery:
-            await nursery.start(
-                serve,
-                wrap_app(app, hc.wsgi_max_body_size, None),
-                hc,
-                sockets.insecure_sockets,
-                served.stop.wait,
-            )
-            yield served
-            served.stop.set()
-    finally:
-        for sock in sockets.insecure_sockets:
-            sock.close()
 
 
 async def test_an_idle_connection_is_closed_at_the_keep_alive_timeout(
@@ -378,3 +269,4 @@ async def test_an_error_on_one_connection_is_kept_to_it_and_logged_once_briefly(
     assert "\n" not in logged[0].getMessage()
     # The traceback only when logging at debug.
     assert (logged[0].exc_info is not None) == (level == logging.DEBUG)
+

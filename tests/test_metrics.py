@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
 from tests.conftest import create_attendee, create_event
-from tests.test_websocket import next_message, ws_url
+from tests.support import next_message, ws_url
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -20,26 +20,12 @@ import httpx
 import pytest
 import trio
 import trio_websocket
-import wsproto
 from trio_websocket import ConnectionClosed, open_websocket_url
-from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Request, TextMessage
+from wsproto.events import Ping, Pong
 
 from tests.conftest import create_attendee, create_event, register
-from tests.support import DaemonProcess
+from tests.support import WAIT_SECONDS, DaemonProcess, RawClient, next_message, ws_url
 from tests.test_invariant import make_attendees
-
-WAIT_SECONDS = 20
-
-
-def ws_url(http_url: str, path: str) -> str:
-    return http_url.replace("http://", "ws://") + path
-
-
-async def next_message(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:
-    with trio.fail_after(WAIT_SECONDS):
-        message = await ws.get_message()
-    assert isinstance(message, str)
-    return json.loads(message)  # type: ignore[no-any-return]
 
 
 async def test_event_stream_starts_with_a_snapshot(client: httpx.AsyncClient, daemon):
@@ -417,70 +403,6 @@ async def test_refused_handshakes_with_bodies_never_stop_the_daemon(
         response = await refused_handshake(client, f"/ws/events/{event['id']}?since=bad")
         assert response.status_code == 400
     assert (await client.get("/health")).status_code == 200
-
-
-class RawClient:
-    """A websocket client with nothing between the test and the bytes: wsproto on a socket.
-
-    It reads only when asked, answers pings only when told to, and checks
-    every frame the server sends.
-    """
-
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self.sock = sock
-        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-        self.answer_pings = False
-        self.pings = 0
-        self._parts: list[str] = []
-        self._messages: list[dict[str, Any]] = []
-        self.close: CloseConnection | None = None
-
-    @classmethod
-    async def open(cls, port: int, path: str) -> RawClient:
-        sock = trio.socket.socket()
-        await sock.connect(("127.0.0.1", port))
-        client = cls(sock)
-        await client.send(Request(host=f"127.0.0.1:{port}", target=path))
-        with trio.fail_after(WAIT_SECONDS):
-            while not isinstance(event := await client.next_event(), AcceptConnection):
-                assert event is not None, "closed during the handshake"
-        return client
-
-    async def message(self) -> dict[str, Any]:
-        with trio.fail_after(WAIT_SECONDS):
-            while not self._messages:
-                assert await self.next_event() is not None, "closed"
-        return self._messages.pop(0)
-
-    async def until_closed(self) -> CloseConnection:
-        with trio.fail_after(WAIT_SECONDS):
-            while self.close is None:
-                await self.next_event()
-        return self.close
-
-    async def send_close(self, code: int) -> None:
-        await self.send(CloseConnection(code=code))
-
-    async def send(self, event: Any) -> None:
-        await self.sock.send(self.ws.send(event))
-
-    async def next_event(self) -> Any:
-        for event in self.ws.events():
-            if isinstance(event, TextMessage):
-                self._parts.append(event.data)
-                if event.message_finished:
-                    self._messages.append(json.loads("".join(self._parts)))
-                    self._parts.clear()
-            elif isinstance(event, Ping):
-                self.pings += 1
-                if self.answer_pings:
-                    await self.send(event.response())
-            elif isinstance(event, CloseConnection):
-                self.close = event
-            return event
-        data = await self.sock.recv(1 << 16)
-        self.ws.receive_data(data or None)
-        return (await self.next_event()) if data else None
 
 
 async def test_a_burst_arrives_as_whole_messages_in_order(
