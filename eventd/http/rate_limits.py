@@ -12,8 +12,9 @@ per second. A request takes a token, or is answered ``429 rate_limited`` with
 - **Exempt**: ``/health`` and ``/metrics``. A load balancer or scraper that
   shares an address with a busy client must still see the daemon's health; a
   429 there would take a healthy daemon out of rotation.
-- **WebSocket handshakes** are not counted: the hook runs for HTTP requests
-  (Quart's ``before_request``), and a stream is one long connection.
+- **WebSocket handshakes** take a token like requests, from the same bucket
+  (Quart's ``before_websocket``): one over the rate is refused ``429`` before
+  the upgrade.
 - **Memory**: a bucket idle long enough to have refilled is the same as a new
   one, so it is forgotten. Buckets are kept in least-recently-seen order and
   forgotten from the front, so memory follows the clients seen in the last
@@ -29,7 +30,7 @@ import dataclasses
 import math
 
 import trio
-from quart import request
+from quart import request, websocket
 from quart_trio import QuartTrio
 
 from eventd.config import LimitsConfig
@@ -102,16 +103,22 @@ def install(app: QuartTrio, limits: LimitsConfig) -> RateLimiter | None:
         return None
     limiter = RateLimiter(rate)
 
-    @app.before_request
-    async def limit_rate() -> None:
-        if request.path in EXEMPT_PATHS:
-            return
-        wait_seconds = limiter.take(request.remote_addr or "")
+    def take(client: str | None) -> None:
+        wait_seconds = limiter.take(client or "")
         if wait_seconds:
             raise RateLimited(
                 f"More than {rate:g} requests per second from this address;"
                 f" retry in {wait_seconds} s.",
                 retry_after_seconds=wait_seconds,
             )
+
+    @app.before_request
+    async def limit_rate() -> None:
+        if request.path not in EXEMPT_PATHS:
+            take(request.remote_addr)
+
+    @app.before_websocket
+    async def limit_handshakes() -> None:
+        take(websocket.remote_addr)  # the refusal is the handshake's answer: no upgrade
 
     return limiter
