@@ -2,7 +2,9 @@
 
 Framing on a reused connection (bodies, no bodies, HEAD, large files); idle
 connections closed after the keep-alive timeout, busy and active ones not,
-idle ones at once on a stop; an error on one connection kept to it. Tests of
+idle ones at once on a stop; an error on one connection kept to it; cleartext
+HTTP/2 refused (its preface told, in HTTP/2, to use HTTP/1.1; an ``Upgrade:
+h2c`` served over HTTP/1.1). Tests of
 the serve loop alone run it in this process on a free loopback port, serving
 a small ASGI app, on trio's autojump clock; the rest start the real daemon.
 Every wait is bounded by ``trio.fail_after``.
@@ -15,10 +17,14 @@ import logging
 import uuid
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 import trio
 import trio.testing
+from h2.errors import ErrorCodes
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
@@ -270,3 +276,80 @@ async def test_an_error_on_one_connection_is_kept_to_it_and_logged_once_briefly(
     # The traceback only when logging at debug.
     assert (logged[0].exc_info is not None) == (level == logging.DEBUG)
 
+
+# --- cleartext HTTP/2 is not offered ----------------------------------------------
+
+
+async def refuse_early(receive: Receive, send: Send) -> None:
+    """What eventd does with a body over its limit: 413 at once, the rest left unread."""
+    await receive()
+    await send({
+        "type": "http.response.start",
+        "status": 413,
+        "headers": [(b"content-length", b"0"), (b"connection", b"close")],
+    })
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def post_over_http2(port: int, body_bytes: int) -> list[h2.events.Event]:
+    """A prior-knowledge HTTP/2 POST, sent at once as far as flow control goes; what came back."""
+    sock = trio.socket.socket()
+    await sock.connect(("127.0.0.1", port))
+    with sock:
+        h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        h2c.initiate_connection()
+        h2c.send_headers(1, [(":method", "POST"), (":path", "/attendees"), (":scheme", "http"),
+                             (":authority", "eventd"), ("content-type", "application/json"),
+                             ("content-length", str(body_bytes))])
+        body = memoryview(bytes(body_bytes))
+        while body and (window := min(h2c.local_flow_control_window(1), 16384)):
+            h2c.send_data(1, body[:window].tobytes())
+            body = body[window:]
+        await sock.send(h2c.data_to_send())
+        events: list[h2.events.Event] = []
+        with trio.fail_after(TIMEOUT_SECONDS):
+            while data := await sock.recv(1 << 16):
+                events += h2c.receive_data(data)
+    return events
+
+
+def told_to_use_http11(events: list[h2.events.Event]) -> bool:
+    ended = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    answered = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    return not answered and [e.error_code for e in ended] == [ErrorCodes.HTTP_1_1_REQUIRED]
+
+
+async def test_the_http2_preface_is_answered_that_http11_is_required(
+    caplog: pytest.LogCaptureFixture,
+):
+    # hypercorn's h2c dropped such a connection with a KeyError in its
+    # HTTP/2 protocol (the app answered 413 while the body still came).
+    async with serving(App(http=refuse_early)) as served:
+        assert told_to_use_http11(await post_over_http2(served.port, 200_000))
+        conn = await RawHttp.open(served.port)
+        async with conn.stream:  # served over HTTP/1.1 as before
+            assert (await conn.request("POST", "/", b"x" * 200_000))[0] == 413
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_an_h2c_upgrade_is_served_over_http11():
+    async with serving(App()) as served:
+        stream = await trio.open_tcp_stream("127.0.0.1", served.port)
+        async with stream:
+            request = (b"GET / HTTP/1.1\r\nHost: eventd\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                       b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+            answers = b""
+            for _ in range(2):  # and the connection stays HTTP/1.1
+                await stream.send_all(request)
+                with trio.fail_after(TIMEOUT_SECONDS):
+                    while not answers.endswith(b"ok"):
+                        answers += await stream.receive_some()
+                assert answers.startswith(b"HTTP/1.1 200 "), answers
+                answers = b""
+
+
+async def test_the_daemon_refuses_cleartext_http2_without_an_error(daemon: DaemonProcess):
+    assert told_to_use_http11(await post_over_http2(daemon.port, 200_000))
+    async with httpx.AsyncClient(base_url=daemon.url) as client:
+        assert (await client.get("/health")).status_code == 200
+    assert "KeyError" not in daemon.log()

@@ -1,19 +1,26 @@
-"""The raw websocket write path: eventd's one deliberate seam in hypercorn.
+"""eventd's connection server: its one deliberate seam in hypercorn.
 
-A change that a thousand clients follow is framed once (server frames are
-unmasked, so the bytes are the same for every client) and written to each
-socket with one non-blocking ``write`` — no task switch, no ASGI message and
-no wsproto framing per connection. That is what let one daemon feed a
-thousand subscribers of one event with every update (p99 273 → 66 ms against
-hypercorn's own send path, ``bench.ws_fanout``).
+**The raw websocket write path.** A change that a thousand clients follow is
+framed once (server frames are unmasked, so the bytes are the same for every
+client) and written to each socket with one non-blocking ``write`` — no task
+switch, no ASGI message and no wsproto framing per connection. That is what
+let one daemon feed a thousand subscribers of one event with every update
+(p99 273 → 66 ms against hypercorn's own send path, ``bench.ws_fanout``).
 
-hypercorn has no API for this, so this module uses its internals, and it is
+**HTTP/1.1 alone.** Cleartext HTTP/2 is not offered (:class:`_HTTP11Only`
+says why).
+
+hypercorn has no API for these, so this module uses its internals, and it is
 the only one that does. What it touches:
 
 * :class:`RawWebsocketTCPServer` subclasses ``hypercorn.trio.tcp_server.TCPServer``
   (eventd's serve loop, :func:`eventd.http.server.serve`, constructs it in
-  place of hypercorn's): ``run`` is extended to note the connection for
-  :func:`claim_raw_websocket`; ``protocol_send`` is extended to put
+  place of hypercorn's). ``run`` is hypercorn's for a plain TCP stream,
+  noting the connection for :func:`claim_raw_websocket`, serving it with
+  :class:`_HTTP11Only` (a ``ProtocolWrapper`` holding an ``H11Protocol``
+  subclass whose ``_check_protocol`` never switches to HTTP/2), and ending
+  hypercorn's idle timer (``idle_task``) once the client has gone.
+  ``protocol_send`` is extended to put
   hypercorn's own bytes on a claimed connection (the 101 response, pongs, the
   close frame) behind the raw backlog, so that frames never interleave.
 * Of the server it reads ``stream`` (its socket is written directly),
@@ -28,12 +35,11 @@ the only one that does. What it touches:
   hypercorn's reader, and with it pongs and the close handshake).
 * One assignment onto a hypercorn class, a fix: ``WSStream.handle`` drops
   what a client sends before its handshake is answered
-  (:func:`_handle_after_the_handshake`). It is here because the only way to
-  reach the class is to assign onto it: hypercorn's HTTP/1.1 and HTTP/2
-  protocols construct ``WSStream`` by name.
+  (:func:`_handle_after_the_handshake`). It is an assignment because
+  hypercorn's HTTP/1.1 protocol constructs ``WSStream`` by name.
 
 :func:`_check_hypercorn` refuses, at import, a hypercorn lacking any of these,
-naming what is missing; ``tests/test_raw_websocket.py`` drives the path over
+naming what is missing; ``tests/test_raw_websocket.py`` drives the server over
 real sockets against the installed hypercorn.
 """
 
@@ -41,17 +47,25 @@ from __future__ import annotations
 
 import contextvars
 import importlib.metadata
+import inspect
 import os
+import struct
 from collections.abc import Callable
 from typing import Any
 
+import h11
 import trio
+from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ProtocolWrapper, ws_stream
 from hypercorn.protocol.events import Body, Data
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import tcp_server
+from hypercorn.trio.task_group import TaskGroup
+from hypercorn.typing import AppWrapper, LifespanState, WorkerContext
+from hypercorn.typing import ConnectionState as HTTPConnectionState
+from hypercorn.utils import parse_socket_addr
 from wsproto.connection import ConnectionState
 
 
@@ -168,15 +182,59 @@ class RawWebsocket:
 
 
 class RawWebsocketTCPServer(tcp_server.TCPServer):
-    """hypercorn's server of one TCP connection, whose websocket can be claimed for raw writes."""
+    """hypercorn's server of one TCP connection, as eventd serves it (see the module docstring).
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    HTTP/1.1 alone; the websocket, if the request opens one, can be claimed
+    for raw writes.
+    """
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        state: LifespanState,
+        stream: trio.SocketStream,
+    ) -> None:
+        super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]  # no TLS
         self.raw_websocket: RawWebsocket | None = None  # set by claim_raw_websocket
 
     async def run(self) -> None:
+        """hypercorn's ``TCPServer.run`` for a plain TCP connection, but for three things.
+
+        The connection is noted for :func:`claim_raw_websocket`; it is served
+        by HTTP/1.1 alone (:class:`_HTTP11Only`); and once the client has
+        gone, the connection ends: hypercorn's keeps its task until the
+        keep-alive timer runs out.
+        """
         _connection.set(self)  # seen by the app's task, which is spawned from this one
-        await super().run()
+        sock = self.stream.socket
+        try:
+            client = parse_socket_addr(sock.family, sock.getpeername())
+            server = parse_socket_addr(sock.family, sock.getsockname())
+            async with TaskGroup() as task_group:
+                self._task_group = task_group  # hypercorn's protocol_send restarts timers in it
+                self.protocol = _HTTP11Only(
+                    _H11Protocol(
+                        self.app,
+                        self.config,
+                        self.context,
+                        task_group,
+                        HTTPConnectionState(self.state),
+                        False,
+                        client,
+                        server,
+                        self.protocol_send,
+                    )
+                )
+                await self.protocol.initiate()
+                await self.idle_task.restart(task_group, self._idle_timeout)
+                await self._read_data()
+                await self.idle_task.stop()
+        except OSError:
+            pass
+        finally:
+            await self._close()
 
     async def protocol_send(self, event: Event) -> None:
         raw = self.raw_websocket
@@ -184,6 +242,55 @@ class RawWebsocketTCPServer(tcp_server.TCPServer):
             await raw.send(event.data)  # behind the raw backlog
         else:
             await super().protocol_send(event)
+
+
+class _H11Protocol(H11Protocol):
+    """hypercorn's HTTP/1.1, which never switches to HTTP/2 (see :class:`_HTTP11Only`)."""
+
+    async def _check_protocol(self, event: h11.Request) -> None:
+        # An `Upgrade: h2c` is ignored and the request served over HTTP/1.1,
+        # as a server may do with an upgrade it does not offer (RFC 9110 §7.8).
+        # The prior-knowledge preface, which h11 reads as a request, is refused.
+        if event.method == b"PRI" and event.target == b"*" and event.http_version == b"2.0":
+            raise _HTTP2Preface
+
+
+class _HTTP2Preface(Exception):
+    """A client began the connection with HTTP/2's preface."""
+
+
+# The HTTP/2 server preface (an empty SETTINGS frame, RFC 9113 §3.4), then
+# GOAWAY (§6.8) with HTTP_1_1_REQUIRED (0xd): HTTP/2's own "use HTTP/1.1".
+_SETTINGS, _GOAWAY, _HTTP_1_1_REQUIRED = 0x4, 0x7, 0xD
+_REFUSE_HTTP2 = (
+    struct.pack("!IBI", 0 << 8 | _SETTINGS, 0, 0)
+    + struct.pack("!IBIII", 8 << 8 | _GOAWAY, 0, 0, 0, _HTTP_1_1_REQUIRED)
+)
+
+
+class _HTTP11Only(ProtocolWrapper):
+    """hypercorn's protocol of a connection, with HTTP/1.1 the only one.
+
+    hypercorn switches a connection to HTTP/2 when a cleartext client asks
+    (h2c: an ``Upgrade`` or the prior-knowledge preface). eventd does not
+    offer cleartext HTTP/2: its streams are written to an HTTP/1.1
+    connection's socket (HTTP/2 has no such socket to give), browsers speak
+    HTTP/2 only over TLS, which a proxy in front ends, and hypercorn's h2c
+    drops a connection with a ``KeyError`` where a request body is refused
+    early (a 413) while the client still sends it. A client that opens with
+    the HTTP/2 preface is answered in HTTP/2 that HTTP/1.1 is required.
+    """
+
+    def __init__(self, protocol: _H11Protocol) -> None:  # hypercorn's picks HTTP/2 too
+        self.protocol = protocol
+        self.send = protocol.send
+
+    async def handle(self, event: Event) -> None:
+        try:
+            await self.protocol.handle(event)
+        except _HTTP2Preface:
+            await self.send(RawData(data=_REFUSE_HTTP2))
+            await self.send(Closed())
 
 
 # The connection whose task (or an app task it spawned) is running.
@@ -196,11 +303,12 @@ def claim_raw_websocket() -> RawWebsocket | None:
     """The websocket this request is opening, for :class:`RawWebsocket` writes.
 
     Call it in a websocket view, before or after accepting. None when the
-    websocket cannot be written raw (HTTP/2, or a server other than
-    :class:`RawWebsocketTCPServer`). Messages the client sends on a claimed
-    websocket are dropped unread: the app never waits for them, and hypercorn
-    never waits for the app to take them. The end of the stream (the ASGI
-    ``websocket.disconnect``) is told to :attr:`RawWebsocket.on_gone`.
+    websocket cannot be written raw: served by a server other than
+    :class:`RawWebsocketTCPServer` (which serves HTTP/1.1 alone). Messages
+    the client sends on a claimed websocket are dropped unread: the app never
+    waits for them, and hypercorn never waits for the app to take them. The
+    end of the stream (the ASGI ``websocket.disconnect``) is told to
+    :attr:`RawWebsocket.on_gone`.
     """
     server = _connection.get(None)
     if server is None or not isinstance(server.stream, trio.SocketStream):
@@ -231,20 +339,39 @@ def claim_raw_websocket() -> RawWebsocket | None:
 # attributes are not on the class, so the check looks for the name among
 # those the setting method uses.
 _METHODS = (
-    (tcp_server.TCPServer, "run"),
     (tcp_server.TCPServer, "protocol_send"),
-    (ProtocolWrapper, "handle"),
+    (tcp_server.TCPServer, "_read_data"),
+    (tcp_server.TCPServer, "_close"),
+    (ProtocolWrapper, "initiate"),
+    (H11Protocol, "handle"),
+    (H11Protocol, "_check_protocol"),
     (ws_stream.WSStream, "handle"),
 )
 _ATTRIBUTES = (
-    (tcp_server.TCPServer, "__init__", ("stream", "send_lock")),
-    (tcp_server.TCPServer, "run", ("protocol",)),
+    (
+        tcp_server.TCPServer,
+        "__init__",
+        ("app", "config", "context", "state", "stream", "send_lock", "idle_task"),
+    ),
+    (tcp_server.TCPServer, "run", ("protocol", "_task_group")),
+    (tcp_server.TCPServer, "protocol_send", ("_task_group", "_idle_timeout")),
     (ProtocolWrapper, "__init__", ("protocol",)),
+    (H11Protocol, "__init__", ("send",)),
     (H11Protocol, "_create_stream", ("stream",)),
+    (H11Protocol, "_handle_events", ("_check_protocol",)),
     (ws_stream.WSStream, "__init__", ("app_put", "closed")),
     (ws_stream.WSStream, "_accept", ("connection",)),
     (ws_stream.WSStream, "handle", ("handshake",)),
     (ws_stream.Handshake, "__init__", ("accepted",)),
+)
+# The arguments eventd's server passes to hypercorn's constructors, by name.
+_SIGNATURES = (
+    (tcp_server.TCPServer, ("app", "config", "context", "state", "stream")),
+    (
+        H11Protocol,
+        ("app", "config", "context", "task_group", "connection_state", "ssl", "client",
+         "server", "send"),
+    ),
 )
 
 
@@ -262,10 +389,13 @@ def _check_hypercorn() -> None:
             for attribute in attributes
             if attribute not in names
         ]
+    for owner, parameters in _SIGNATURES:
+        if tuple(inspect.signature(owner).parameters) != parameters:
+            missing.append(f"{owner.__name__}({', '.join(parameters)})")
     if missing:
         raise RuntimeError(
             f"hypercorn {version} lacks what eventd/http/raw_websocket.py uses of it: "
-            f"{', '.join(missing)}; adapt the raw websocket write path to this release"
+            f"{', '.join(missing)}; adapt eventd's connection server to this release"
         )
 
 
@@ -290,4 +420,6 @@ async def _handle_after_the_handshake(stream: ws_stream.WSStream, event: StreamE
     await _hypercorn_ws_handle(stream, event)
 
 
+# The one assignment onto a hypercorn class: hypercorn's HTTP/1.1 protocol
+# constructs WSStream by name, so a subclass would never be used.
 ws_stream.WSStream.handle = _handle_after_the_handshake  # type: ignore[method-assign,assignment]
