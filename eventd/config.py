@@ -31,6 +31,11 @@ class ServerConfig:
     request_timeout_seconds: float = 10.0
     workers: int = 1
     keep_alive_seconds: float = 75.0
+    # A new connection's first request head must be in within this.
+    header_timeout_seconds: float = 10.0
+    # Open connections (each worker counts its own); 0 = no cap.
+    max_connections: int = 10_000
+    max_connections_per_client: int = 1024
 
     @property
     def host(self) -> str:
@@ -50,6 +55,13 @@ class ServerConfig:
         _require(self.request_timeout_seconds > 0, "server.request_timeout_seconds", "must be > 0")
         _require(self.workers >= 1, "server.workers", "must be ≥ 1")
         _require(self.keep_alive_seconds > 0, "server.keep_alive_seconds", "must be > 0")
+        _require(self.header_timeout_seconds > 0, "server.header_timeout_seconds", "must be > 0")
+        _require(self.max_connections >= 0, "server.max_connections", "must be ≥ 0")
+        _require(
+            self.max_connections_per_client >= 0,
+            "server.max_connections_per_client",
+            "must be ≥ 0",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,7 @@ from eventd.actors.event_actor import Peers
 from eventd.actors.supervisor import Supervisor
 from eventd.config import Config
 from eventd.errors import NotFound
+from eventd.http.rate_limits import ConnectionLimiter
 from eventd.http.server import hypercorn_config, serve
 from eventd.model import Event, EventCounts, Registration, utc_now
 from eventd.realtime.changes import Change
@@ -845,6 +846,7 @@ async def answer_ok(receive: Receive, send: Send) -> None:
 class Served:
     port: int
     stop: trio.Event  # set: the shutdown trigger returns
+    limiter: ConnectionLimiter
 
 
 def listening(config: Config) -> tuple[hypercorn.config.Config, Any]:
@@ -859,17 +861,25 @@ def listening(config: Config) -> tuple[hypercorn.config.Config, Any]:
 
 @asynccontextmanager
 async def serving(app: App, config: Config | None = None) -> AsyncIterator[Served]:
-    """eventd's serve loop serving ``app``; stopped (gracefully) at the end of the block."""
-    hc, sockets = listening(config or Config())
+    """eventd's serve loop serving ``app``, as ``config`` says; stopped (gracefully) at the end."""
+    config = config or Config()
+    hc, sockets = listening(config)
+    limiter = ConnectionLimiter(
+        config.server.max_connections, config.server.max_connections_per_client
+    )
     try:
-        served = Served(sockets.insecure_sockets[0].getsockname()[1], trio.Event())
+        served = Served(sockets.insecure_sockets[0].getsockname()[1], trio.Event(), limiter)
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                serve,
-                wrap_app(app, hc.wsgi_max_body_size, None),
-                hc,
-                sockets.insecure_sockets,
-                served.stop.wait,
+                functools.partial(
+                    serve,
+                    wrap_app(app, hc.wsgi_max_body_size, None),
+                    hc,
+                    sockets.insecure_sockets,
+                    served.stop.wait,
+                    limiter=limiter,
+                    header_timeout_seconds=config.server.header_timeout_seconds,
+                )
             )
             yield served
             served.stop.set()
@@ -886,8 +896,8 @@ class RawHttp:
         self.h11 = h11.Connection(h11.CLIENT)
 
     @classmethod
-    async def open(cls, port: int) -> RawHttp:
-        return cls(await trio.open_tcp_stream("127.0.0.1", port))
+    async def open(cls, port: int, local_address: str | None = None) -> RawHttp:
+        return cls(await trio.open_tcp_stream("127.0.0.1", port, local_address=local_address))
 
     async def request(
         self, method: str, target: str, body: bytes = b"", content_type: str = "application/json"

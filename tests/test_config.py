@@ -177,6 +177,7 @@ admin_tokens = ["from-file"]
             "EVENTD_AUTH_ADMIN_TOKENS": "a, b,,c ",
             "EVENTD_LOG_FORMAT": "json",
             "EVENTD_REMINDERS_BEFORE_HOURS": "1",
+            "EVENTD_SERVER_MAX_CONNECTIONS_PER_CLIENT": "0",
             "PATH": "/usr/bin",  # not ours: ignored
             "eventd_server_workers": "nope",  # not the prefix (case matters): ignored
         },
@@ -191,6 +192,7 @@ admin_tokens = ["from-file"]
     assert config.log.format == "json"
     assert config.reminders.before_hours == 1.0
     assert isinstance(config.reminders.before_hours, float)
+    assert config.server.max_connections_per_client == 0  # no cap
 
 
 def test_the_source_names_the_file_and_each_override_never_a_value(write: Write) -> None:
@@ -376,6 +378,9 @@ def test_bad_database_url(write: Write, url: str) -> None:
         ("[server]\nrequest_timeout_seconds = 0", "server.request_timeout_seconds"),
         ("[server]\nworkers = 0", "server.workers"),
         ("[server]\nkeep_alive_seconds = 0", "server.keep_alive_seconds"),
+        ("[server]\nheader_timeout_seconds = 0", "server.header_timeout_seconds"),
+        ("[server]\nmax_connections = -1", "server.max_connections"),
+        ("[server]\nmax_connections_per_client = -1", "server.max_connections_per_client"),
         ("[database]\npool_size = 1", "database.pool_size"),
         ('[redis]\nurl = "http://cache"', "redis.url"),
         ("[redis]\ncache_ttl_seconds = 0", "redis.cache_ttl_seconds"),

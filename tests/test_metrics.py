@@ -56,6 +56,9 @@ async def test_metrics_count_requests_registrations_streams_and_commits(
     assert value(after, "eventd_actors_live") >= 1
     assert ("eventd_email_outbox_pending", ()) in after
     assert ("eventd_websocket_dropped_clients_total", ()) in after
+    assert value(after, "eventd_http_connections") >= 2  # this client's, and the stream's
+    for cap in ("server.max_connections", "server.max_connections_per_client"):
+        assert ("eventd_http_connections_refused_total", (("cap", cap),)) in after
 
 
 async def test_unmatched_paths_share_one_label(client: httpx.AsyncClient):

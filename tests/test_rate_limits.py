@@ -1,5 +1,5 @@
-"""Per-client rate limits: the token bucket on trio's MockClock, then a real daemon
-(requests and WebSocket handshakes).
+"""Per-client limits: the token bucket on trio's MockClock, the connection counts, then a
+real daemon (requests and WebSocket handshakes).
 
 The daemon listens on 127.0.0.1; clients are told apart by their source
 address, so a second client binds 127.0.0.2 (any 127/8 address is loopback on
@@ -18,7 +18,7 @@ import trio
 import trio.testing
 
 from eventd.http.idempotency import REPLAYED_HEADER
-from eventd.http.rate_limits import RateLimiter
+from eventd.http.rate_limits import ConnectionLimiter, ConnectionLimiterStatistics, RateLimiter
 from tests.conftest import assert_problem
 from tests.support import DaemonProcess
 
@@ -90,6 +90,34 @@ async def test_the_number_of_clients_is_capped(mock_clock: trio.testing.MockCloc
 def test_a_rate_must_be_positive():
     with pytest.raises(ValueError, match="rate"):
         RateLimiter(0)
+
+
+# --- the connection counts ----------------------------------------------------------
+
+
+def test_connections_are_capped_per_client_and_in_all():
+    limiter = ConnectionLimiter(max_connections=3, max_connections_per_client=2)
+    assert [limiter.open_nowait("a") for _ in range(3)] == [None, None,
+                                                            "max_connections_per_client"]
+    assert limiter.open_nowait("b") is None
+    assert limiter.open_nowait("c") == "max_connections"
+    limiter.close("a")
+    assert limiter.open_nowait("c") is None  # a slot given back is anyone's
+    assert limiter.statistics() == ConnectionLimiterStatistics(
+        open_connections=3,
+        clients=3,
+        max_connections=3,
+        max_connections_per_client=2,
+        refused={"max_connections": 1, "max_connections_per_client": 1},
+    )
+    for client in ("a", "b", "c"):
+        limiter.close(client)
+    assert (limiter.statistics().open_connections, limiter.statistics().clients) == (0, 0)
+
+
+def test_a_cap_of_0_is_no_cap():
+    limiter = ConnectionLimiter(max_connections=0, max_connections_per_client=0)
+    assert all(limiter.open_nowait("a") is None for _ in range(10_000))
 
 
 # --- a daemon with a limit ------------------------------------------------------------

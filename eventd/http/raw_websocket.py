@@ -7,8 +7,9 @@ switch, no ASGI message and no wsproto framing per connection. That is what
 let one daemon feed a thousand subscribers of one event with every update
 (p99 273 → 66 ms against hypercorn's own send path, ``bench.ws_fanout``).
 
-**HTTP/1.1 alone.** Cleartext HTTP/2 is not offered (:class:`_HTTP11Only`
-says why).
+**What clients may send.** A new connection's first request head is due
+within ``server.header_timeout_seconds``. HTTP/1.1 is the only protocol:
+cleartext HTTP/2 is not offered (:class:`_HTTP11Only` says why).
 
 hypercorn has no API for these, so this module uses its internals, and it is
 the only one that does. What it touches:
@@ -18,9 +19,9 @@ the only one that does. What it touches:
   place of hypercorn's). ``run`` is hypercorn's for a plain TCP stream,
   noting the connection for :func:`claim_raw_websocket`, serving it with
   :class:`_HTTP11Only` (a ``ProtocolWrapper`` holding an ``H11Protocol``
-  subclass whose ``_check_protocol`` never switches to HTTP/2), and ending
-  hypercorn's idle timer (``idle_task``) once the client has gone.
-  ``protocol_send`` is extended to put
+  subclass whose ``_check_protocol`` never switches to HTTP/2), and timing
+  the first request head with hypercorn's idle timer (``idle_task``,
+  ``_initiate_server_close``). ``protocol_send`` is extended to put
   hypercorn's own bytes on a claimed connection (the 101 response, pongs, the
   close frame) behind the raw backlog, so that frames never interleave.
 * Of the server it reads ``stream`` (its socket is written directly),
@@ -48,6 +49,7 @@ from __future__ import annotations
 import contextvars
 import importlib.metadata
 import inspect
+import math
 import os
 import struct
 from collections.abc import Callable
@@ -184,8 +186,9 @@ class RawWebsocket:
 class RawWebsocketTCPServer(tcp_server.TCPServer):
     """hypercorn's server of one TCP connection, as eventd serves it (see the module docstring).
 
-    HTTP/1.1 alone; the websocket, if the request opens one, can be claimed
-    for raw writes.
+    HTTP/1.1 alone; a new connection's first request head is due within
+    ``header_timeout_seconds``; the websocket, if the request opens one, can
+    be claimed for raw writes.
     """
 
     def __init__(
@@ -195,17 +198,22 @@ class RawWebsocketTCPServer(tcp_server.TCPServer):
         context: WorkerContext,
         state: LifespanState,
         stream: trio.SocketStream,
+        *,
+        header_timeout_seconds: float = math.inf,
     ) -> None:
         super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]  # no TLS
+        self.header_timeout_seconds = header_timeout_seconds
         self.raw_websocket: RawWebsocket | None = None  # set by claim_raw_websocket
 
     async def run(self) -> None:
         """hypercorn's ``TCPServer.run`` for a plain TCP connection, but for three things.
 
         The connection is noted for :func:`claim_raw_websocket`; it is served
-        by HTTP/1.1 alone (:class:`_HTTP11Only`); and once the client has
-        gone, the connection ends: hypercorn's keeps its task until the
-        keep-alive timer runs out.
+        by HTTP/1.1 alone (:class:`_HTTP11Only`); and its first request head
+        is due within the header timeout (hypercorn waits the keep-alive
+        timeout for it; a client trickling its headers would hold the
+        connection that long). Once the client has gone, the connection ends:
+        hypercorn's keeps its task until the keep-alive timer runs out.
         """
         _connection.set(self)  # seen by the app's task, which is spawned from this one
         sock = self.stream.socket
@@ -228,13 +236,25 @@ class RawWebsocketTCPServer(tcp_server.TCPServer):
                     )
                 )
                 await self.protocol.initiate()
-                await self.idle_task.restart(task_group, self._idle_timeout)
+                await self.idle_task.restart(task_group, self._first_head_timeout)
                 await self._read_data()
                 await self.idle_task.stop()
         except OSError:
             pass
         finally:
             await self._close()
+
+    async def _first_head_timeout(self) -> None:
+        """hypercorn's idle timer for a new connection, at the header timeout.
+
+        hypercorn stops it once the first request head is in (``Updated``,
+        idle no more) and starts its own keep-alive timer after each answer.
+        """
+        timeout = min(self.header_timeout_seconds, self.config.keep_alive_timeout)
+        with trio.move_on_after(timeout):
+            await self.context.terminated.wait()
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
 
     async def protocol_send(self, event: Event) -> None:
         raw = self.raw_websocket
@@ -342,6 +362,7 @@ _METHODS = (
     (tcp_server.TCPServer, "protocol_send"),
     (tcp_server.TCPServer, "_read_data"),
     (tcp_server.TCPServer, "_close"),
+    (tcp_server.TCPServer, "_initiate_server_close"),
     (ProtocolWrapper, "initiate"),
     (H11Protocol, "handle"),
     (H11Protocol, "_check_protocol"),
