@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 ENV_PREFIX = "EVENTD_"
 CONFIG_PATH_ENV = "EVENTD_CONFIG"
+# The largest control frame's payload (RFC 6455 §5.5): a cap below it would make no sense.
+MIN_MESSAGE_BYTES = 125
 
 
 class ConfigError(Exception):
@@ -127,6 +129,8 @@ class WebsocketConfig:
     almost_full_ratio: float = 0.1
     queue_size: int = 64
     ping_interval_seconds: float = 20.0
+    # Largest message a client may send; clients send only control frames and small messages.
+    max_message_bytes: int = 4096
 
     def validate(self) -> None:
         _require(
@@ -134,6 +138,11 @@ class WebsocketConfig:
         )
         _require(self.queue_size >= 1, "websocket.queue_size", "must be ≥ 1")
         _require(self.ping_interval_seconds > 0, "websocket.ping_interval_seconds", "must be > 0")
+        _require(
+            self.max_message_bytes >= MIN_MESSAGE_BYTES,
+            "websocket.max_message_bytes",
+            f"must be ≥ {MIN_MESSAGE_BYTES}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ one of their own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import uuid
@@ -21,12 +22,16 @@ import httpx
 import pytest
 import trio
 import trio_websocket
+import wsproto.connection
 from trio_websocket import ConnectionClosed, open_websocket_url
-from wsproto.events import Ping, Pong
+from wsproto.events import CloseConnection, Ping, Pong
 
+from eventd.config import WebsocketConfig
 from tests.conftest import create_attendee, create_event, register
 from tests.support import WAIT_SECONDS, DaemonProcess, RawClient, next_message, ws_url
 from tests.test_invariant import make_attendees
+
+MAX_MESSAGE_BYTES = WebsocketConfig().max_message_bytes  # the shared daemon's
 
 
 async def test_event_stream_starts_with_a_snapshot(client: httpx.AsyncClient, daemon):
@@ -239,32 +244,88 @@ async def test_malformed_frames_from_clients_break_nothing(client: httpx.AsyncCl
         await ws.send_message(b"\x00\xff garbage")
         await ws.send_message("{not json")
         await ws.send_message(json.dumps({"type": "register", "eventId": event["id"]}))
-        await ws.send_message("x" * 100_000)
+        await ws.send_message("x" * MAX_MESSAGE_BYTES)  # as long as a message may be
         person = await create_attendee(client)
         await register(client, event["id"], person["id"])
         update = await next_message(ws)
         assert (update["type"], update["seq"]) == ("eventCapacityUpdate", 2)
-    # A peer that breaks the protocol itself: the server drops it, nothing else.
+    # A peer that breaks the protocol itself: closed with 1002, nothing else.
     host, port = daemon.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as raw:
         raw.sendall(_handshake(f"/ws/events/{event['id']}", f"{host}:{port}"))
-        assert b" 101 " in raw.recv(4096).split(b"\r\n")[0]
+        head, _, frames = raw.recv(4096).partition(b"\r\n\r\n")
+        assert b" 101 " in head.split(b"\r\n")[0]
         raw.sendall(b"\x8f\x80garbage-that-is-no-frame" * 10)
-        assert _closed_by_peer(raw)
+        received = _received_until_closed(raw)
+    assert received is not None
+    server = wsproto.connection.Connection(wsproto.connection.ConnectionType.CLIENT)
+    server.receive_data(frames + received)
+    close = [e for e in server.events() if isinstance(e, CloseConnection)]
+    assert [c.code for c in close] == [1002]  # a protocol error
     assert (await client.get("/health")).status_code == 200
     assert (await client.get(f"/events/{event['id']}")).json()["registeredCount"] == 1
 
 
+async def test_a_message_over_the_limit_is_closed_with_1009(client: httpx.AsyncClient, daemon):
+    event = await create_event(client)
+    url = ws_url(daemon.url, f"/ws/events/{event['id']}")
+    async with open_websocket_url(url) as ws:
+        await next_message(ws)
+        await ws.send_message("x" * (MAX_MESSAGE_BYTES + 1))
+        with pytest.raises(ConnectionClosed) as closed, trio.fail_after(WAIT_SECONDS):
+            await ws.get_message()
+    assert closed.value.reason.code == 1009
+    assert (await client.get("/health")).status_code == 200
+
+
+async def test_incomplete_huge_frames_cost_the_daemon_no_memory(client: httpx.AsyncClient, daemon):
+    # Ten clients each announce a 15 MiB message and send all of it but the
+    # last byte: the daemon once held every byte (135 MiB, never given back).
+    # Now each is closed as its header comes, and nothing of it is kept.
+    event = await create_event(client)
+    path = f"/ws/events/{event['id']}"
+    size = 15 * 2**20
+    rss_before = _rss_kib(daemon.process.pid)
+
+    async def send_a_huge_frame() -> None:
+        raw = await RawClient.open(daemon.port, path)
+        with raw.sock:
+            await raw.message()  # the snapshot
+            header = bytes([0x82, 0xFF]) + size.to_bytes(8, "big") + b"\0\0\0\0"
+            stream = trio.SocketStream(raw.sock)
+            try:
+                await stream.send_all(header + bytes(size - 1))
+            except trio.BrokenResourceError:  # closed by the daemon: the rest goes nowhere
+                pass
+            with trio.fail_after(WAIT_SECONDS):
+                with contextlib.suppress(trio.BrokenResourceError):  # reset: the rest unread
+                    while await stream.receive_some():
+                        pass
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(send_a_huge_frame)
+    grown_kib = _rss_kib(daemon.process.pid) - rss_before
+    assert grown_kib < 20 * 1024, grown_kib
+    assert (await client.get("/health")).status_code == 200
+
+
 def _closed_by_peer(raw: socket.socket) -> bool:
     """Read until the peer closes (True) or the socket's timeout passes (False)."""
+    return _received_until_closed(raw) is not None
+
+
+def _received_until_closed(raw: socket.socket) -> bytes | None:
+    """What the peer sent until it closed; None if the socket's timeout passed first."""
+    received = b""
     try:
-        while raw.recv(65536):
-            pass
+        while chunk := raw.recv(65536):
+            received += chunk
     except ConnectionError:
         pass
     except TimeoutError:
-        return False
-    return True
+        return None
+    return received
 
 
 async def _drain_until_closed(ws: trio_websocket.WebSocketConnection) -> tuple[list[int], int]:

@@ -9,7 +9,11 @@ let one daemon feed a thousand subscribers of one event with every update
 
 **What clients may send.** A new connection's first request head is due
 within ``server.header_timeout_seconds``. HTTP/1.1 is the only protocol:
-cleartext HTTP/2 is not offered (:class:`_HTTP11Only` says why).
+cleartext HTTP/2 is not offered (:class:`_HTTP11Only` says why). On a
+websocket, a message over ``websocket.max_message_bytes`` is closed with 1009
+as its frame header comes, and a violation of RFC 6455 with the code it
+prescribes (1002, 1007), each logged in one line
+(:meth:`RawWebsocketTCPServer.receive_websocket_data`).
 
 hypercorn has no API for these, so this module uses its internals, and it is
 the only one that does. What it touches:
@@ -29,15 +33,16 @@ the only one that does. What it touches:
   ``protocol`` (told ``Closed`` when a write fails, as hypercorn does; its
   ``protocol`` is the HTTP/1.1 ``H11Protocol``, whose ``stream`` is the
   ``WSStream``).
-* Of the ``WSStream``: ``connection`` (wsproto's, read for its state: nothing
-  is written after a close), ``closed``, and ``app_put``, which is replaced on
-  that one instance so that the client's messages are dropped instead of
-  queued for an app that never reads them (a full queue would stop
-  hypercorn's reader, and with it pongs and the close handshake).
-* One assignment onto a hypercorn class, a fix: ``WSStream.handle`` drops
-  what a client sends before its handshake is answered
-  (:func:`_handle_after_the_handshake`). It is an assignment because
-  hypercorn's HTTP/1.1 protocol constructs ``WSStream`` by name.
+* Of the ``WSStream``: ``connection`` (wsproto's: fed what the client sends,
+  read for its state: nothing is written after a close), ``buffer``,
+  ``send``, ``stream_id``, ``client``, ``closed``, and ``app_put``, which is
+  replaced on that one instance so that the client's messages are dropped
+  instead of queued for an app that never reads them (a full queue would
+  stop hypercorn's reader, and with it pongs and the close handshake).
+* One assignment onto a hypercorn class: ``WSStream.handle`` (:func:`_handle`)
+  drops what a client sends before its handshake is answered, and on
+  eventd's connections reads what it sends after. It is an assignment
+  because hypercorn's HTTP/1.1 protocol constructs ``WSStream`` by name.
 
 :func:`_check_hypercorn` refuses, at import, a hypercorn lacking any of these,
 naming what is missing; ``tests/test_raw_websocket.py`` drives the server over
@@ -47,8 +52,10 @@ real sockets against the installed hypercorn.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import importlib.metadata
 import inspect
+import logging
 import math
 import os
 import struct
@@ -60,7 +67,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ProtocolWrapper, ws_stream
-from hypercorn.protocol.events import Body, Data
+from hypercorn.protocol.events import Body, Data, Request, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import tcp_server
@@ -69,6 +76,14 @@ from hypercorn.typing import AppWrapper, LifespanState, WorkerContext
 from hypercorn.typing import ConnectionState as HTTPConnectionState
 from hypercorn.utils import parse_socket_addr
 from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Message, Ping
+from wsproto.events import Event as WSProtoEvent
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError
+
+from eventd.http.websocket_input import MessageSizeGuard
+
+log = logging.getLogger(__name__)
 
 
 class RawWebsocket:
@@ -188,7 +203,8 @@ class RawWebsocketTCPServer(tcp_server.TCPServer):
 
     HTTP/1.1 alone; a new connection's first request head is due within
     ``header_timeout_seconds``; the websocket, if the request opens one, can
-    be claimed for raw writes.
+    be claimed for raw writes, and what its client sends is read within
+    hypercorn's ``websocket_max_message_size``, violations closed with their code.
     """
 
     def __init__(
@@ -204,6 +220,7 @@ class RawWebsocketTCPServer(tcp_server.TCPServer):
         super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]  # no TLS
         self.header_timeout_seconds = header_timeout_seconds
         self.raw_websocket: RawWebsocket | None = None  # set by claim_raw_websocket
+        self._message_guard: MessageSizeGuard | None = None  # set at the websocket's first bytes
 
     async def run(self) -> None:
         """hypercorn's ``TCPServer.run`` for a plain TCP connection, but for three things.
@@ -262,6 +279,66 @@ class RawWebsocketTCPServer(tcp_server.TCPServer):
             await raw.send(event.data)  # behind the raw backlog
         else:
             await super().protocol_send(event)
+
+    async def receive_websocket_data(self, stream: ws_stream.WSStream, data: bytes) -> None:
+        """What the client sent on its websocket: hypercorn's reading, within the limits.
+
+        hypercorn's ``WSStream`` hands wsproto whatever arrives, holds a
+        message until it is whole or over ``websocket_max_message_size``, and
+        ends the connection without a word (no close frame) when wsproto
+        finds a violation. Here the frame headers are read ahead
+        (:class:`~eventd.http.websocket_input.MessageSizeGuard`): a message
+        over the size is closed with 1009 as its header comes, before any of
+        its payload is read. A violation wsproto finds (an unmasked frame, a
+        reserved opcode or bit, a text that is no UTF-8, bytes that are no
+        frame) is closed with the code wsproto gives it, RFC 6455's: 1002 or
+        1007. Either is logged in one line.
+        """
+        guard = self._message_guard
+        if guard is None:
+            guard = self._message_guard = MessageSizeGuard(self.config.websocket_max_message_size)
+        end = guard.end_of_oversized_header(data)
+        connection = stream.connection
+        connection.receive_data(data if end is None else data[:end])
+        for event in connection.events():
+            if isinstance(event, Message):
+                stream.buffer.extend(event)  # within the size: the guard has seen its headers
+                if event.message_finished:
+                    assert stream.app_put is not None  # set before the handshake was accepted
+                    await stream.app_put(stream.buffer.to_message())
+                    stream.buffer.clear()
+            elif isinstance(event, Ping):
+                await _send_frame(stream, event.response())
+            elif isinstance(event, CloseConnection):
+                if connection.state is ConnectionState.REMOTE_CLOSING:  # the client's close
+                    await _send_frame(stream, event.response())
+                elif connection.state is not ConnectionState.CLOSED:  # not the answer to ours
+                    await _fail(stream, event.code, event.reason or "protocol error")
+                await stream.send(StreamClosed(stream_id=stream.stream_id))
+                return
+        if end is not None:
+            await _fail(
+                stream,
+                CloseReason.MESSAGE_TOO_BIG,
+                f"a message over {guard.max_message_bytes} bytes",
+            )
+            await stream.send(StreamClosed(stream_id=stream.stream_id))
+
+
+async def _send_frame(stream: ws_stream.WSStream, event: WSProtoEvent) -> None:
+    """hypercorn's ``WSStream._send_wsproto_event``: nothing once wsproto's state forbids it."""
+    try:
+        data = stream.connection.send(event)
+    except LocalProtocolError:  # a close has gone out already
+        return
+    await stream.send(Data(stream_id=stream.stream_id, data=data))
+
+
+async def _fail(stream: ws_stream.WSStream, code: int, reason: str) -> None:
+    """Close the websocket with ``code`` for what its client sent; the caller ends the stream."""
+    client = f"{stream.client[0]}:{stream.client[1]}" if stream.client else "a client"
+    log.warning("closing the websocket of %s with %d: %s", client, code, reason)
+    await _send_frame(stream, CloseConnection(code=code, reason=reason))
 
 
 class _H11Protocol(H11Protocol):
@@ -367,6 +444,9 @@ _METHODS = (
     (H11Protocol, "handle"),
     (H11Protocol, "_check_protocol"),
     (ws_stream.WSStream, "handle"),
+    (ws_stream.WebsocketBuffer, "extend"),
+    (ws_stream.WebsocketBuffer, "to_message"),
+    (ws_stream.WebsocketBuffer, "clear"),
 )
 _ATTRIBUTES = (
     (
@@ -380,7 +460,11 @@ _ATTRIBUTES = (
     (H11Protocol, "__init__", ("send",)),
     (H11Protocol, "_create_stream", ("stream",)),
     (H11Protocol, "_handle_events", ("_check_protocol",)),
-    (ws_stream.WSStream, "__init__", ("app_put", "closed")),
+    (
+        ws_stream.WSStream,
+        "__init__",
+        ("app_put", "buffer", "client", "closed", "send", "stream_id"),
+    ),
     (ws_stream.WSStream, "_accept", ("connection",)),
     (ws_stream.WSStream, "handle", ("handshake",)),
     (ws_stream.Handshake, "__init__", ("accepted",)),
@@ -426,21 +510,37 @@ _check_hypercorn()
 _hypercorn_ws_handle = ws_stream.WSStream.handle
 
 
-async def _handle_after_the_handshake(stream: ws_stream.WSStream, event: StreamEvent) -> None:
-    """hypercorn's ``WSStream.handle``, dropping what arrives before the handshake is answered.
+async def _handle(stream: ws_stream.WSStream, event: StreamEvent) -> None:
+    """hypercorn's ``WSStream.handle``, and on eventd's connections, eventd's reading.
 
-    A client must wait for that answer before it sends anything (RFC 6455
-    §4.1). hypercorn answers such bytes (a body on the handshake request,
-    say) with a 400 of its own, which races the app's answer: once the app
-    has begun to refuse the handshake, h11 refuses the second response with
-    an error in the connection's task. Dropped, they leave the app's answer
-    the only one.
+    For every connection, what arrives before the handshake is answered is
+    dropped. A client must wait for that answer before it sends anything
+    (RFC 6455 §4.1). hypercorn answers such bytes (a body on the handshake
+    request, say) with a 400 of its own, which races the app's answer: once
+    the app has begun to refuse the handshake, h11 refuses the second
+    response with an error in the connection's task. Dropped, they leave the
+    app's answer the only one.
+
+    On a connection :class:`RawWebsocketTCPServer` serves, the client's
+    offer of permessage-deflate is not taken up (the request's
+    ``Sec-WebSocket-Extensions`` is left out): a compressed message's size
+    is not in its header, and eventd's clients have nothing to compress.
+    What the client sends is read by
+    :meth:`RawWebsocketTCPServer.receive_websocket_data`.
     """
     if isinstance(event, Body | Data) and not stream.handshake.accepted:
         return
+    server = _connection.get(None)
+    if server is not None:
+        if isinstance(event, Request):
+            headers = [(k, v) for k, v in event.headers if k.lower() != b"sec-websocket-extensions"]
+            event = dataclasses.replace(event, headers=headers)
+        elif isinstance(event, Data) and not stream.closed:
+            await server.receive_websocket_data(stream, event.data)
+            return
     await _hypercorn_ws_handle(stream, event)
 
 
 # The one assignment onto a hypercorn class: hypercorn's HTTP/1.1 protocol
 # constructs WSStream by name, so a subclass would never be used.
-ws_stream.WSStream.handle = _handle_after_the_handshake  # type: ignore[method-assign,assignment]
+ws_stream.WSStream.handle = _handle  # type: ignore[method-assign,assignment]

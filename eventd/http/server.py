@@ -89,6 +89,9 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     # between, a request on it would be left unread. So the keep-alive ends
     # no later than the read timeout.
     hc.keep_alive_timeout = min(config.server.keep_alive_seconds, hc.read_timeout)
+    # Read by eventd's server (eventd.http.raw_websocket), which closes a
+    # bigger message with 1009 as its frame header comes.
+    hc.websocket_max_message_size = config.websocket.max_message_bytes
     return hc
 
 
