@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 ENV_PREFIX = "EVENTD_"
 CONFIG_PATH_ENV = "EVENTD_CONFIG"
+# The largest control frame's payload (RFC 6455 §5.5): a cap below it would make no sense.
+MIN_MESSAGE_BYTES = 125
 
 
 class ConfigError(Exception):
@@ -32,6 +34,11 @@ class ServerConfig:
     request_timeout_seconds: float = 10.0
     workers: int = 1
     keep_alive_seconds: float = 75.0
+    # A new connection's first request head must be in within this.
+    header_timeout_seconds: float = 10.0
+    # Open connections (each worker counts its own); 0 = no cap.
+    max_connections: int = 10_000
+    max_connections_per_client: int = 1024
 
     @property
     def host(self) -> str:
@@ -51,6 +58,13 @@ class ServerConfig:
         _require(self.request_timeout_seconds > 0, "server.request_timeout_seconds", "must be > 0")
         _require(self.workers >= 1, "server.workers", "must be ≥ 1")
         _require(self.keep_alive_seconds > 0, "server.keep_alive_seconds", "must be > 0")
+        _require(self.header_timeout_seconds > 0, "server.header_timeout_seconds", "must be > 0")
+        _require(self.max_connections >= 0, "server.max_connections", "must be ≥ 0")
+        _require(
+            self.max_connections_per_client >= 0,
+            "server.max_connections_per_client",
+            "must be ≥ 0",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +130,8 @@ class WebsocketConfig:
     almost_full_ratio: float = 0.1
     queue_size: int = 64
     ping_interval_seconds: float = 20.0
+    # Largest message a client may send; clients send only control frames and small messages.
+    max_message_bytes: int = 4096
 
     def validate(self) -> None:
         _require(
@@ -123,6 +139,11 @@ class WebsocketConfig:
         )
         _require(self.queue_size >= 1, "websocket.queue_size", "must be ≥ 1")
         _require(self.ping_interval_seconds > 0, "websocket.ping_interval_seconds", "must be > 0")
+        _require(
+            self.max_message_bytes >= MIN_MESSAGE_BYTES,
+            "websocket.max_message_bytes",
+            f"must be ≥ {MIN_MESSAGE_BYTES}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

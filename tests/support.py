@@ -1,5 +1,6 @@
-"""Test support: a PostgreSQL to test against, the real daemon as a process, and
-a stand-in for the database and the writer for the actors' tests.
+"""Test support: a PostgreSQL to test against, the real daemon as a process, a
+stand-in for the database and the writer for the actors' tests, and eventd's
+serve loop in this process with raw HTTP and WebSocket clients.
 
 Rules for every test here: loopback only, ports picked free, each test makes
 its own events at its own location (the daemon is shared within a session),
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import json
 import math
 import os
 import shutil
@@ -23,23 +25,31 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import h11
 import httpx
+import hypercorn.config
 import outcome
 import pytest
 import trio
+import trio_websocket
 import wsproto
+from hypercorn.utils import wrap_app
+from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
 
 from eventd.actors import messages as m
 from eventd.actors.event_actor import Peers
 from eventd.actors.supervisor import Supervisor
+from eventd.config import Config
 from eventd.errors import NotFound
+from eventd.http.rate_limits import ConnectionLimiter
+from eventd.http.server import hypercorn_config, serve
 from eventd.model import Event, EventCounts, Registration, utc_now
 from eventd.realtime.changes import Change
 from eventd.realtime.outbox import Closing, Outbox
@@ -788,3 +798,206 @@ class Taker:
             await self._told.wait()
             self._told = trio.Event()
         return taken
+
+
+# --- eventd's serve loop in this process, and clients with nothing in between ---
+
+# Virtual seconds under the autojump clock, real seconds otherwise.
+WAIT_SECONDS = 20
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Handler = Callable[[Receive, Send], Awaitable[None]]
+
+
+class App:
+    """A small ASGI app: HTTP requests to ``http`` (else ``ok``), websockets to ``websocket``."""
+
+    def __init__(self, *, http: Handler | None = None, websocket: Handler | None = None) -> None:
+        self.http = http
+        self.websocket = websocket
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": f"{message['type']}.complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        elif scope["type"] == "http":
+            await (self.http or answer_ok)(receive, send)
+        else:
+            assert self.websocket is not None
+            await self.websocket(receive, send)
+
+
+async def answer_ok(receive: Receive, send: Send) -> None:
+    while (await receive()).get("more_body", False):
+        pass
+    await send({
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-length", b"2")],
+    })
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@dataclasses.dataclass
+class Served:
+    port: int
+    stop: trio.Event  # set: the shutdown trigger returns
+    limiter: ConnectionLimiter
+
+
+def listening(config: Config) -> tuple[hypercorn.config.Config, Any]:
+    """eventd's hypercorn configuration, bound to a free loopback port, and its sockets."""
+    server = dataclasses.replace(config.server, bind="127.0.0.1:0")
+    hc = hypercorn_config(dataclasses.replace(config, server=server))
+    sockets = hc.create_sockets()
+    for sock in sockets.insecure_sockets:
+        sock.listen(hc.backlog)
+    return hc, sockets
+
+
+@asynccontextmanager
+async def serving(app: App, config: Config | None = None) -> AsyncIterator[Served]:
+    """eventd's serve loop serving ``app``, as ``config`` says; stopped (gracefully) at the end."""
+    config = config or Config()
+    hc, sockets = listening(config)
+    limiter = ConnectionLimiter(
+        config.server.max_connections, config.server.max_connections_per_client
+    )
+    try:
+        served = Served(sockets.insecure_sockets[0].getsockname()[1], trio.Event(), limiter)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                functools.partial(
+                    serve,
+                    wrap_app(app, hc.wsgi_max_body_size, None),
+                    hc,
+                    sockets.insecure_sockets,
+                    served.stop.wait,
+                    limiter=limiter,
+                    header_timeout_seconds=config.server.header_timeout_seconds,
+                )
+            )
+            yield served
+            served.stop.set()
+    finally:
+        for sock in sockets.insecure_sockets:
+            sock.close()
+
+
+class RawHttp:
+    """One keep-alive HTTP/1.1 connection, framed by h11 on the client side."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    async def open(cls, port: int, local_address: str | None = None) -> RawHttp:
+        return cls(await trio.open_tcp_stream("127.0.0.1", port, local_address=local_address))
+
+    async def request(
+        self, method: str, target: str, body: bytes = b"", content_type: str = "application/json"
+    ) -> tuple[int, dict[str, str], bytes]:
+        if self.h11.our_state is h11.DONE:
+            self.h11.start_next_cycle()
+        headers = [("Host", "eventd"), ("Content-Length", str(len(body)))]
+        if body:
+            headers.append(("Content-Type", content_type))
+        data = self.h11.send(h11.Request(method=method, target=target, headers=headers))
+        data += self.h11.send(h11.Data(data=body)) if body else b""
+        await self.stream.send_all(data + self.h11.send(h11.EndOfMessage()))
+        status, response_headers, content = 0, {}, b""
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                self.h11.receive_data(await self.stream.receive_some())
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                response_headers = {k.decode(): v.decode() for k, v in event.headers}
+            elif isinstance(event, h11.Data):
+                content += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return status, response_headers, content
+
+    async def closed_by_peer(self) -> bool:
+        """True once the daemon closes the connection (EOF), without our sending anything."""
+        return await self.stream.receive_some() == b""
+
+
+class RawClient:
+    """A websocket client with nothing between the test and the bytes: wsproto on a socket.
+
+    It reads only when asked, answers pings only when told to, and checks
+    every frame the server sends.
+    """
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self.answer_pings = False
+        self.pings = 0
+        self._parts: list[str] = []
+        self._messages: list[dict[str, Any]] = []
+        self.close: CloseConnection | None = None
+
+    @classmethod
+    async def open(cls, port: int, path: str) -> RawClient:
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", port))
+        client = cls(sock)
+        await client.send(Request(host=f"127.0.0.1:{port}", target=path))
+        with trio.fail_after(WAIT_SECONDS):
+            while not isinstance(event := await client.next_event(), AcceptConnection):
+                assert event is not None, "closed during the handshake"
+        return client
+
+    async def message(self) -> dict[str, Any]:
+        with trio.fail_after(WAIT_SECONDS):
+            while not self._messages:
+                assert await self.next_event() is not None, "closed"
+        return self._messages.pop(0)
+
+    async def until_closed(self) -> CloseConnection:
+        with trio.fail_after(WAIT_SECONDS):
+            while self.close is None:
+                await self.next_event()
+        return self.close
+
+    async def send_close(self, code: int) -> None:
+        await self.send(CloseConnection(code=code))
+
+    async def send(self, event: Any) -> None:
+        await self.sock.send(self.ws.send(event))
+
+    async def next_event(self) -> Any:
+        for event in self.ws.events():
+            if isinstance(event, TextMessage):
+                self._parts.append(event.data)
+                if event.message_finished:
+                    self._messages.append(json.loads("".join(self._parts)))
+                    self._parts.clear()
+            elif isinstance(event, Ping):
+                self.pings += 1
+                if self.answer_pings:
+                    await self.send(event.response())
+            elif isinstance(event, CloseConnection):
+                self.close = event
+            return event
+        data = await self.sock.recv(1 << 16)
+        self.ws.receive_data(data or None)
+        return (await self.next_event()) if data else None
+
+
+def ws_url(http_url: str, path: str) -> str:
+    return http_url.replace("http://", "ws://") + path
+
+
+async def next_message(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:
+    with trio.fail_after(WAIT_SECONDS):
+        message = await ws.get_message()
+    assert isinstance(message, str)
+    return json.loads(message)  # type: ignore[no-any-return]

@@ -99,6 +99,7 @@ port = 465
 before_hours = 0.5
 [websocket]
 queue_size = 8
+max_message_bytes = 125
 [limits]
 requests_per_second_per_client = 20
 [auth]
@@ -123,6 +124,7 @@ format = "json"
     )
     assert config.reminders.before_hours == 0.5
     assert config.websocket.queue_size == 8
+    assert config.websocket.max_message_bytes == 125  # the least: a control frame's most
     assert config.limits.requests_per_second_per_client == 20.0
     assert isinstance(config.limits.requests_per_second_per_client, float)
     assert config.auth.admin_tokens == ("s3cret", "other")
@@ -178,6 +180,8 @@ admin_tokens = ["from-file"]
             "EVENTD_AUTH_ADMIN_TOKENS": "a, b,,c ",
             "EVENTD_LOG_FORMAT": "json",
             "EVENTD_REMINDERS_BEFORE_HOURS": "1",
+            "EVENTD_SERVER_MAX_CONNECTIONS_PER_CLIENT": "0",
+            "EVENTD_WEBSOCKET_MAX_MESSAGE_BYTES": "8192",
             "PATH": "/usr/bin",  # not ours: ignored
             "eventd_server_workers": "nope",  # not the prefix (case matters): ignored
         },
@@ -192,6 +196,8 @@ admin_tokens = ["from-file"]
     assert config.log.format == "json"
     assert config.reminders.before_hours == 1.0
     assert isinstance(config.reminders.before_hours, float)
+    assert config.server.max_connections_per_client == 0  # no cap
+    assert config.websocket.max_message_bytes == 8192
 
 
 def test_the_source_names_the_file_and_each_override_never_a_value(write: Write) -> None:
@@ -429,6 +435,10 @@ def test_bad_database_url(write: Write, url: str) -> None:
         ("[server]\nrequest_timeout_seconds = 0", "server.request_timeout_seconds"),
         ("[server]\nworkers = 0", "server.workers"),
         ("[server]\nkeep_alive_seconds = 0", "server.keep_alive_seconds"),
+        ("[server]\nheader_timeout_seconds = 0", "server.header_timeout_seconds"),
+        ("[server]\nmax_connections = -1", "server.max_connections"),
+        ("[server]\nmax_connections_per_client = -1", "server.max_connections_per_client"),
+        ("[websocket]\nmax_message_bytes = 124", "websocket.max_message_bytes"),
         ("[database]\npool_size = 1", "database.pool_size"),
         ('[redis]\nurl = "http://cache"', "redis.url"),
         ("[redis]\ncache_ttl_seconds = 0", "redis.cache_ttl_seconds"),

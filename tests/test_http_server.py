@@ -2,7 +2,9 @@
 
 Framing on a reused connection (bodies, no bodies, HEAD, large files); idle
 connections closed after the keep-alive timeout, busy and active ones not,
-idle ones at once on a stop; an error on one connection kept to it. Tests of
+idle ones at once on a stop; an error on one connection kept to it; cleartext
+HTTP/2 refused (its preface told, in HTTP/2, to use HTTP/1.1; an ``Upgrade:
+h2c`` served over HTTP/1.1). Tests of
 the serve loop alone run it in this process on a free loopback port, serving
 a small ASGI app, on trio's autojump clock; the rest start the real daemon.
 Every wait is bounded by ``trio.fail_after``.
@@ -13,71 +15,34 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-import h11
+import h2.config
+import h2.connection
+import h2.events
 import httpx
-import hypercorn.config
 import pytest
 import trio
 import trio.testing
+from h2.errors import ErrorCodes
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from eventd.config import Config, ServerConfig, WebsocketConfig
-from eventd.http.server import SHUTDOWN_GRACE_SECONDS, hypercorn_config, serve
-from tests.support import DaemonProcess
+from eventd.http.server import SHUTDOWN_GRACE_SECONDS, hypercorn_config
+from tests.support import (
+    App,
+    DaemonProcess,
+    RawHttp,
+    Receive,
+    Send,
+    answer_ok,
+    listening,
+    serving,
+)
 
 KEEP_ALIVE_SECONDS = 3  # server.keep_alive_seconds of the keep-alive tests' servers
 TIMEOUT_SECONDS = 10
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Handler = Callable[[Receive, Send], Awaitable[None]]
-
-
-class RawHttp:
-    """One keep-alive HTTP/1.1 connection, framed by h11 on the client side."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT)
-
-    @classmethod
-    async def open(cls, port: int) -> RawHttp:
-        return cls(await trio.open_tcp_stream("127.0.0.1", port))
-
-    async def request(
-        self, method: str, target: str, body: bytes = b"", content_type: str = "application/json"
-    ) -> tuple[int, dict[str, str], bytes]:
-        if self.h11.our_state is h11.DONE:
-            self.h11.start_next_cycle()
-        headers = [("Host", "eventd"), ("Content-Length", str(len(body)))]
-        if body:
-            headers.append(("Content-Type", content_type))
-        data = self.h11.send(h11.Request(method=method, target=target, headers=headers))
-        data += self.h11.send(h11.Data(data=body)) if body else b""
-        await self.stream.send_all(data + self.h11.send(h11.EndOfMessage()))
-        status, response_headers, content = 0, {}, b""
-        while True:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                self.h11.receive_data(await self.stream.receive_some())
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-                response_headers = {k.decode(): v.decode() for k, v in event.headers}
-            elif isinstance(event, h11.Data):
-                content += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                return status, response_headers, content
-
-    async def closed_by_peer(self) -> bool:
-        """True once the daemon closes the connection (EOF), without our sending anything."""
-        return await self.stream.receive_some() == b""
 
 
 async def test_one_connection_carries_every_kind_of_response(daemon: DaemonProcess):
@@ -165,74 +130,6 @@ async def test_stop_closes_idle_connections_at_once(fresh_database_url: str, wor
 
 
 # --- the serve loop alone, in this process ------------------------------------------
-
-
-class App:
-    """A small ASGI app: HTTP requests to ``http`` (else ``ok``), websockets to ``websocket``."""
-
-    def __init__(self, *, http: Handler | None = None, websocket: Handler | None = None) -> None:
-        self.http = http
-        self.websocket = websocket
-
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": f"{message['type']}.complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        elif scope["type"] == "http":
-            await (self.http or answer_ok)(receive, send)
-        else:
-            assert self.websocket is not None
-            await self.websocket(receive, send)
-
-
-async def answer_ok(receive: Receive, send: Send) -> None:
-    while (await receive()).get("more_body", False):
-        pass
-    await send({
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(b"content-length", b"2")],
-    })
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-@dataclass
-class Served:
-    port: int
-    stop: trio.Event  # set: the shutdown trigger returns
-
-
-def listening(config: Config) -> tuple[hypercorn.config.Config, Any]:
-    """eventd's hypercorn configuration, bound to a free loopback port, and its sockets."""
-    hc = hypercorn_config(replace(config, server=replace(config.server, bind="127.0.0.1:0")))
-    sockets = hc.create_sockets()
-    for sock in sockets.insecure_sockets:
-        sock.listen(hc.backlog)
-    return hc, sockets
-
-
-@asynccontextmanager
-async def serving(app: App, config: Config | None = None) -> AsyncIterator[Served]:
-    """eventd's serve loop serving ``app``; stopped (gracefully) at the end of the block."""
-    hc, sockets = listening(config or Config())
-    try:
-        served = Served(sockets.insecure_sockets[0].getsockname()[1], trio.Event())
-        async with trio.open_nursery() as nursery:
-            await nursery.start(
-                serve,
-                wrap_app(app, hc.wsgi_max_body_size, None),
-                hc,
-                sockets.insecure_sockets,
-                served.stop.wait,
-            )
-            yield served
-            served.stop.set()
-    finally:
-        for sock in sockets.insecure_sockets:
-            sock.close()
 
 
 async def test_an_idle_connection_is_closed_at_the_keep_alive_timeout(
@@ -378,3 +275,81 @@ async def test_an_error_on_one_connection_is_kept_to_it_and_logged_once_briefly(
     assert "\n" not in logged[0].getMessage()
     # The traceback only when logging at debug.
     assert (logged[0].exc_info is not None) == (level == logging.DEBUG)
+
+
+# --- cleartext HTTP/2 is not offered ----------------------------------------------
+
+
+async def refuse_early(receive: Receive, send: Send) -> None:
+    """What eventd does with a body over its limit: 413 at once, the rest left unread."""
+    await receive()
+    await send({
+        "type": "http.response.start",
+        "status": 413,
+        "headers": [(b"content-length", b"0"), (b"connection", b"close")],
+    })
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def post_over_http2(port: int, body_bytes: int) -> list[h2.events.Event]:
+    """A prior-knowledge HTTP/2 POST, sent at once as far as flow control goes; what came back."""
+    sock = trio.socket.socket()
+    await sock.connect(("127.0.0.1", port))
+    with sock:
+        h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        h2c.initiate_connection()
+        h2c.send_headers(1, [(":method", "POST"), (":path", "/attendees"), (":scheme", "http"),
+                             (":authority", "eventd"), ("content-type", "application/json"),
+                             ("content-length", str(body_bytes))])
+        body = memoryview(bytes(body_bytes))
+        while body and (window := min(h2c.local_flow_control_window(1), 16384)):
+            h2c.send_data(1, body[:window].tobytes())
+            body = body[window:]
+        await sock.send(h2c.data_to_send())
+        events: list[h2.events.Event] = []
+        with trio.fail_after(TIMEOUT_SECONDS):
+            while data := await sock.recv(1 << 16):
+                events += h2c.receive_data(data)
+    return events
+
+
+def told_to_use_http11(events: list[h2.events.Event]) -> bool:
+    ended = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    answered = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    return not answered and [e.error_code for e in ended] == [ErrorCodes.HTTP_1_1_REQUIRED]
+
+
+async def test_the_http2_preface_is_answered_that_http11_is_required(
+    caplog: pytest.LogCaptureFixture,
+):
+    # hypercorn's h2c dropped such a connection with a KeyError in its
+    # HTTP/2 protocol (the app answered 413 while the body still came).
+    async with serving(App(http=refuse_early)) as served:
+        assert told_to_use_http11(await post_over_http2(served.port, 200_000))
+        conn = await RawHttp.open(served.port)
+        async with conn.stream:  # served over HTTP/1.1 as before
+            assert (await conn.request("POST", "/", b"x" * 200_000))[0] == 413
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_an_h2c_upgrade_is_served_over_http11():
+    async with serving(App()) as served:
+        stream = await trio.open_tcp_stream("127.0.0.1", served.port)
+        async with stream:
+            request = (b"GET / HTTP/1.1\r\nHost: eventd\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                       b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+            answers = b""
+            for _ in range(2):  # and the connection stays HTTP/1.1
+                await stream.send_all(request)
+                with trio.fail_after(TIMEOUT_SECONDS):
+                    while not answers.endswith(b"ok"):
+                        answers += await stream.receive_some()
+                assert answers.startswith(b"HTTP/1.1 200 "), answers
+                answers = b""
+
+
+async def test_the_daemon_refuses_cleartext_http2_without_an_error(daemon: DaemonProcess):
+    assert told_to_use_http11(await post_over_http2(daemon.port, 200_000))
+    async with httpx.AsyncClient(base_url=daemon.url) as client:
+        assert (await client.get("/health")).status_code == 200
+    assert "KeyError" not in daemon.log()

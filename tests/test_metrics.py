@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
 from tests.conftest import create_attendee, create_event
-from tests.test_websocket import next_message, ws_url
+from tests.support import next_message, ws_url
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -56,6 +56,9 @@ async def test_metrics_count_requests_registrations_streams_and_commits(
     assert value(after, "eventd_actors_live") >= 1
     assert ("eventd_email_outbox_pending", ()) in after
     assert ("eventd_websocket_dropped_clients_total", ()) in after
+    assert value(after, "eventd_http_connections") >= 2  # this client's, and the stream's
+    for cap in ("server.max_connections", "server.max_connections_per_client"):
+        assert ("eventd_http_connections_refused_total", (("cap", cap),)) in after
 
 
 async def test_unmatched_paths_share_one_label(client: httpx.AsyncClient):

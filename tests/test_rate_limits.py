@@ -1,4 +1,5 @@
-"""Per-client rate limits: the token bucket on trio's MockClock, then a real daemon.
+"""Per-client limits: the token bucket on trio's MockClock, the connection counts, then a
+real daemon (requests and WebSocket handshakes).
 
 The daemon listens on 127.0.0.1; clients are told apart by their source
 address, so a second client binds 127.0.0.2 (any 127/8 address is loopback on
@@ -7,6 +8,7 @@ Linux). No test asserts how long anything took.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -16,7 +18,7 @@ import trio
 import trio.testing
 
 from eventd.http.idempotency import REPLAYED_HEADER
-from eventd.http.rate_limits import RateLimiter
+from eventd.http.rate_limits import ConnectionLimiter, ConnectionLimiterStatistics, RateLimiter
 from tests.conftest import assert_problem
 from tests.support import DaemonProcess
 
@@ -88,6 +90,34 @@ async def test_the_number_of_clients_is_capped(mock_clock: trio.testing.MockCloc
 def test_a_rate_must_be_positive():
     with pytest.raises(ValueError, match="rate"):
         RateLimiter(0)
+
+
+# --- the connection counts ----------------------------------------------------------
+
+
+def test_connections_are_capped_per_client_and_in_all():
+    limiter = ConnectionLimiter(max_connections=3, max_connections_per_client=2)
+    assert [limiter.open_nowait("a") for _ in range(3)] == [None, None,
+                                                            "max_connections_per_client"]
+    assert limiter.open_nowait("b") is None
+    assert limiter.open_nowait("c") == "max_connections"
+    limiter.close("a")
+    assert limiter.open_nowait("c") is None  # a slot given back is anyone's
+    assert limiter.statistics() == ConnectionLimiterStatistics(
+        open_connections=3,
+        clients=3,
+        max_connections=3,
+        max_connections_per_client=2,
+        refused={"max_connections": 1, "max_connections_per_client": 1},
+    )
+    for client in ("a", "b", "c"):
+        limiter.close(client)
+    assert (limiter.statistics().open_connections, limiter.statistics().clients) == (0, 0)
+
+
+def test_a_cap_of_0_is_no_cap():
+    limiter = ConnectionLimiter(max_connections=0, max_connections_per_client=0)
+    assert all(limiter.open_nowait("a") is None for _ in range(10_000))
 
 
 # --- a daemon with a limit ------------------------------------------------------------
@@ -164,3 +194,38 @@ async def test_a_refused_request_claims_no_idempotency_key(limited: str):
         created = await other.post("/attendees", json=body, headers=headers)
     assert created.status_code == 201, created.text
     assert REPLAYED_HEADER not in created.headers
+
+
+async def test_websocket_handshakes_are_limited_like_requests(limited: str):
+    # Each handshake once went through (20 × 101): now it takes a token like a
+    # request, and one over the rate is refused before the upgrade.
+    port = int(limited.rsplit(":", 1)[1])
+    handshake = (
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    answers: list[bytes] = []
+
+    async def shake() -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port, local_address="127.0.0.9")
+        async with stream:
+            await stream.send_all(handshake)
+            answer = b""
+            with trio.fail_after(30):
+                while b"\r\n\r\n" not in answer:
+                    answer += await stream.receive_some()
+                if answer.startswith(b"HTTP/1.1 429 "):  # and its problem document, to the end
+                    while chunk := await stream.receive_some():
+                        answer += chunk
+            answers.append(answer)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(shake)
+    statuses = sorted(int(answer.split(b" ", 2)[1]) for answer in answers)
+    assert statuses == [101] + [429] * 19  # a burst of one, and ten seconds to the next token
+    refused = next(answer for answer in answers if answer.startswith(b"HTTP/1.1 429 "))
+    head, _, body = refused.partition(b"\r\n\r\n")
+    assert b"\r\nretry-after: " in head.lower()
+    assert json.loads(body)["code"] == "rate_limited"

@@ -29,9 +29,18 @@ from wsproto.events import AcceptConnection, Ping, Pong, Request, TextMessage
 from eventd.http import raw_websocket
 from eventd.http.raw_websocket import RawWebsocket, claim_raw_websocket
 from tests.conftest import create_event
-from tests.support import DaemonProcess
-from tests.test_http_server import App, RawHttp, Receive, Send, answer_ok, serving
-from tests.test_websocket import RawClient, next_message, ws_url
+from tests.support import (
+    App,
+    DaemonProcess,
+    RawClient,
+    RawHttp,
+    Receive,
+    Send,
+    answer_ok,
+    next_message,
+    serving,
+    ws_url,
+)
 
 TIMEOUT_SECONDS = 10
 GOING_AWAY = 1001

@@ -7,6 +7,7 @@ one of their own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import uuid
@@ -15,31 +16,22 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import httpx
 import pytest
 import trio
 import trio_websocket
-import wsproto
+import wsproto.connection
 from trio_websocket import ConnectionClosed, open_websocket_url
-from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Request, TextMessage
+from wsproto.events import CloseConnection, Ping, Pong
 
+from eventd.config import WebsocketConfig
 from tests.conftest import create_attendee, create_event, register
-from tests.support import DaemonProcess
+from tests.support import WAIT_SECONDS, DaemonProcess, RawClient, next_message, ws_url
 from tests.test_invariant import make_attendees
 
-WAIT_SECONDS = 20
-
-
-def ws_url(http_url: str, path: str) -> str:
-    return http_url.replace("http://", "ws://") + path
-
-
-async def next_message(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:
-    with trio.fail_after(WAIT_SECONDS):
-        message = await ws.get_message()
-    assert isinstance(message, str)
-    return json.loads(message)  # type: ignore[no-any-return]
+MAX_MESSAGE_BYTES = WebsocketConfig().max_message_bytes  # the shared daemon's
 
 
 async def test_event_stream_starts_with_a_snapshot(client: httpx.AsyncClient, daemon):
@@ -252,32 +244,88 @@ async def test_malformed_frames_from_clients_break_nothing(client: httpx.AsyncCl
         await ws.send_message(b"\x00\xff garbage")
         await ws.send_message("{not json")
         await ws.send_message(json.dumps({"type": "register", "eventId": event["id"]}))
-        await ws.send_message("x" * 100_000)
+        await ws.send_message("x" * MAX_MESSAGE_BYTES)  # as long as a message may be
         person = await create_attendee(client)
         await register(client, event["id"], person["id"])
         update = await next_message(ws)
         assert (update["type"], update["seq"]) == ("eventCapacityUpdate", 2)
-    # A peer that breaks the protocol itself: the server drops it, nothing else.
+    # A peer that breaks the protocol itself: closed with 1002, nothing else.
     host, port = daemon.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as raw:
         raw.sendall(_handshake(f"/ws/events/{event['id']}", f"{host}:{port}"))
-        assert b" 101 " in raw.recv(4096).split(b"\r\n")[0]
+        head, _, frames = raw.recv(4096).partition(b"\r\n\r\n")
+        assert b" 101 " in head.split(b"\r\n")[0]
         raw.sendall(b"\x8f\x80garbage-that-is-no-frame" * 10)
-        assert _closed_by_peer(raw)
+        received = _received_until_closed(raw)
+    assert received is not None
+    server = wsproto.connection.Connection(wsproto.connection.ConnectionType.CLIENT)
+    server.receive_data(frames + received)
+    close = [e for e in server.events() if isinstance(e, CloseConnection)]
+    assert [c.code for c in close] == [1002]  # a protocol error
     assert (await client.get("/health")).status_code == 200
     assert (await client.get(f"/events/{event['id']}")).json()["registeredCount"] == 1
 
 
+async def test_a_message_over_the_limit_is_closed_with_1009(client: httpx.AsyncClient, daemon):
+    event = await create_event(client)
+    url = ws_url(daemon.url, f"/ws/events/{event['id']}")
+    async with open_websocket_url(url) as ws:
+        await next_message(ws)
+        await ws.send_message("x" * (MAX_MESSAGE_BYTES + 1))
+        with pytest.raises(ConnectionClosed) as closed, trio.fail_after(WAIT_SECONDS):
+            await ws.get_message()
+    assert closed.value.reason.code == 1009
+    assert (await client.get("/health")).status_code == 200
+
+
+async def test_incomplete_huge_frames_cost_the_daemon_no_memory(client: httpx.AsyncClient, daemon):
+    # Ten clients each announce a 15 MiB message and send all of it but the
+    # last byte: the daemon once held every byte (135 MiB, never given back).
+    # Now each is closed as its header comes, and nothing of it is kept.
+    event = await create_event(client)
+    path = f"/ws/events/{event['id']}"
+    size = 15 * 2**20
+    rss_before = _rss_kib(daemon.process.pid)
+
+    async def send_a_huge_frame() -> None:
+        raw = await RawClient.open(daemon.port, path)
+        with raw.sock:
+            await raw.message()  # the snapshot
+            header = bytes([0x82, 0xFF]) + size.to_bytes(8, "big") + b"\0\0\0\0"
+            stream = trio.SocketStream(raw.sock)
+            try:
+                await stream.send_all(header + bytes(size - 1))
+            except trio.BrokenResourceError:  # closed by the daemon: the rest goes nowhere
+                pass
+            with trio.fail_after(WAIT_SECONDS):
+                with contextlib.suppress(trio.BrokenResourceError):  # reset: the rest unread
+                    while await stream.receive_some():
+                        pass
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(send_a_huge_frame)
+    grown_kib = _rss_kib(daemon.process.pid) - rss_before
+    assert grown_kib < 20 * 1024, grown_kib
+    assert (await client.get("/health")).status_code == 200
+
+
 def _closed_by_peer(raw: socket.socket) -> bool:
     """Read until the peer closes (True) or the socket's timeout passes (False)."""
+    return _received_until_closed(raw) is not None
+
+
+def _received_until_closed(raw: socket.socket) -> bytes | None:
+    """What the peer sent until it closed; None if the socket's timeout passed first."""
+    received = b""
     try:
-        while raw.recv(65536):
-            pass
+        while chunk := raw.recv(65536):
+            received += chunk
     except ConnectionError:
         pass
     except TimeoutError:
-        return False
-    return True
+        return None
+    return received
 
 
 async def _drain_until_closed(ws: trio_websocket.WebSocketConnection) -> tuple[list[int], int]:
@@ -419,70 +467,6 @@ async def test_refused_handshakes_with_bodies_never_stop_the_daemon(
     assert (await client.get("/health")).status_code == 200
 
 
-class RawClient:
-    """A websocket client with nothing between the test and the bytes: wsproto on a socket.
-
-    It reads only when asked, answers pings only when told to, and checks
-    every frame the server sends.
-    """
-
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self.sock = sock
-        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-        self.answer_pings = False
-        self.pings = 0
-        self._parts: list[str] = []
-        self._messages: list[dict[str, Any]] = []
-        self.close: CloseConnection | None = None
-
-    @classmethod
-    async def open(cls, port: int, path: str) -> RawClient:
-        sock = trio.socket.socket()
-        await sock.connect(("127.0.0.1", port))
-        client = cls(sock)
-        await client.send(Request(host=f"127.0.0.1:{port}", target=path))
-        with trio.fail_after(WAIT_SECONDS):
-            while not isinstance(event := await client.next_event(), AcceptConnection):
-                assert event is not None, "closed during the handshake"
-        return client
-
-    async def message(self) -> dict[str, Any]:
-        with trio.fail_after(WAIT_SECONDS):
-            while not self._messages:
-                assert await self.next_event() is not None, "closed"
-        return self._messages.pop(0)
-
-    async def until_closed(self) -> CloseConnection:
-        with trio.fail_after(WAIT_SECONDS):
-            while self.close is None:
-                await self.next_event()
-        return self.close
-
-    async def send_close(self, code: int) -> None:
-        await self.send(CloseConnection(code=code))
-
-    async def send(self, event: Any) -> None:
-        await self.sock.send(self.ws.send(event))
-
-    async def next_event(self) -> Any:
-        for event in self.ws.events():
-            if isinstance(event, TextMessage):
-                self._parts.append(event.data)
-                if event.message_finished:
-                    self._messages.append(json.loads("".join(self._parts)))
-                    self._parts.clear()
-            elif isinstance(event, Ping):
-                self.pings += 1
-                if self.answer_pings:
-                    await self.send(event.response())
-            elif isinstance(event, CloseConnection):
-                self.close = event
-            return event
-        data = await self.sock.recv(1 << 16)
-        self.ws.receive_data(data or None)
-        return (await self.next_event()) if data else None
-
-
 async def test_a_burst_arrives_as_whole_messages_in_order(
     client: httpx.AsyncClient, daemon, database_url: str
 ):
@@ -569,37 +553,35 @@ async def _connections(client: httpx.AsyncClient) -> int:
     return int(health["checks"]["websocket"]["connections"])
 
 
-async def test_a_websocket_over_http2_is_refused_with_400(daemon):
+async def test_a_websocket_over_http2_is_refused(daemon):
     # The streams write frames straight to an HTTP/1.1 connection's socket,
-    # which HTTP/2 (RFC 8441) does not have: refused plainly, nothing breaks.
+    # which HTTP/2 (RFC 8441) does not have; and cleartext HTTP/2 is not
+    # offered at all: the client's preface is answered, in HTTP/2, that
+    # HTTP/1.1 is required. Nothing breaks.
     sock = trio.socket.socket()
     await sock.connect(("127.0.0.1", daemon.port))
     with sock:
         h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         h2c.initiate_connection()
+        h2c.send_headers(
+            1,
+            [
+                (":method", "CONNECT"),
+                (":protocol", "websocket"),
+                (":scheme", "http"),
+                (":path", "/ws"),
+                (":authority", f"127.0.0.1:{daemon.port}"),
+                ("sec-websocket-version", "13"),
+            ],
+        )
         await sock.send(h2c.data_to_send())
         events: list[Any] = []
         with trio.fail_after(WAIT_SECONDS):
-            while not any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events):
-                events += h2c.receive_data(await sock.recv(1 << 16))
-            h2c.send_headers(
-                1,
-                [
-                    (":method", "CONNECT"),
-                    (":protocol", "websocket"),
-                    (":scheme", "http"),
-                    (":path", "/ws"),
-                    (":authority", f"127.0.0.1:{daemon.port}"),
-                    ("sec-websocket-version", "13"),
-                ],
-            )
-            await sock.send(h2c.data_to_send())
-            while not any(isinstance(e, h2.events.StreamEnded) for e in events):
-                events += h2c.receive_data(await sock.recv(1 << 16))
-    response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
-    assert dict(response.headers)[b":status"] == b"400"
-    body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
-    assert json.loads(body)["code"] == "validation_failed"
+            while data := await sock.recv(1 << 16):
+                events += h2c.receive_data(data)
+    assert not any(isinstance(e, h2.events.ResponseReceived) for e in events)
+    ended = next(e for e in events if isinstance(e, h2.events.ConnectionTerminated))
+    assert ended.error_code == h2.errors.ErrorCodes.HTTP_1_1_REQUIRED
     async with httpx.AsyncClient(base_url=daemon.url) as client:
         assert (await client.get("/health")).status_code == 200
 

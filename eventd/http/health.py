@@ -1,4 +1,10 @@
-"""/health: is the daemon able to serve? 503 only when the database is down."""
+"""/health: is the daemon able to serve? 503 only when the database is down.
+
+Besides the checks that say so, it shows the open WebSocket streams, the live
+actors and the open connections: how many, the caps, and how many were
+refused at a cap since start (``server.max_connections``,
+``server.max_connections_per_client``).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,12 @@ import contextlib
 import time
 
 import trio
-from quart import Blueprint, Response
+from quart import Blueprint, Response, current_app
 
 from eventd.email.mailer import Mailer
 from eventd.errors import Unavailable
 from eventd.http.context import Services, json_response, services
+from eventd.http.rate_limits import CONNECTIONS_EXTENSION, ConnectionLimiter
 
 blueprint = Blueprint("health", __name__)
 
@@ -36,6 +43,9 @@ async def health() -> Response:
         "actors": {"live": s.supervisor.statistics().live_actors},
         "websocket": {"connections": s.hub.statistics().connections},
     }
+    limiter: ConnectionLimiter | None = current_app.extensions.get(CONNECTIONS_EXTENSION)
+    if limiter is not None:
+        checks["connections"] = _connections(limiter)
     if database["status"] == "down":
         response = json_response({"status": "down", "checks": checks}, 503)
         response.headers["Retry-After"] = "2"
@@ -45,6 +55,18 @@ async def health() -> Response:
         for check in checks.values()
     )
     return json_response({"status": "degraded" if degraded else "ok", "checks": checks})
+
+
+def _connections(limiter: ConnectionLimiter) -> dict[str, object]:
+    found = limiter.statistics()
+    return {
+        "open": found.open_connections,
+        "clients": found.clients,
+        "max": found.max_connections,
+        "maxPerClient": found.max_connections_per_client,
+        "refused": found.refused["max_connections"],
+        "refusedPerClient": found.refused["max_connections_per_client"],
+    }
 
 
 async def _email_check(mailer: Mailer, transport: str) -> dict[str, object]:

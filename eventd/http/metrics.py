@@ -2,8 +2,9 @@
 
 Requests are counted and timed here, as they pass through the app. Everything
 else is read at scrape time from the parts' own ``statistics()`` snapshots —
-writer, supervisor, hub, relay, database pool — and from the email outbox,
-so no other module knows Prometheus exists.
+writer, supervisor, hub, relay, database pool, the serve loop's connection
+limiter — and from the email outbox, so no other module knows Prometheus
+exists.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from quart import Blueprint, Quart, Response, current_app, g, request
 from eventd.email.mailer import OutboxStatus
 from eventd.errors import Unavailable
 from eventd.http.context import Services, admin_route, services
+from eventd.http.rate_limits import (
+    CONNECTIONS_EXTENSION,
+    ConnectionLimiter,
+    ConnectionLimiterStatistics,
+)
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -82,6 +88,8 @@ async def metrics() -> Response:
         metrics.daemon.outbox = await s.mailer.status()
     except Unavailable:
         metrics.daemon.outbox = None  # the rest is still worth a scrape
+    limiter: ConnectionLimiter | None = current_app.extensions.get(CONNECTIONS_EXTENSION)
+    metrics.daemon.connections = limiter.statistics() if limiter is not None else None
     return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -90,7 +98,9 @@ class _DaemonCollector:
 
     def __init__(self, s: Services) -> None:
         self._s = s
-        self.outbox: OutboxStatus | None = None  # read by the handler just before a scrape
+        # Read by the handler just before a scrape.
+        self.outbox: OutboxStatus | None = None
+        self.connections: ConnectionLimiterStatistics | None = None  # None: not served by eventd
 
     def describe(self) -> list[Metric]:
         return []  # collected fresh on every scrape
@@ -111,6 +121,18 @@ class _DaemonCollector:
                                   value=supervisor.hydrations)
         yield CounterMetricFamily("eventd_actor_restarts", "Actors restarted after a crash.",
                                   value=supervisor.restarts)
+
+        if self.connections is not None:
+            yield GaugeMetricFamily("eventd_http_connections", "Open TCP connections.",
+                                    value=self.connections.open_connections)
+            refused = CounterMetricFamily(
+                "eventd_http_connections_refused",
+                "Connections refused (503) for a cap, by the config key that set it.",
+                labels=("cap",),
+            )
+            for cap, count in sorted(self.connections.refused.items()):
+                refused.add_metric((f"server.{cap}",), count)
+            yield refused
 
         hub = s.hub.statistics()
         yield GaugeMetricFamily("eventd_websocket_connections", "Open WebSocket streams.",

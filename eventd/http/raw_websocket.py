@@ -1,19 +1,31 @@
-"""The raw websocket write path: eventd's one deliberate seam in hypercorn.
+"""eventd's connection server: its one deliberate seam in hypercorn.
 
-A change that a thousand clients follow is framed once (server frames are
-unmasked, so the bytes are the same for every client) and written to each
-socket with one non-blocking ``write`` — no task switch, no ASGI message and
-no wsproto framing per connection. That is what let one daemon feed a
-thousand subscribers of one event with every update (p99 273 → 66 ms against
-hypercorn's own send path, ``bench.ws_fanout``).
+**The raw websocket write path.** A change that a thousand clients follow is
+framed once (server frames are unmasked, so the bytes are the same for every
+client) and written to each socket with one non-blocking ``write`` — no task
+switch, no ASGI message and no wsproto framing per connection. That is what
+let one daemon feed a thousand subscribers of one event with every update
+(p99 273 → 66 ms against hypercorn's own send path, ``bench.ws_fanout``).
 
-hypercorn has no API for this, so this module uses its internals, and it is
+**What clients may send.** A new connection's first request head is due
+within ``server.header_timeout_seconds``. HTTP/1.1 is the only protocol:
+cleartext HTTP/2 is not offered (:class:`_HTTP11Only` says why). On a
+websocket, a message over ``websocket.max_message_bytes`` is closed with 1009
+as its frame header comes, and a violation of RFC 6455 with the code it
+prescribes (1002, 1007), each logged in one line
+(:meth:`RawWebsocketTCPServer.receive_websocket_data`).
+
+hypercorn has no API for these, so this module uses its internals, and it is
 the only one that does. What it touches:
 
 * :class:`RawWebsocketTCPServer` subclasses ``hypercorn.trio.tcp_server.TCPServer``
   (eventd's serve loop, :func:`eventd.http.server.serve`, constructs it in
-  place of hypercorn's): ``run`` is extended to note the connection for
-  :func:`claim_raw_websocket`; ``protocol_send`` is extended to put
+  place of hypercorn's). ``run`` is hypercorn's for a plain TCP stream,
+  noting the connection for :func:`claim_raw_websocket`, serving it with
+  :class:`_HTTP11Only` (a ``ProtocolWrapper`` holding an ``H11Protocol``
+  subclass whose ``_check_protocol`` never switches to HTTP/2), and timing
+  the first request head with hypercorn's idle timer (``idle_task``,
+  ``_initiate_server_close``). ``protocol_send`` is extended to put
   hypercorn's own bytes on a claimed connection (the 101 response, pongs, the
   close frame) behind the raw backlog, so that frames never interleave.
 * Of the server it reads ``stream`` (its socket is written directly),
@@ -21,38 +33,57 @@ the only one that does. What it touches:
   ``protocol`` (told ``Closed`` when a write fails, as hypercorn does; its
   ``protocol`` is the HTTP/1.1 ``H11Protocol``, whose ``stream`` is the
   ``WSStream``).
-* Of the ``WSStream``: ``connection`` (wsproto's, read for its state: nothing
-  is written after a close), ``closed``, and ``app_put``, which is replaced on
-  that one instance so that the client's messages are dropped instead of
-  queued for an app that never reads them (a full queue would stop
-  hypercorn's reader, and with it pongs and the close handshake).
-* One assignment onto a hypercorn class, a fix: ``WSStream.handle`` drops
-  what a client sends before its handshake is answered
-  (:func:`_handle_after_the_handshake`). It is here because the only way to
-  reach the class is to assign onto it: hypercorn's HTTP/1.1 and HTTP/2
-  protocols construct ``WSStream`` by name.
+* Of the ``WSStream``: ``connection`` (wsproto's: fed what the client sends,
+  read for its state: nothing is written after a close), ``buffer``,
+  ``send``, ``stream_id``, ``client``, ``closed``, and ``app_put``, which is
+  replaced on that one instance so that the client's messages are dropped
+  instead of queued for an app that never reads them (a full queue would
+  stop hypercorn's reader, and with it pongs and the close handshake).
+* One assignment onto a hypercorn class: ``WSStream.handle`` (:func:`_handle`)
+  drops what a client sends before its handshake is answered, and on
+  eventd's connections reads what it sends after. It is an assignment
+  because hypercorn's HTTP/1.1 protocol constructs ``WSStream`` by name.
 
 :func:`_check_hypercorn` refuses, at import, a hypercorn lacking any of these,
-naming what is missing; ``tests/test_raw_websocket.py`` drives the path over
+naming what is missing; ``tests/test_raw_websocket.py`` drives the server over
 real sockets against the installed hypercorn.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import importlib.metadata
+import inspect
+import logging
+import math
 import os
+import struct
 from collections.abc import Callable
 from typing import Any
 
+import h11
 import trio
+from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ProtocolWrapper, ws_stream
-from hypercorn.protocol.events import Body, Data
+from hypercorn.protocol.events import Body, Data, Request, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import tcp_server
+from hypercorn.trio.task_group import TaskGroup
+from hypercorn.typing import AppWrapper, LifespanState, WorkerContext
+from hypercorn.typing import ConnectionState as HTTPConnectionState
+from hypercorn.utils import parse_socket_addr
 from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Message, Ping
+from wsproto.events import Event as WSProtoEvent
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError
+
+from eventd.http.websocket_input import MessageSizeGuard
+
+log = logging.getLogger(__name__)
 
 
 class RawWebsocket:
@@ -168,15 +199,79 @@ class RawWebsocket:
 
 
 class RawWebsocketTCPServer(tcp_server.TCPServer):
-    """hypercorn's server of one TCP connection, whose websocket can be claimed for raw writes."""
+    """hypercorn's server of one TCP connection, as eventd serves it (see the module docstring).
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    HTTP/1.1 alone; a new connection's first request head is due within
+    ``header_timeout_seconds``; the websocket, if the request opens one, can
+    be claimed for raw writes, and what its client sends is read within
+    hypercorn's ``websocket_max_message_size``, violations closed with their code.
+    """
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        state: LifespanState,
+        stream: trio.SocketStream,
+        *,
+        header_timeout_seconds: float = math.inf,
+    ) -> None:
+        super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]  # no TLS
+        self.header_timeout_seconds = header_timeout_seconds
         self.raw_websocket: RawWebsocket | None = None  # set by claim_raw_websocket
+        self._message_guard: MessageSizeGuard | None = None  # set at the websocket's first bytes
 
     async def run(self) -> None:
+        """hypercorn's ``TCPServer.run`` for a plain TCP connection, but for three things.
+
+        The connection is noted for :func:`claim_raw_websocket`; it is served
+        by HTTP/1.1 alone (:class:`_HTTP11Only`); and its first request head
+        is due within the header timeout (hypercorn waits the keep-alive
+        timeout for it; a client trickling its headers would hold the
+        connection that long). Once the client has gone, the connection ends:
+        hypercorn's keeps its task until the keep-alive timer runs out.
+        """
         _connection.set(self)  # seen by the app's task, which is spawned from this one
-        await super().run()
+        sock = self.stream.socket
+        try:
+            client = parse_socket_addr(sock.family, sock.getpeername())
+            server = parse_socket_addr(sock.family, sock.getsockname())
+            async with TaskGroup() as task_group:
+                self._task_group = task_group  # hypercorn's protocol_send restarts timers in it
+                self.protocol = _HTTP11Only(
+                    _H11Protocol(
+                        self.app,
+                        self.config,
+                        self.context,
+                        task_group,
+                        HTTPConnectionState(self.state),
+                        False,
+                        client,
+                        server,
+                        self.protocol_send,
+                    )
+                )
+                await self.protocol.initiate()
+                await self.idle_task.restart(task_group, self._first_head_timeout)
+                await self._read_data()
+                await self.idle_task.stop()
+        except OSError:
+            pass
+        finally:
+            await self._close()
+
+    async def _first_head_timeout(self) -> None:
+        """hypercorn's idle timer for a new connection, at the header timeout.
+
+        hypercorn stops it once the first request head is in (``Updated``,
+        idle no more) and starts its own keep-alive timer after each answer.
+        """
+        timeout = min(self.header_timeout_seconds, self.config.keep_alive_timeout)
+        with trio.move_on_after(timeout):
+            await self.context.terminated.wait()
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
 
     async def protocol_send(self, event: Event) -> None:
         raw = self.raw_websocket
@@ -184,6 +279,115 @@ class RawWebsocketTCPServer(tcp_server.TCPServer):
             await raw.send(event.data)  # behind the raw backlog
         else:
             await super().protocol_send(event)
+
+    async def receive_websocket_data(self, stream: ws_stream.WSStream, data: bytes) -> None:
+        """What the client sent on its websocket: hypercorn's reading, within the limits.
+
+        hypercorn's ``WSStream`` hands wsproto whatever arrives, holds a
+        message until it is whole or over ``websocket_max_message_size``, and
+        ends the connection without a word (no close frame) when wsproto
+        finds a violation. Here the frame headers are read ahead
+        (:class:`~eventd.http.websocket_input.MessageSizeGuard`): a message
+        over the size is closed with 1009 as its header comes, before any of
+        its payload is read. A violation wsproto finds (an unmasked frame, a
+        reserved opcode or bit, a text that is no UTF-8, bytes that are no
+        frame) is closed with the code wsproto gives it, RFC 6455's: 1002 or
+        1007. Either is logged in one line.
+        """
+        guard = self._message_guard
+        if guard is None:
+            guard = self._message_guard = MessageSizeGuard(self.config.websocket_max_message_size)
+        end = guard.end_of_oversized_header(data)
+        connection = stream.connection
+        connection.receive_data(data if end is None else data[:end])
+        for event in connection.events():
+            if isinstance(event, Message):
+                stream.buffer.extend(event)  # within the size: the guard has seen its headers
+                if event.message_finished:
+                    assert stream.app_put is not None  # set before the handshake was accepted
+                    await stream.app_put(stream.buffer.to_message())
+                    stream.buffer.clear()
+            elif isinstance(event, Ping):
+                await _send_frame(stream, event.response())
+            elif isinstance(event, CloseConnection):
+                if connection.state is ConnectionState.REMOTE_CLOSING:  # the client's close
+                    await _send_frame(stream, event.response())
+                elif connection.state is not ConnectionState.CLOSED:  # not the answer to ours
+                    await _fail(stream, event.code, event.reason or "protocol error")
+                await stream.send(StreamClosed(stream_id=stream.stream_id))
+                return
+        if end is not None:
+            await _fail(
+                stream,
+                CloseReason.MESSAGE_TOO_BIG,
+                f"a message over {guard.max_message_bytes} bytes",
+            )
+            await stream.send(StreamClosed(stream_id=stream.stream_id))
+
+
+async def _send_frame(stream: ws_stream.WSStream, event: WSProtoEvent) -> None:
+    """hypercorn's ``WSStream._send_wsproto_event``: nothing once wsproto's state forbids it."""
+    try:
+        data = stream.connection.send(event)
+    except LocalProtocolError:  # a close has gone out already
+        return
+    await stream.send(Data(stream_id=stream.stream_id, data=data))
+
+
+async def _fail(stream: ws_stream.WSStream, code: int, reason: str) -> None:
+    """Close the websocket with ``code`` for what its client sent; the caller ends the stream."""
+    client = f"{stream.client[0]}:{stream.client[1]}" if stream.client else "a client"
+    log.warning("closing the websocket of %s with %d: %s", client, code, reason)
+    await _send_frame(stream, CloseConnection(code=code, reason=reason))
+
+
+class _H11Protocol(H11Protocol):
+    """hypercorn's HTTP/1.1, which never switches to HTTP/2 (see :class:`_HTTP11Only`)."""
+
+    async def _check_protocol(self, event: h11.Request) -> None:
+        # An `Upgrade: h2c` is ignored and the request served over HTTP/1.1,
+        # as a server may do with an upgrade it does not offer (RFC 9110 §7.8).
+        # The prior-knowledge preface, which h11 reads as a request, is refused.
+        if event.method == b"PRI" and event.target == b"*" and event.http_version == b"2.0":
+            raise _HTTP2Preface
+
+
+class _HTTP2Preface(Exception):
+    """A client began the connection with HTTP/2's preface."""
+
+
+# The HTTP/2 server preface (an empty SETTINGS frame, RFC 9113 §3.4), then
+# GOAWAY (§6.8) with HTTP_1_1_REQUIRED (0xd): HTTP/2's own "use HTTP/1.1".
+_SETTINGS, _GOAWAY, _HTTP_1_1_REQUIRED = 0x4, 0x7, 0xD
+_REFUSE_HTTP2 = (
+    struct.pack("!IBI", 0 << 8 | _SETTINGS, 0, 0)
+    + struct.pack("!IBIII", 8 << 8 | _GOAWAY, 0, 0, 0, _HTTP_1_1_REQUIRED)
+)
+
+
+class _HTTP11Only(ProtocolWrapper):
+    """hypercorn's protocol of a connection, with HTTP/1.1 the only one.
+
+    hypercorn switches a connection to HTTP/2 when a cleartext client asks
+    (h2c: an ``Upgrade`` or the prior-knowledge preface). eventd does not
+    offer cleartext HTTP/2: its streams are written to an HTTP/1.1
+    connection's socket (HTTP/2 has no such socket to give), browsers speak
+    HTTP/2 only over TLS, which a proxy in front ends, and hypercorn's h2c
+    drops a connection with a ``KeyError`` where a request body is refused
+    early (a 413) while the client still sends it. A client that opens with
+    the HTTP/2 preface is answered in HTTP/2 that HTTP/1.1 is required.
+    """
+
+    def __init__(self, protocol: _H11Protocol) -> None:  # hypercorn's picks HTTP/2 too
+        self.protocol = protocol
+        self.send = protocol.send
+
+    async def handle(self, event: Event) -> None:
+        try:
+            await self.protocol.handle(event)
+        except _HTTP2Preface:
+            await self.send(RawData(data=_REFUSE_HTTP2))
+            await self.send(Closed())
 
 
 # The connection whose task (or an app task it spawned) is running.
@@ -196,11 +400,12 @@ def claim_raw_websocket() -> RawWebsocket | None:
     """The websocket this request is opening, for :class:`RawWebsocket` writes.
 
     Call it in a websocket view, before or after accepting. None when the
-    websocket cannot be written raw (HTTP/2, or a server other than
-    :class:`RawWebsocketTCPServer`). Messages the client sends on a claimed
-    websocket are dropped unread: the app never waits for them, and hypercorn
-    never waits for the app to take them. The end of the stream (the ASGI
-    ``websocket.disconnect``) is told to :attr:`RawWebsocket.on_gone`.
+    websocket cannot be written raw: served by a server other than
+    :class:`RawWebsocketTCPServer` (which serves HTTP/1.1 alone). Messages
+    the client sends on a claimed websocket are dropped unread: the app never
+    waits for them, and hypercorn never waits for the app to take them. The
+    end of the stream (the ASGI ``websocket.disconnect``) is told to
+    :attr:`RawWebsocket.on_gone`.
     """
     server = _connection.get(None)
     if server is None or not isinstance(server.stream, trio.SocketStream):
@@ -231,20 +436,47 @@ def claim_raw_websocket() -> RawWebsocket | None:
 # attributes are not on the class, so the check looks for the name among
 # those the setting method uses.
 _METHODS = (
-    (tcp_server.TCPServer, "run"),
     (tcp_server.TCPServer, "protocol_send"),
-    (ProtocolWrapper, "handle"),
+    (tcp_server.TCPServer, "_read_data"),
+    (tcp_server.TCPServer, "_close"),
+    (tcp_server.TCPServer, "_initiate_server_close"),
+    (ProtocolWrapper, "initiate"),
+    (H11Protocol, "handle"),
+    (H11Protocol, "_check_protocol"),
     (ws_stream.WSStream, "handle"),
+    (ws_stream.WebsocketBuffer, "extend"),
+    (ws_stream.WebsocketBuffer, "to_message"),
+    (ws_stream.WebsocketBuffer, "clear"),
 )
 _ATTRIBUTES = (
-    (tcp_server.TCPServer, "__init__", ("stream", "send_lock")),
-    (tcp_server.TCPServer, "run", ("protocol",)),
+    (
+        tcp_server.TCPServer,
+        "__init__",
+        ("app", "config", "context", "state", "stream", "send_lock", "idle_task"),
+    ),
+    (tcp_server.TCPServer, "run", ("protocol", "_task_group")),
+    (tcp_server.TCPServer, "protocol_send", ("_task_group", "_idle_timeout")),
     (ProtocolWrapper, "__init__", ("protocol",)),
+    (H11Protocol, "__init__", ("send",)),
     (H11Protocol, "_create_stream", ("stream",)),
-    (ws_stream.WSStream, "__init__", ("app_put", "closed")),
+    (H11Protocol, "_handle_events", ("_check_protocol",)),
+    (
+        ws_stream.WSStream,
+        "__init__",
+        ("app_put", "buffer", "client", "closed", "send", "stream_id"),
+    ),
     (ws_stream.WSStream, "_accept", ("connection",)),
     (ws_stream.WSStream, "handle", ("handshake",)),
     (ws_stream.Handshake, "__init__", ("accepted",)),
+)
+# The arguments eventd's server passes to hypercorn's constructors, by name.
+_SIGNATURES = (
+    (tcp_server.TCPServer, ("app", "config", "context", "state", "stream")),
+    (
+        H11Protocol,
+        ("app", "config", "context", "task_group", "connection_state", "ssl", "client",
+         "server", "send"),
+    ),
 )
 
 
@@ -262,10 +494,13 @@ def _check_hypercorn() -> None:
             for attribute in attributes
             if attribute not in names
         ]
+    for owner, parameters in _SIGNATURES:
+        if tuple(inspect.signature(owner).parameters) != parameters:
+            missing.append(f"{owner.__name__}({', '.join(parameters)})")
     if missing:
         raise RuntimeError(
             f"hypercorn {version} lacks what eventd/http/raw_websocket.py uses of it: "
-            f"{', '.join(missing)}; adapt the raw websocket write path to this release"
+            f"{', '.join(missing)}; adapt eventd's connection server to this release"
         )
 
 
@@ -275,19 +510,37 @@ _check_hypercorn()
 _hypercorn_ws_handle = ws_stream.WSStream.handle
 
 
-async def _handle_after_the_handshake(stream: ws_stream.WSStream, event: StreamEvent) -> None:
-    """hypercorn's ``WSStream.handle``, dropping what arrives before the handshake is answered.
+async def _handle(stream: ws_stream.WSStream, event: StreamEvent) -> None:
+    """hypercorn's ``WSStream.handle``, and on eventd's connections, eventd's reading.
 
-    A client must wait for that answer before it sends anything (RFC 6455
-    §4.1). hypercorn answers such bytes (a body on the handshake request,
-    say) with a 400 of its own, which races the app's answer: once the app
-    has begun to refuse the handshake, h11 refuses the second response with
-    an error in the connection's task. Dropped, they leave the app's answer
-    the only one.
+    For every connection, what arrives before the handshake is answered is
+    dropped. A client must wait for that answer before it sends anything
+    (RFC 6455 §4.1). hypercorn answers such bytes (a body on the handshake
+    request, say) with a 400 of its own, which races the app's answer: once
+    the app has begun to refuse the handshake, h11 refuses the second
+    response with an error in the connection's task. Dropped, they leave the
+    app's answer the only one.
+
+    On a connection :class:`RawWebsocketTCPServer` serves, the client's
+    offer of permessage-deflate is not taken up (the request's
+    ``Sec-WebSocket-Extensions`` is left out): a compressed message's size
+    is not in its header, and eventd's clients have nothing to compress.
+    What the client sends is read by
+    :meth:`RawWebsocketTCPServer.receive_websocket_data`.
     """
     if isinstance(event, Body | Data) and not stream.handshake.accepted:
         return
+    server = _connection.get(None)
+    if server is not None:
+        if isinstance(event, Request):
+            headers = [(k, v) for k, v in event.headers if k.lower() != b"sec-websocket-extensions"]
+            event = dataclasses.replace(event, headers=headers)
+        elif isinstance(event, Data) and not stream.closed:
+            await server.receive_websocket_data(stream, event.data)
+            return
     await _hypercorn_ws_handle(stream, event)
 
 
-ws_stream.WSStream.handle = _handle_after_the_handshake  # type: ignore[method-assign,assignment]
+# The one assignment onto a hypercorn class: hypercorn's HTTP/1.1 protocol
+# constructs WSStream by name, so a subclass would never be used.
+ws_stream.WSStream.handle = _handle  # type: ignore[method-assign,assignment]

@@ -17,6 +17,12 @@ stops the whole server. Here the error is logged once, in one line at WARNING
 (with its traceback when logging at debug); hypercorn has already closed that
 connection, and every other goes on. A client that closes or resets its
 connection is no error: hypercorn ends such a connection quietly.
+
+Before a connection is served, the :class:`~eventd.http.rate_limits.ConnectionLimiter`
+counts it against ``server.max_connections`` and
+``server.max_connections_per_client``. One beyond a cap is answered at once,
+without reading its request: ``503 unavailable``, ``Connection: close``
+(a WebSocket handshake is so refused before the upgrade), and closed.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from functools import partial
 from typing import Any
 
 import hypercorn.config
+import orjson
 import trio
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.statsd import StatsdLogger
@@ -38,11 +45,19 @@ from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wra
 from quart_trio import QuartTrio
 
 from eventd.config import Config
+from eventd.http.problems import PROBLEM_JSON, PROBLEMS
+from eventd.http.rate_limits import CONNECTIONS_EXTENSION, Cap, ConnectionLimiter
 from eventd.http.raw_websocket import RawWebsocketTCPServer
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+# A refused connection is read (and what comes dropped) until its client
+# closes, at most this long and this much: closing with its request unread
+# would reset the connection, and the client might never read the 503.
+REFUSAL_LINGER_SECONDS = 2.0
+REFUSAL_LINGER_BYTES = 65536
+REFUSAL_RETRY_AFTER_SECONDS = 1
 
 
 class CannotListen(Exception):
@@ -74,6 +89,9 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     # between, a request on it would be left unread. So the keep-alive ends
     # no later than the read timeout.
     hc.keep_alive_timeout = min(config.server.keep_alive_seconds, hc.read_timeout)
+    # Read by eventd's server (eventd.http.raw_websocket), which closes a
+    # bigger message with 1009 as its frame header comes.
+    hc.websocket_max_message_size = config.websocket.max_message_bytes
     return hc
 
 
@@ -99,11 +117,17 @@ async def serve_http(
         # Inherited by every accepted connection.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms)
         sock.listen(hc.backlog)
+    limiter = ConnectionLimiter(
+        config.server.max_connections, config.server.max_connections_per_client
+    )
+    app.extensions[CONNECTIONS_EXTENSION] = limiter  # for /health and /metrics
     await serve(
         wrap_app(app, hc.wsgi_max_body_size, None),
         hc,
         sockets.insecure_sockets,
         shutdown_trigger,
+        limiter=limiter,
+        header_timeout_seconds=config.server.header_timeout_seconds,
         task_status=task_status,
     )
 
@@ -114,6 +138,8 @@ async def serve(
     sockets: list[socket.socket],
     shutdown_trigger: Callable[[], Awaitable[None]],
     *,
+    limiter: ConnectionLimiter | None = None,
+    header_timeout_seconds: float = math.inf,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on listening ``sockets`` until ``shutdown_trigger`` returns.
@@ -122,6 +148,8 @@ async def serve(
     app's lifespan starts first; at the trigger, the server stops accepting,
     closes idle connections, gives busy ones ``hc.graceful_timeout`` to
     finish, then ends the lifespan. ``task_status`` gets the URLs served.
+    Connections beyond the ``limiter``'s caps are refused (none without one);
+    a connection's first request head is due within ``header_timeout_seconds``.
     """
     hc.set_statsd_logger_class(StatsdLogger)
     lifespan_state: dict[str, Any] = {}
@@ -133,7 +161,13 @@ async def serve(
         async with trio.open_nursery() as connections:
             listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
             handler = partial(
-                _serve_connection, app, hc, context, ConnectionState(lifespan_state.copy())
+                _serve_connection,
+                app,
+                hc,
+                context,
+                ConnectionState(lifespan_state.copy()),
+                limiter or ConnectionLimiter(0, 0),
+                header_timeout_seconds,
             )
             task_status.started(
                 [f"http://{repr_socket_addr(s.family, s.getsockname())}" for s in sockets]
@@ -160,15 +194,26 @@ async def _serve_connection(
     hc: hypercorn.config.Config,
     context: WorkerContext,
     state: ConnectionState,
+    limiter: ConnectionLimiter,
+    header_timeout_seconds: float,
     stream: trio.SocketStream,
 ) -> None:
-    """Serve one TCP connection; an error on it ends it, and nothing else."""
+    """Serve one TCP connection (or refuse it, over a cap); an error on it ends it alone."""
     try:
-        peer = repr_socket_addr(stream.socket.family, stream.socket.getpeername())
+        address = stream.socket.getpeername()
     except OSError:  # reset before it was served
-        peer = "a client that has gone"
+        await stream.aclose()
+        return
+    peer = repr_socket_addr(stream.socket.family, address)
+    client = str(address[0])
+    refused_by = limiter.open_nowait(client)
+    if refused_by is not None:
+        await _refuse(stream, refused_by)
+        return
     try:
-        await RawWebsocketTCPServer(app, hc, context, state, stream).run()
+        await RawWebsocketTCPServer(
+            app, hc, context, state, stream, header_timeout_seconds=header_timeout_seconds
+        ).run()
     except* Exception as group:  # hypercorn's own `finally` has closed the connection
         log.warning(
             "connection from %s closed after an error: %s",
@@ -176,6 +221,58 @@ async def _serve_connection(
             "; ".join(f"{type(error).__name__}: {error}" for error in _leaves(group)),
             exc_info=group if log.isEnabledFor(logging.DEBUG) else None,
         )
+    finally:
+        limiter.close(client)
+
+
+def _refusal(cap: Cap) -> bytes:
+    """The whole answer to a connection over ``cap``: a problem document, then the end."""
+    unavailable = PROBLEMS["unavailable"]
+    detail = (
+        "The server has as many connections open as it serves; retry shortly."
+        if cap == "max_connections"
+        else "This address has as many connections open as one client may; close one first."
+    )
+    body = orjson.dumps({
+        "type": "about:blank",
+        "title": unavailable.title,
+        "status": unavailable.status,
+        "code": "unavailable",
+        "detail": detail,
+    })
+    head = (
+        f"HTTP/1.1 {unavailable.status} Service Unavailable\r\n"
+        f"Content-Type: {PROBLEM_JSON}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Retry-After: {REFUSAL_RETRY_AFTER_SECONDS}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+_REFUSALS: dict[Cap, bytes] = {
+    cap: _refusal(cap) for cap in ("max_connections", "max_connections_per_client")
+}
+
+
+async def _refuse(stream: trio.SocketStream, cap: Cap) -> None:
+    """Answer 503 and close, the request unread; what the client sends meanwhile is dropped.
+
+    No longer counted as a connection: the cap was reached already, and the
+    refusal takes little and ends soon.
+    """
+    async with stream:
+        with trio.move_on_after(REFUSAL_LINGER_SECONDS):
+            try:
+                await stream.send_all(_REFUSALS[cap])
+                await stream.send_eof()
+                dropped = 0
+                while dropped < REFUSAL_LINGER_BYTES and (
+                    chunk := await stream.receive_some(REFUSAL_LINGER_BYTES)
+                ):
+                    dropped += len(chunk)
+            except trio.BrokenResourceError:  # reset: gone already
+                pass
 
 
 def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
