@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from eventd.timezones import is_timezone
+
 ENV_PREFIX = "EVENTD_"
 CONFIG_PATH_ENV = "EVENTD_CONFIG"
 
@@ -103,6 +105,18 @@ class EmailConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EventsConfig:
+    default_timezone: str = "UTC"
+
+    def validate(self) -> None:
+        _require(
+            is_timezone(self.default_timezone),
+            "events.default_timezone",
+            f"{self.default_timezone!r} is not an IANA time zone (e.g. Europe/Berlin)",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class RemindersConfig:
     before_hours: float = 24.0
 
@@ -162,6 +176,7 @@ class Config:
     database: DatabaseConfig = DatabaseConfig()
     redis: RedisConfig = RedisConfig()
     email: EmailConfig = EmailConfig()
+    events: EventsConfig = EventsConfig()
     reminders: RemindersConfig = RemindersConfig()
     websocket: WebsocketConfig = WebsocketConfig()
     limits: LimitsConfig = LimitsConfig()

@@ -31,6 +31,7 @@ EVENT: Example = {
     "version": 17,
     "createdAt": "2029-11-02T10:15:00Z",
     "updatedAt": "2030-02-14T08:01:12.250Z",
+    "timezone": "Europe/Berlin",
 }
 ATTENDEE: Example = {
     "id": ATTENDEE_ID,
@@ -65,6 +66,7 @@ CREATE_EVENT: Example = {
     "durationMinutes": 480,
     "location": "Convention Center",
     "maxAttendees": 100,
+    "timezone": "Europe/Berlin",
 }
 PATCH_CAPACITY: Example = {"maxAttendees": 150}
 PATCH_MOVE: Example = {"date": "2030-06-02T09:00:00Z", "location": "Main Hall"}
