@@ -14,6 +14,7 @@ from eventd.http import (
     attendees,
     dashboard,
     events,
+    exports,
     health,
     openapi,
     problems,
@@ -49,8 +50,8 @@ def create_app(services: Services) -> EventdApp:
     app.config["BODY_TIMEOUT"] = app.request_timeout_seconds
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
-    for module in (events, attendees, registrations, health, streams, dashboard, openapi,
-                   swagger_ui):
+    for module in (events, attendees, registrations, exports, health, streams, dashboard,
+                   openapi, swagger_ui):
         app.register_blueprint(module.blueprint)
 
     @app.before_request

@@ -57,6 +57,26 @@ EVENT_REGISTRATION: Example = {
     "attendee": {key: ATTENDEE[key] for key in ("id", "name", "email")},
 }
 
+# --- exports -----------------------------------------------------------------------
+
+REGISTRATIONS_CSV = (
+    "id,status,attendeeName,attendeeEmail,createdAt,updatedAt,expiresAt,checkedInAt\r\n"
+    f"{REGISTRATION_ID},confirmed,John Doe,john.doe@example.com,2030-01-05T09:30:00.125Z,,,\r\n"
+)
+REGISTRATIONS_NDJSON = (
+    f'{{"id":"{REGISTRATION_ID}","status":"confirmed","attendeeName":"John Doe",'
+    '"attendeeEmail":"john.doe@example.com","createdAt":"2030-01-05T09:30:00.125Z",'
+    '"updatedAt":null,"expiresAt":null,"checkedInAt":null}\n'
+)
+ATTENDEES_CSV = (
+    "id,name,email,createdAt\r\n"
+    f"{ATTENDEE_ID},John Doe,john.doe@example.com,2029-12-01T12:00:00Z\r\n"
+)
+ATTENDEES_NDJSON = (
+    f'{{"id":"{ATTENDEE_ID}","name":"John Doe","email":"john.doe@example.com",'
+    '"createdAt":"2029-12-01T12:00:00Z"}\n'
+)
+
 # --- request bodies ----------------------------------------------------------------
 
 CREATE_EVENT: Example = {

@@ -40,6 +40,8 @@ Row = Mapping[str, Any]
 # A session idle in a transaction this long (or two statement timeouts, if
 # longer) has lost its daemon: the server ends it (see _session_settings).
 IDLE_IN_TRANSACTION_MIN_SECONDS = 5.0
+# A cursor's transaction may wait this long between pages for its reader.
+CURSOR_IDLE_SECONDS = 120.0
 
 # sqlstate classes that mean "the server is going away or cannot serve".
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
@@ -203,6 +205,24 @@ class Connection:
             raise QueryFailed(f"the transaction was rolled back ({status})", "25P02")
 
 
+class Cursor:
+    """A server-side cursor: a query's rows, a page at a time (see :meth:`Database.cursor`)."""
+
+    def __init__(self, raw: Any, conn: Connection) -> None:
+        self._raw = raw
+        self._conn = conn
+
+    async def fetch(self, rows: int) -> list[Row]:
+        """The next ``rows`` rows at most; an empty list once all were read."""
+        page: list[Row] = await self._conn._call(self._raw.fetch, rows)
+        return page
+
+
+async def _open_cursor(raw: Any, sql: str, args: tuple[Any, ...]) -> Any:
+    # On the asyncio side: asyncpg's cursor factory is awaited, not called.
+    return await raw.cursor(sql, *args)
+
+
 @dataclasses.dataclass(frozen=True)
 class DatabaseStatistics:
     pool_size: int
@@ -237,6 +257,27 @@ class Database:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self.connection() as conn:
             return await conn.fetch(sql, *args)
+
+    @contextlib.asynccontextmanager
+    async def cursor(
+        self, sql: str, *args: Any, idle_seconds: float = CURSOR_IDLE_SECONDS
+    ) -> AsyncIterator[Cursor]:
+        """A server-side cursor over ``sql``'s rows, for reading more rows than fit in memory.
+
+        It holds a connection and a read-only transaction (one snapshot of
+        the rows) for the whole block. Between pages the caller may wait (a
+        client reading slowly): the transaction may stay idle up to
+        ``idle_seconds`` at a time, past the sessions' usual limit (see
+        :func:`_session_settings`); longer, and the server ends the session
+        and the next page is :class:`~eventd.errors.Unavailable`.
+        """
+        async with self.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SET TRANSACTION READ ONLY;"
+                f" SET LOCAL idle_in_transaction_session_timeout = {int(idle_seconds * 1000)}"
+            )
+            raw = await conn._call(_open_cursor, conn._raw, sql, args)
+            yield Cursor(raw, conn)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         async with self.connection() as conn:
