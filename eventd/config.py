@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -33,6 +34,8 @@ class ServerConfig:
     request_timeout_seconds: float = 10.0
     workers: int = 1
     keep_alive_seconds: float = 75.0
+    # Origins whose pages may call the public routes from a browser (CORS).
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def host(self) -> str:
@@ -52,6 +55,13 @@ class ServerConfig:
         _require(self.request_timeout_seconds > 0, "server.request_timeout_seconds", "must be > 0")
         _require(self.workers >= 1, "server.workers", "must be ≥ 1")
         _require(self.keep_alive_seconds > 0, "server.keep_alive_seconds", "must be > 0")
+        for origin in self.cors_origins:
+            _require(
+                _ORIGIN.fullmatch(origin) is not None,
+                "server.cors_origins",
+                f"{origin!r} is not an origin such as https://example.org or"
+                " http://localhost:8080 (a scheme and a host, no path, no trailing slash)",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +213,9 @@ class Config:
             return f"{where}; no {ENV_PREFIX}* overrides"
         return f"{where}; overridden by {', '.join(self.overrides)}"
 
+
+# What a browser sends as Origin: scheme://host[:port], lower case, nothing after.
+_ORIGIN = re.compile(r"https?://([a-z0-9.\-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
 
 # TOML key -> dataclass field, where a key is not a valid Python name.
 _FIELD_ALIASES = {("email", "from"): "sender"}

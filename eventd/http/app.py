@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from eventd.errors import EventdError, Unavailable
 from eventd.http import (
     attendees,
+    cors,
     dashboard,
     events,
     exports,
@@ -63,6 +64,7 @@ def create_app(services: Services) -> EventdApp:
             raise error
 
     install_rate_limit(app, services.config.limits)
+    cors.install(app, services.config.server.cors_origins)
 
     @app.errorhandler(EventdError)
     async def domain_error(error: EventdError) -> Response:
