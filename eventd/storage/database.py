@@ -208,19 +208,25 @@ class Connection:
 class Cursor:
     """A server-side cursor: a query's rows, a page at a time (see :meth:`Database.cursor`)."""
 
-    def __init__(self, raw: Any, conn: Connection) -> None:
-        self._raw = raw
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._fetches: dict[int, Any] = {}  # page size -> its prepared FETCH
 
     async def fetch(self, rows: int) -> list[Row]:
         """The next ``rows`` rows at most; an empty list once all were read."""
-        page: list[Row] = await self._conn._call(self._raw.fetch, rows)
+        statement = self._fetches.get(rows)
+        if statement is None:
+            # Prepared for this cursor only, outside asyncpg's statement cache:
+            # a FETCH's columns are its cursor's, and the next cursor's differ.
+            statement = await self._conn._call(
+                self._conn._raw.prepare, f"FETCH FORWARD {int(rows)} FROM {_CURSOR_NAME}"
+            )
+            self._fetches[rows] = statement
+        page: list[Row] = await self._conn._call(statement.fetch)
         return page
 
 
-async def _open_cursor(raw: Any, sql: str, args: tuple[Any, ...]) -> Any:
-    # On the asyncio side: asyncpg's cursor factory is awaited, not called.
-    return await raw.cursor(sql, *args)
+_CURSOR_NAME = "eventd_cursor"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,7 +271,12 @@ class Database:
         """A server-side cursor over ``sql``'s rows, for reading more rows than fit in memory.
 
         It holds a connection and a read-only transaction (one snapshot of
-        the rows) for the whole block. Between pages the caller may wait (a
+        the rows) for the whole block. It is an SQL cursor (``DECLARE``), not
+        a protocol portal such as asyncpg's own cursors: PostgreSQL plans a
+        cursor for its first rows (``cursor_tuple_fraction``), so the first
+        page comes from an index at once, where a portal is planned for all
+        its rows and may sort every one of them before the first is sent.
+        Compiling the query (JIT) is off for the same reason. Between pages the caller may wait (a
         client reading slowly): the transaction may stay idle up to
         ``idle_seconds`` at a time, past the sessions' usual limit (see
         :func:`_session_settings`); longer, and the server ends the session
@@ -274,10 +285,11 @@ class Database:
         async with self.connection() as conn, conn.transaction():
             await conn.execute(
                 "SET TRANSACTION READ ONLY;"
-                f" SET LOCAL idle_in_transaction_session_timeout = {int(idle_seconds * 1000)}"
+                f" SET LOCAL idle_in_transaction_session_timeout = {int(idle_seconds * 1000)};"
+                " SET LOCAL jit = off"
             )
-            raw = await conn._call(_open_cursor, conn._raw, sql, args)
-            yield Cursor(raw, conn)
+            await conn.execute(f"DECLARE {_CURSOR_NAME} NO SCROLL CURSOR FOR {sql}", *args)
+            yield Cursor(conn)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         async with self.connection() as conn:
