@@ -11,12 +11,15 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+
+from eventd.timezones import is_timezone
 
 ENV_PREFIX = "EVENTD_"
 CONFIG_PATH_ENV = "EVENTD_CONFIG"
@@ -39,6 +42,8 @@ class ServerConfig:
     # Open connections (each worker counts its own); 0 = no cap.
     max_connections: int = 10_000
     max_connections_per_client: int = 1024
+    # Origins whose pages may call the public routes from a browser (CORS).
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def host(self) -> str:
@@ -65,6 +70,13 @@ class ServerConfig:
             "server.max_connections_per_client",
             "must be ≥ 0",
         )
+        for origin in self.cors_origins:
+            _require(
+                _ORIGIN.fullmatch(origin) is not None,
+                "server.cors_origins",
+                f"{origin!r} is not an origin such as https://example.org or"
+                " http://localhost:8080 (a scheme and a host, no path, no trailing slash)",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +127,18 @@ class EmailConfig:
     def validate(self) -> None:
         _require(1 <= self.port <= 65535, "email.port", "must be a TCP port (1–65535)")
         _require("@" in self.sender, "email.from", "must be an email address")
+
+
+@dataclasses.dataclass(frozen=True)
+class EventsConfig:
+    default_timezone: str = "UTC"
+
+    def validate(self) -> None:
+        _require(
+            is_timezone(self.default_timezone),
+            "events.default_timezone",
+            f"{self.default_timezone!r} is not an IANA time zone (e.g. Europe/Berlin)",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +208,7 @@ class Config:
     database: DatabaseConfig = DatabaseConfig()
     redis: RedisConfig = RedisConfig()
     email: EmailConfig = EmailConfig()
+    events: EventsConfig = EventsConfig()
     reminders: RemindersConfig = RemindersConfig()
     websocket: WebsocketConfig = WebsocketConfig()
     limits: LimitsConfig = LimitsConfig()
@@ -210,6 +235,9 @@ class Config:
             return f"{where}; no {ENV_PREFIX}* overrides"
         return f"{where}; overridden by {', '.join(self.overrides)}"
 
+
+# What a browser sends as Origin: scheme://host[:port], lower case, nothing after.
+_ORIGIN = re.compile(r"https?://([a-z0-9.\-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
 
 # TOML key -> dataclass field, where a key is not a valid Python name.
 _FIELD_ALIASES = {("email", "from"): "sender"}

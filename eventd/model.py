@@ -79,10 +79,11 @@ class Event:
     version: int
     created_at: datetime
     updated_at: datetime
+    timezone: str = "UTC"  # IANA name: how people read its times (eventd.timezones)
 
     COLUMNS = (
         "id, name, description, starts_at, duration_minutes, location, max_attendees, "
-        "confirmed_count, waitlist_count, version, created_at, updated_at"
+        "confirmed_count, waitlist_count, version, created_at, updated_at, timezone"
     )
 
     @classmethod
@@ -137,6 +138,7 @@ class Event:
             "version": self.version,
             "createdAt": format_time(self.created_at),
             "updatedAt": format_time(self.updated_at),
+            "timezone": self.timezone,
         }
 
     @classmethod
@@ -155,6 +157,8 @@ class Event:
             version=data["version"],
             created_at=parse_time(data["createdAt"]),
             updated_at=parse_time(data["updatedAt"]),
+            # JSON cached or relayed by a daemon from before time zones has none.
+            timezone=data.get("timezone", "UTC"),
         )
 
     @functools.cached_property

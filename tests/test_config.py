@@ -456,10 +456,36 @@ def test_bad_database_url(write: Write, url: str) -> None:
             "limits.requests_per_second_per_client",
         ),
         ('[auth]\nadmin_tokens = ["ok", ""]', "auth.admin_tokens"),
+        ('[events]\ndefault_timezone = "Mars/Olympus"', "events.default_timezone"),
+        ('[events]\ndefault_timezone = "../../etc/passwd"', "events.default_timezone"),
+        ('[events]\ndefault_timezone = ""', "events.default_timezone"),
+        ('[server]\ncors_origins = ["https://example.org/"]', "server.cors_origins"),
+        ('[server]\ncors_origins = ["https://example.org/app"]', "server.cors_origins"),
+        ('[server]\ncors_origins = ["example.org"]', "server.cors_origins"),
+        ('[server]\ncors_origins = ["*"]', "server.cors_origins"),
     ],
 )
 def test_out_of_range_value(write: Write, toml: str, key: str) -> None:
     refused(key, write(toml + "\n"))
+
+
+def test_time_zone_and_cors_origins(write: Write) -> None:
+    config = load_config(write(
+        '[events]\ndefault_timezone = "Europe/Berlin"\n'
+        '[server]\ncors_origins = ["https://tickets.example.org", "http://localhost:8080",'
+        ' "http://[::1]:3001"]\n'
+    ), {})
+    assert config.events.default_timezone == "Europe/Berlin"
+    assert config.server.cors_origins == (
+        "https://tickets.example.org", "http://localhost:8080", "http://[::1]:3001")
+    from_env = load_config(None, {
+        "EVENTD_EVENTS_DEFAULT_TIMEZONE": "America/New_York",
+        "EVENTD_SERVER_CORS_ORIGINS": "https://a.example, https://b.example",
+    })
+    assert from_env.events.default_timezone == "America/New_York"
+    assert from_env.server.cors_origins == ("https://a.example", "https://b.example")
+    assert load_config(None, {}).events.default_timezone == "UTC"
+    assert load_config(None, {}).server.cors_origins == ()
 
 
 # --- the file itself ---------------------------------------------------------

@@ -265,3 +265,24 @@ def test_an_unknown_event_page_says_not_found(daemon: DaemonProcess, browser: Br
     page.goto(f"{daemon.url}/?event={uuid.uuid4()}")
     expect(page.get_by_role("heading", level=1)).to_have_text("Event not found")
     expect(page.get_by_role("status")).to_have_text("Not found")
+
+
+def test_an_event_page_shows_the_time_where_the_event_is(daemon: DaemonProcess, browser: Browser):
+    expect.set_options(timeout=WAIT_MS)
+    created = httpx.post(f"{daemon.url}/events", timeout=30, json={
+        "name": f"Zoned {uuid.uuid4().hex[:6]}", "date": "2031-07-04T16:30:00Z",
+        "durationMinutes": 90, "location": unique_location(), "maxAttendees": 5,
+        "timezone": "Europe/Berlin",
+    })
+    assert created.status_code == 201, created.text
+    # The reader's language writes the zone's name: en-GB says CEST.
+    context = browser.new_context(locale="en-GB", timezone_id="America/Los_Angeles")
+    try:
+        page = context.new_page()
+        page.goto(f"{daemon.url}/?event={created.json()['id']}")
+        details = page.locator("#event-details")
+        expect(details).to_contain_text("4 Jul 2031, 18:30 CEST")  # not the reader's own zone
+        expect(details).to_contain_text("4 Jul 2031, 20:00 CEST")
+        expect(details).to_contain_text("Europe/Berlin")
+    finally:
+        context.close()

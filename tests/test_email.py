@@ -73,7 +73,8 @@ async def test_every_kind_of_message_arrives_with_the_right_content(
     moved = await client.patch(f"/events/{event['id']}", json={"date": new_date})
     assert moved.status_code == 200
     changed = await mail_to(mailbox, second["email"], "Event changed: Launch Party")
-    day = datetime.fromisoformat(new_date.replace("Z", "+00:00")).strftime("%d %B %Y")
+    moment = datetime.fromisoformat(new_date.replace("Z", "+00:00"))
+    day = f"{moment.day} {moment:%b %Y}, {moment:%H:%M}"  # in the event's zone: UTC
     assert day in parts(changed)["text/plain"]
 
     assert (await client.delete(f"/events/{event['id']}")).status_code == 204

@@ -29,7 +29,7 @@ from tests.support import DaemonProcess
 EVENT_KEYS = {
     "id", "name", "description", "date", "durationMinutes", "endsAt", "location",
     "maxAttendees", "registeredCount", "availableSpots", "waitlistCount", "version",
-    "createdAt", "updatedAt",
+    "createdAt", "updatedAt", "timezone",
 }
 
 
@@ -82,6 +82,7 @@ async def test_create_answers_201_with_location_header_and_defaults(client: http
     assert event["endsAt"] == iso(start + timedelta(minutes=60))
     assert event["location"] == location
     assert event["maxAttendees"] == 25
+    assert event["timezone"] == "UTC"  # events.default_timezone
     assert event["registeredCount"] == 0
     assert event["availableSpots"] == 25
     assert event["waitlistCount"] == 0
@@ -221,6 +222,45 @@ async def test_patch_changes_only_the_given_fields_and_bumps_version(
     assert again.status_code == 200, again.text
     assert again.json()["description"] == "after"
     assert again.json()["version"] == event["version"] + 2
+
+
+async def test_an_event_keeps_its_time_zone_and_its_times_stay_utc(client: httpx.AsyncClient):
+    start = at(days=45)
+    event = await create_event(client, date=iso(start), timezone="Europe/Berlin")
+    assert event["timezone"] == "Europe/Berlin"
+    assert event["date"] == iso(start)  # still UTC with a Z
+    assert (await get_event(client, event["id"]))["timezone"] == "Europe/Berlin"
+
+    moved = await client.patch(f"/events/{event['id']}", json={"timezone": "Asia/Kolkata"})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["timezone"] == "Asia/Kolkata"
+    assert moved.json()["date"] == iso(start)
+    assert moved.json()["version"] == event["version"] + 1
+    assert (await get_event(client, event["id"]))["timezone"] == "Asia/Kolkata"
+    listed_now = await listed(client, location=event["location"])
+    assert [e["timezone"] for e in listed_now["items"]] == ["Asia/Kolkata"]
+
+
+async def test_a_time_zone_that_is_no_iana_name_is_400(client: httpx.AsyncClient):
+    def body(zone: Any) -> dict[str, Any]:
+        return {"name": "Zoned", "date": future(), "location": unique_location(),
+                "maxAttendees": 5, "timezone": zone}
+
+    for zone in ("Mars/Olympus_Mons", "CEST", "../../etc/passwd", "localtime", "",
+                 "Europe/Berlin/", "x" * 65, 5):
+        problem = assert_problem(
+            await client.post("/events", json=body(zone)), 400, "validation_failed")
+        assert [e["field"] for e in problem["errors"]] == ["timezone"], (zone, problem)
+    # On create, null is the default zone; on PATCH, null is refused like any field's.
+    created = await client.post("/events", json=body(None))
+    assert created.status_code == 201, created.text
+    event = created.json()
+    assert event["timezone"] == "UTC"
+    for zone in ("Mars/Olympus_Mons", None):
+        patched = await client.patch(f"/events/{event['id']}", json={"timezone": zone})
+        problem = assert_problem(patched, 400, "validation_failed")
+        assert [e["field"] for e in problem["errors"]] == ["timezone"], (zone, problem)
+    assert await get_event(client, event["id"]) == event
 
 
 async def test_patch_date_and_duration_recompute_ends_at(client: httpx.AsyncClient):

@@ -9,6 +9,9 @@ after ``eventDeleted`` (or when the event is found gone on reconnecting), 1
 when the event does not exist or the URL never answered within
 ``GIVE_UP_SECONDS``, 2 for a bad ``--url``, 130 on Ctrl-C.
 
+Times are shown in the event's own zone with its abbreviation ("Sat 1 Jun
+2030, 18:00 – 19:00 CEST"), the start also in UTC as the API gives it.
+
 Needs no configuration and no database: only the daemon's URL.
 """
 
@@ -19,6 +22,7 @@ import signal
 import sys
 import urllib.parse
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TextIO
 
 import trio
@@ -29,6 +33,8 @@ from trio_websocket import (
     HandshakeError,
     open_websocket_url,
 )
+
+from eventd.timezones import DEFAULT_TIMEZONE, local_span, local_time
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 RECONNECT_FIRST_SECONDS = 0.5
@@ -80,12 +86,39 @@ def status_line(counts: dict[str, Any]) -> str:
     return f"{bar} {counts_text(counts)}"
 
 
+def _moment(text: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def when_text(event: dict[str, Any]) -> str:
+    """When the event is, in its own zone: "Sat 1 Jun 2030, 18:00 – 19:00 CEST".
+
+    A daemon from before time zones sends none: its events are read in UTC.
+    Times that are not RFC 3339 are shown as they came.
+    """
+    zone = str(event.get("timezone") or DEFAULT_TIMEZONE)
+    start, end = _moment(event.get("date")), _moment(event.get("endsAt"))
+    if start is None:
+        return f"{event.get('date')} (until {event.get('endsAt')})"
+    if end is None:
+        return local_time(start, zone)
+    return local_span(start, end, zone)
+
+
 def snapshot_lines(message: dict[str, Any]) -> list[str]:
     """The header printed once, from the first snapshot: what the event is."""
     event = message["data"]
+    zone = event.get("timezone") or DEFAULT_TIMEZONE
+    when = when_text(event)
+    if _moment(event.get("date")) is not None:
+        when += f" ({zone}; starts {event['date']})"
     return [
         f"{event['name']}",
-        f"  when:     {event['date']} (until {event['endsAt']})",
+        f"  when:     {when}",
         f"  where:    {event['location']}",
         f"  event:    {event['id']}",
         f"  capacity: {status_line(event)}",
@@ -101,7 +134,7 @@ def log_line(message: dict[str, Any]) -> str:
     if kind == "eventDeleted":
         detail = "the event was deleted"
     elif kind == "eventUpdated":
-        detail = f"{data['name']} | {data['date']} | {data['location']} | {counts_text(data)}"
+        detail = f"{data['name']} | {when_text(data)} | {data['location']} | {counts_text(data)}"
     elif "registeredCount" in data:
         detail = counts_text(data)
     else:

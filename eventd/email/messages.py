@@ -2,8 +2,10 @@
 
 Every message has a plain-text body and an HTML alternative, a subject that
 names the event, and a stable Message-ID made from the outbox row's id, so a
-message sent again after a crash is recognisably the same message. A
-confirmation carries an iCalendar invite.
+message sent again after a crash is recognisably the same message. Times are
+the event's local time with its zone's abbreviation ("Sat 1 Jun 2030, 18:00 –
+19:00 CEST"). A message about a seat carries a calendar part
+(:mod:`eventd.email.calendar`): an invitation, its update, or its cancellation.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
@@ -20,7 +22,9 @@ from email.mime.text import MIMEText
 from email.utils import format_datetime
 from typing import Any
 
+from eventd.email.calendar import calendar, calendar_method
 from eventd.model import utc_now
+from eventd.timezones import DEFAULT_TIMEZONE, local_span
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +35,13 @@ class OutboxMessage:
     payload: dict[str, Any]
 
 
-def _when(text: str) -> str:
-    moment = datetime.fromisoformat(text)
-    return moment.strftime("%A %d %B %Y, %H:%M UTC")
+def _when(event: dict[str, Any]) -> str:
+    # An event queued before events had a zone was shown in UTC, as it still is.
+    return local_span(
+        datetime.fromisoformat(event["startsAt"]),
+        datetime.fromisoformat(event["endsAt"]),
+        event.get("timezone", DEFAULT_TIMEZONE),
+    )
 
 
 # kind -> (subject, first paragraph); {name} is the event's name.
@@ -57,7 +65,7 @@ def compose(message: OutboxMessage, sender: str) -> Message:
     subject, opening = _WORDING[message.kind]
     opening = opening.format(name=event["name"])
     details = [
-        ("When", f"{_when(event['startsAt'])} – {_when(event['endsAt'])}"),
+        ("When", _when(event)),
         ("Where", event["location"]),
     ]
     text = "\n".join([
@@ -84,13 +92,16 @@ def compose(message: OutboxMessage, sender: str) -> Message:
     alternative.attach(MIMEText(text, "plain", _UTF8))  # type: ignore[arg-type]
     alternative.attach(MIMEText(body_html, "html", _UTF8))  # type: ignore[arg-type]
     email: Message = alternative
-    if message.kind in ("registration_confirmed", "promoted"):
+    method = calendar_method(message.kind, message.payload)
+    if method is not None:
         email = MIMEMultipart("mixed")
         email.attach(alternative)
-        calendar = MIMEText(invite(message), "calendar", _UTF8)  # type: ignore[arg-type]
-        calendar.set_param("method", "REQUEST")
-        calendar.add_header("Content-Disposition", "attachment", filename="invite.ics")
-        email.attach(calendar)
+        text = calendar(message.payload, message.recipient, sender, method)
+        part = MIMEText(text, "calendar", _UTF8)  # type: ignore[arg-type]
+        part.set_param("method", method)
+        name = "invite.ics" if method == "REQUEST" else "cancel.ics"
+        part.add_header("Content-Disposition", "attachment", filename=name)
+        email.attach(part)
     email["Subject"] = _header(subject.format(name=event["name"]))  # type: ignore[assignment]
     email["From"] = sender
     email["To"] = message.recipient
@@ -106,33 +117,3 @@ _UTF8.body_encoding = QP  # readable in the raw message, unlike base64
 def _header(value: str) -> str | Header:
     """A header value; non-ASCII text encoded as RFC 2047 says."""
     return value if value.isascii() else Header(value, "utf-8")
-
-
-def invite(message: OutboxMessage) -> str:
-    """An iCalendar (RFC 5545) VEVENT for the registration's event."""
-    event = message.payload["event"]
-    registration = message.payload["registration"]
-
-    def stamp(text: str) -> str:
-        return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-    def escape(value: str) -> str:
-        return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-                .replace("\n", "\\n"))
-
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        "PRODID:-//eventd//EN",
-        "METHOD:REQUEST",
-        "BEGIN:VEVENT",
-        f"UID:{registration['id']}@eventd",
-        f"DTSTAMP:{stamp(utc_now().isoformat())}",
-        f"DTSTART:{stamp(event['startsAt'])}",
-        f"DTEND:{stamp(event['endsAt'])}",
-        f"SUMMARY:{escape(event['name'])}",
-        f"LOCATION:{escape(event['location'])}",
-        "END:VEVENT",
-        "END:VCALENDAR",
-    ]
-    return "\r\n".join(lines) + "\r\n"

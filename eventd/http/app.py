@@ -12,8 +12,10 @@ from werkzeug.exceptions import HTTPException
 from eventd.errors import EventdError, Unavailable
 from eventd.http import (
     attendees,
+    cors,
     dashboard,
     events,
+    exports,
     health,
     openapi,
     problems,
@@ -49,8 +51,8 @@ def create_app(services: Services) -> EventdApp:
     app.config["BODY_TIMEOUT"] = app.request_timeout_seconds
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
-    for module in (events, attendees, registrations, health, streams, dashboard, openapi,
-                   swagger_ui):
+    for module in (events, attendees, registrations, exports, health, streams, dashboard,
+                   openapi, swagger_ui):
         app.register_blueprint(module.blueprint)
 
     @app.before_request
@@ -62,6 +64,7 @@ def create_app(services: Services) -> EventdApp:
             raise error
 
     install_rate_limit(app, services.config.limits)
+    cors.install(app, services.config.server.cors_origins)
 
     @app.errorhandler(EventdError)
     async def domain_error(error: EventdError) -> Response:

@@ -64,7 +64,27 @@ class Connection(TrioASGIHTTPConnection):
                 "more_body": False,
             })
         else:  # a file or a stream: quart's own way, chunk by chunk
+            await self._send_streamed(send, receive, response)
+
+    async def _send_streamed(
+        self, send: ASGISendCallable, receive: ASGIReceiveCallable, response: Any
+    ) -> None:
+        """Send a body chunk by chunk until it ends or the client leaves.
+
+        A stream (an export) may run for seconds: one whose client has gone
+        is stopped, and closing its body frees what feeds it, rather than
+        reading every row for nobody.
+        """
+        async with trio.open_nursery() as nursery:
+
+            async def stop_when_gone() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_when_gone)
             await self._send_response(send, response)
+            nursery.cancel_scope.cancel()
 
     async def _read_body(self, request: Request, receive: ASGIReceiveCallable) -> None:
         """Read the body into ``request``: whole, or as far as it is allowed to go.

@@ -37,6 +37,7 @@ async def create_event() -> Response:
         duration_minutes=body.duration_minutes,
         location=body.location,
         max_attendees=body.max_attendees,
+        timezone=body.timezone or s.config.events.default_timezone,
     )
     event = await s.supervisor.create_event(uuid.uuid4(), fields)
     return json_response(event.json_bytes, 201, location=f"/events/{event.id}")

@@ -31,6 +31,7 @@ EVENT: Example = {
     "version": 17,
     "createdAt": "2029-11-02T10:15:00Z",
     "updatedAt": "2030-02-14T08:01:12.250Z",
+    "timezone": "Europe/Berlin",
 }
 ATTENDEE: Example = {
     "id": ATTENDEE_ID,
@@ -56,6 +57,26 @@ EVENT_REGISTRATION: Example = {
     "attendee": {key: ATTENDEE[key] for key in ("id", "name", "email")},
 }
 
+# --- exports -----------------------------------------------------------------------
+
+REGISTRATIONS_CSV = (
+    "id,status,attendeeName,attendeeEmail,createdAt,updatedAt,expiresAt,checkedInAt\r\n"
+    f"{REGISTRATION_ID},confirmed,John Doe,john.doe@example.com,2030-01-05T09:30:00.125Z,,,\r\n"
+)
+REGISTRATIONS_NDJSON = (
+    f'{{"id":"{REGISTRATION_ID}","status":"confirmed","attendeeName":"John Doe",'
+    '"attendeeEmail":"john.doe@example.com","createdAt":"2030-01-05T09:30:00.125Z",'
+    '"updatedAt":null,"expiresAt":null,"checkedInAt":null}\n'
+)
+ATTENDEES_CSV = (
+    "id,name,email,createdAt\r\n"
+    f"{ATTENDEE_ID},John Doe,john.doe@example.com,2029-12-01T12:00:00Z\r\n"
+)
+ATTENDEES_NDJSON = (
+    f'{{"id":"{ATTENDEE_ID}","name":"John Doe","email":"john.doe@example.com",'
+    '"createdAt":"2029-12-01T12:00:00Z"}\n'
+)
+
 # --- request bodies ----------------------------------------------------------------
 
 CREATE_EVENT: Example = {
@@ -65,6 +86,7 @@ CREATE_EVENT: Example = {
     "durationMinutes": 480,
     "location": "Convention Center",
     "maxAttendees": 100,
+    "timezone": "Europe/Berlin",
 }
 PATCH_CAPACITY: Example = {"maxAttendees": 150}
 PATCH_MOVE: Example = {"date": "2030-06-02T09:00:00Z", "location": "Main Hall"}

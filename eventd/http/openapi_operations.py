@@ -104,6 +104,11 @@ HEADERS: dict[str, JsonSchema] = {
         "description": "Seconds to wait before retrying.",
     },
     "WWWAuthenticate": {"schema": TEXT, "required": True},
+    "ContentDisposition": {
+        "schema": {"type": "string", "pattern": "^attachment; filename="},
+        "required": True,
+        "description": "`attachment`, with the file's name.",
+    },
 }
 
 

@@ -10,6 +10,7 @@ can meet; :func:`eventd.http.openapi_operations.operation` adds the rest.
 from __future__ import annotations
 
 from eventd.http import openapi_examples as x
+from eventd.http.exports import STATUSES
 from eventd.http.openapi_operations import (
     NO_CONTENT,
     NOT_MODIFIED,
@@ -56,6 +57,31 @@ _BOUND: JsonSchema = {
     "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]
 }
 _STREAM = " A plain `GET` (not a WebSocket handshake) is `400 bad_request`."
+_FORMAT = query(
+    "format",
+    {"type": "string", "enum": ["csv", "ndjson"], "default": "csv"},
+    "`csv`: RFC 4180 with a header row; `ndjson`: one JSON object per line.",
+)
+_EXPORTED = (
+    " Streamed from one snapshot of the rows, a page at a time, so any number of rows"
+    " can be exported. CSV is RFC 4180 (CRLF, a header row); a text field that starts"
+    " with `=`, `+`, `-`, `@`, a tab or a carriage return is prefixed with `'` so that"
+    " no spreadsheet runs it as a"
+    " formula. NDJSON has one object per line with the same keys and the values as they"
+    " are. Times are RFC 3339 UTC; a missing one is empty (CSV) or null (NDJSON)."
+)
+
+
+def _export(description: str, csv_example: str, ndjson_example: str) -> JsonSchema:
+    return {
+        "description": description,
+        "headers": {"Content-Disposition": header("ContentDisposition")},
+        "content": {
+            "text/csv": {"schema": TEXT, "example": csv_example},
+            "application/x-ndjson": {"schema": TEXT, "example": ndjson_example},
+        },
+    }
+
 
 
 def document_paths() -> dict[str, JsonSchema]:
@@ -155,6 +181,14 @@ def document_paths() -> dict[str, JsonSchema]:
                        " each with a summary of its event.", x.ATTENDEE_REGISTRATION)},
             parameters=[_PAGE, limit(20, 100)],
         ),
+        operation(
+            "GET", "/attendees/export", "exportAttendees", "attendees", "Export every attendee",
+            {200: _export("Every attendee (`id`, `name`, `email`, `createdAt`), by"
+                          " `createdAt`.", x.ATTENDEES_CSV, x.ATTENDEES_NDJSON)},
+            parameters=[_FORMAT],
+            admin=True,
+            description="A file to download." + _EXPORTED,
+        ),
         # --- registrations ---
         operation(
             "POST", "/registrations", "register", "registrations", "Register for an event",
@@ -193,6 +227,21 @@ def document_paths() -> dict[str, JsonSchema]:
                 limit(100, 1000),
             ],
             admin=True,
+        ),
+        operation(
+            "GET", "/events/{eventId}/registrations/export", "exportEventRegistrations",
+            "registrations", "Export an event's registrations",
+            {200: _export("The event's registrations with their attendees (`id`, `status`,"
+                          " `attendeeName`, `attendeeEmail`, `createdAt`, `updatedAt`,"
+                          " `expiresAt`, `checkedInAt`), by status, each status in arrival"
+                          " order.", x.REGISTRATIONS_CSV, x.REGISTRATIONS_NDJSON)},
+            parameters=[
+                _FORMAT,
+                query("status", {"type": "string", "enum": list(STATUSES)},
+                      "Only registrations with this status."),
+            ],
+            admin=True,
+            description="A file to download." + _EXPORTED,
         ),
         # --- operations ---
         operation(

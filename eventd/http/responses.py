@@ -65,6 +65,8 @@ class Event(TypedDict):
     """Rises by one on every change; the `seq` of its stream."""
     createdAt: Timestamp
     updatedAt: Timestamp
+    timezone: Annotated[str, Field(min_length=1, max_length=64)]
+    """The IANA time zone people read its times in (emails, pages, calendars)."""
 
 
 @with_config(CLOSED)

@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 
 from eventd.errors import FieldError, MalformedJson, ValidationFailed, echo
 from eventd.model import utc_now
+from eventd.timezones import MAX_NAME_CHARS, is_timezone
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -124,6 +125,12 @@ def _in_future(value: datetime) -> datetime:
     return value
 
 
+def _known_timezone(value: str) -> str:
+    if not is_timezone(value):
+        raise ValueError("must be an IANA time zone name, such as Europe/Berlin or UTC")
+    return value
+
+
 Text = Annotated[
     str,
     Field(min_length=1, max_length=200, json_schema_extra=_STORABLE),
@@ -153,6 +160,18 @@ FutureDate = Annotated[
 Duration = Annotated[int, Field(ge=1, le=10080, description="The length." + _INTEGER_LITERAL)]
 Capacity = Annotated[
     int, Field(ge=1, le=1_000_000, description="The capacity." + _INTEGER_LITERAL)
+]
+TimezoneName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_NAME_CHARS,
+        pattern=r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$",
+        description="An IANA time zone (`Europe/Berlin`): how people read the event's"
+        " times in emails, pages and calendars. `date` stays UTC in JSON.",
+        examples=["Europe/Berlin"],
+    ),
+    AfterValidator(_known_timezone),
 ]
 Email = Annotated[
     str,
@@ -189,6 +208,9 @@ class EventCreate(Body):
     duration_minutes: Duration = 60
     location: Location
     max_attendees: Capacity
+    timezone: TimezoneName | None = Field(
+        None, description="Absent or null: `events.default_timezone` (`UTC` unless set)."
+    )
 
 
 class EventPatch(Body):
@@ -200,6 +222,7 @@ class EventPatch(Body):
     duration_minutes: Duration | None = None
     location: Location | None = None
     max_attendees: Capacity | None = None
+    timezone: TimezoneName | None = None
 
     def changes(self) -> dict[str, Any]:
         """The fields sent, by storage name; ``date`` is the event's start."""

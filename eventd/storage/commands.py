@@ -145,6 +145,7 @@ class EventFields:
     duration_minutes: int
     location: str
     max_attendees: int
+    timezone: str = "UTC"
 
     @property
     def ends_at(self) -> datetime:
@@ -205,7 +206,7 @@ class CreateEvent(WriteCommand[Event]):
         await _check_overlap(conn, f)
         row = await conn.fetchrow(
             "INSERT INTO events (id, name, description, starts_at, duration_minutes, ends_at,"
-            " location, max_attendees) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " location, max_attendees, timezone) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             f" RETURNING {Event.COLUMNS}",
             self.event_id,
             f.name,
@@ -215,6 +216,7 @@ class CreateEvent(WriteCommand[Event]):
             f.ends_at,
             f.location,
             f.max_attendees,
+            f.timezone,
         )
         assert row is not None
         return Event.from_row(row)
@@ -272,7 +274,8 @@ class UpdateEvent(WriteCommand[EventUpdated]):
         row = await conn.fetchrow(
             "UPDATE events SET name = $2, description = $3, starts_at = $4,"
             " duration_minutes = $5, ends_at = $6, location = $7, max_attendees = $8,"
-            " version = version + 1, edited_version = version + 1, updated_at = now()"
+            " version = version + 1, edited_version = version + 1, updated_at = now(),"
+            " timezone = $9, calendar_sequence = calendar_sequence + $10::int"
             f" WHERE id = $1 RETURNING {Event.COLUMNS}",
             self.event_id,
             merged.name,
@@ -282,6 +285,8 @@ class UpdateEvent(WriteCommand[EventUpdated]):
             merged.ends_at,
             merged.location,
             merged.max_attendees,
+            merged.timezone,
+            int(moved),  # a new time or place: calendars take the next invitation (RFC 5546)
         )
         assert row is not None
         updated = Event.from_row(row)

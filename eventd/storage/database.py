@@ -40,6 +40,8 @@ Row = Mapping[str, Any]
 # A session idle in a transaction this long (or two statement timeouts, if
 # longer) has lost its daemon: the server ends it (see _session_settings).
 IDLE_IN_TRANSACTION_MIN_SECONDS = 5.0
+# A cursor's transaction may wait this long between pages for its reader.
+CURSOR_IDLE_SECONDS = 120.0
 
 # sqlstate classes that mean "the server is going away or cannot serve".
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
@@ -203,6 +205,30 @@ class Connection:
             raise QueryFailed(f"the transaction was rolled back ({status})", "25P02")
 
 
+class Cursor:
+    """A server-side cursor: a query's rows, a page at a time (see :meth:`Database.cursor`)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._fetches: dict[int, Any] = {}  # page size -> its prepared FETCH
+
+    async def fetch(self, rows: int) -> list[Row]:
+        """The next ``rows`` rows at most; an empty list once all were read."""
+        statement = self._fetches.get(rows)
+        if statement is None:
+            # Prepared for this cursor only, outside asyncpg's statement cache:
+            # a FETCH's columns are its cursor's, and the next cursor's differ.
+            statement = await self._conn._call(
+                self._conn._raw.prepare, f"FETCH FORWARD {int(rows)} FROM {_CURSOR_NAME}"
+            )
+            self._fetches[rows] = statement
+        page: list[Row] = await self._conn._call(statement.fetch)
+        return page
+
+
+_CURSOR_NAME = "eventd_cursor"
+
+
 @dataclasses.dataclass(frozen=True)
 class DatabaseStatistics:
     pool_size: int
@@ -237,6 +263,33 @@ class Database:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self.connection() as conn:
             return await conn.fetch(sql, *args)
+
+    @contextlib.asynccontextmanager
+    async def cursor(
+        self, sql: str, *args: Any, idle_seconds: float = CURSOR_IDLE_SECONDS
+    ) -> AsyncIterator[Cursor]:
+        """A server-side cursor over ``sql``'s rows, for reading more rows than fit in memory.
+
+        It holds a connection and a read-only transaction (one snapshot of
+        the rows) for the whole block. It is an SQL cursor (``DECLARE``), not
+        a protocol portal such as asyncpg's own cursors: PostgreSQL plans a
+        cursor for its first rows (``cursor_tuple_fraction``), so the first
+        page comes from an index at once, where a portal is planned for all
+        its rows and may sort every one of them before the first is sent.
+        Compiling the query (JIT) is off for the same reason. Between pages the caller may wait (a
+        client reading slowly): the transaction may stay idle up to
+        ``idle_seconds`` at a time, past the sessions' usual limit (see
+        :func:`_session_settings`); longer, and the server ends the session
+        and the next page is :class:`~eventd.errors.Unavailable`.
+        """
+        async with self.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SET TRANSACTION READ ONLY;"
+                f" SET LOCAL idle_in_transaction_session_timeout = {int(idle_seconds * 1000)};"
+                " SET LOCAL jit = off"
+            )
+            await conn.execute(f"DECLARE {_CURSOR_NAME} NO SCROLL CURSOR FOR {sql}", *args)
+            yield Cursor(conn)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         async with self.connection() as conn:

@@ -2,6 +2,7 @@
 -- stand at the moment the message is queued (an event may be gone by the
 -- time the mailer sends it). eventd_enqueue_email and eventd_register_run
 -- both build their payloads here, so every message has the same shape.
+-- The event's timezone and calendar sequence are for its calendar part.
 
 CREATE OR REPLACE FUNCTION eventd_email_payload(
     a attendees, e events, p_registration uuid, p_status text
@@ -9,6 +10,8 @@ CREATE OR REPLACE FUNCTION eventd_email_payload(
     SELECT jsonb_build_object(
         'attendee', jsonb_build_object('id', a.id, 'name', a.name, 'email', a.email),
         'event', jsonb_build_object('id', e.id, 'name', e.name, 'startsAt', e.starts_at,
-                                    'endsAt', e.ends_at, 'location', e.location),
+                                    'endsAt', e.ends_at, 'location', e.location,
+                                    'timezone', e.timezone,
+                                    'sequence', e.calendar_sequence),
         'registration', jsonb_build_object('id', p_registration, 'status', p_status))
 $$;

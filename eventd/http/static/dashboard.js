@@ -14,7 +14,26 @@
   const ANNOUNCE_EVERY_MS = 3000;
 
   const ratioText = document.querySelector('meta[name="eventd-almost-full-ratio"]').content;
-  const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  // An event's times are shown where it happens: in its own time zone, with the
+  // zone's short name as the reader's language writes it ("Sat, 1 Jun 2030, 18:00 CEST").
+  const LOCAL_TIME = {
+    weekday: "short", day: "numeric", month: "short", year: "numeric",
+    hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+  };
+  const zoneFormats = new Map(); // time zone → its Intl.DateTimeFormat
+  function localTime(text, timeZone = "UTC") {
+    let format = zoneFormats.get(timeZone);
+    if (!format) {
+      try {
+        format = new Intl.DateTimeFormat(undefined, { ...LOCAL_TIME, timeZone });
+      } catch {
+        // A zone newer than this browser's data: UTC, named as such, is still right.
+        format = new Intl.DateTimeFormat(undefined, { ...LOCAL_TIME, timeZone: "UTC" });
+      }
+      zoneFormats.set(timeZone, format);
+    }
+    return format.format(new Date(text));
+  }
   const timeFormat = new Intl.DateTimeFormat(undefined, {
     hour: "2-digit", minute: "2-digit", second: "2-digit",
   });
@@ -197,7 +216,7 @@
       const { event } = entry;
       entry.link.textContent = event.name;
       entry.time.dateTime = event.date;
-      entry.time.textContent = dateFormat.format(new Date(event.date));
+      entry.time.textContent = localTime(event.date, event.timezone);
       entry.place.textContent = event.location;
       entry.parts.bar.setAttribute("aria-label", `Registered for ${event.name}`);
       showCapacity(entry.parts, event);
@@ -315,8 +334,9 @@
       document.title = `${event.name} — eventd`;
       parts.bar.setAttribute("aria-label", `Registered for ${event.name}`);
       const rows = [
-        ["When", dateFormat.format(new Date(event.date))],
-        ["Ends", dateFormat.format(new Date(event.endsAt))],
+        ["When", localTime(event.date, event.timezone)],
+        ["Ends", localTime(event.endsAt, event.timezone)],
+        ["Time zone", event.timezone ?? "UTC"],
         ["Where", event.location],
         ["About", event.description || "—"],
       ];
