@@ -271,10 +271,10 @@ def test_there_are_list_keys() -> None:
 @pytest.mark.parametrize(("section", "key"), LIST_KEYS, ids=[f"{s}.{k}" for s, k in LIST_KEYS])
 def test_a_list_from_the_environment_may_be_a_json_array(section: str, key: str) -> None:
     name = f"EVENTD_{section.upper()}_{key.upper()}"
-    # Values any list key takes (tokens, origins); the second one holds a comma.
-    config = load_config(None, {name: ' ["https://a.example", "https://b.example,c"] '})
+    # Values any list key takes (tokens, origins).
+    config = load_config(None, {name: ' ["https://a.example", "https://b.example:8443"] '})
     assert getattr(getattr(config, section), key) == (
-        "https://a.example", "https://b.example,c"
+        "https://a.example", "https://b.example:8443"
     )
     assert getattr(getattr(load_config(None, {name: "[]"}), section), key) == ()
 
@@ -282,6 +282,11 @@ def test_a_list_from_the_environment_may_be_a_json_array(section: str, key: str)
 def test_a_json_array_of_one_token_is_that_token() -> None:
     config = load_config(None, {"EVENTD_AUTH_ADMIN_TOKENS": '["t"]'})
     assert config.auth.admin_tokens == ("t",)
+
+
+def test_a_token_in_a_json_array_may_hold_a_comma() -> None:
+    config = load_config(None, {"EVENTD_AUTH_ADMIN_TOKENS": '["a,b", "c"]'})
+    assert config.auth.admin_tokens == ("a,b", "c")
 
 
 @pytest.mark.parametrize(("section", "key"), LIST_KEYS, ids=[f"{s}.{k}" for s, k in LIST_KEYS])

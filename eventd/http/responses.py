@@ -234,12 +234,26 @@ class WebsocketCheck(TypedDict):
 
 
 @with_config(CLOSED)
+class ConnectionsCheck(TypedDict):
+    """Open HTTP connections of this daemon process, against `server.max_connections`
+    and `server.max_connections_per_client` (0: no cap), and those refused."""
+
+    open: Count
+    clients: Count
+    max: Count
+    maxPerClient: Count
+    refused: Count
+    refusedPerClient: Count
+
+
+@with_config(CLOSED)
 class HealthChecks(TypedDict):
     database: DatabaseCheck
     redis: RedisCheck
     email: EmailCheck
     actors: ActorsCheck
     websocket: WebsocketCheck
+    connections: NotRequired[ConnectionsCheck]
 
 
 @with_config(CLOSED)
