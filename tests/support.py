@@ -396,6 +396,15 @@ def counting_tasks(named: Callable[[str], bool]) -> Iterator[TaskCounts]:
 
 
 # --- the actors' stand-in for PostgreSQL and the writer (no sockets, no database) ---
+#
+# The rules of the actors' tests (test_rounds, test_event_actor, test_supervisor,
+# test_mailbox): no sockets and no database — FakeStore stands in for both
+# ``load_event`` and the writer's ``offer``, and tests script it (a per-event gate
+# that blocks the writer, a per-event error it raises once, events it answers
+# "busy"). Time only moves through trio's MockClock (the ``autojump_clock``
+# fixture); nothing sleeps for real. Every wait is bounded by ``trio.fail_after``.
+# Scheduling points are made explicit with ``trio.testing.wait_all_tasks_blocked``
+# so each assertion is deterministic.
 
 # Virtual seconds under the autojump clock, real seconds otherwise: generous,
 # because a hang, not slowness, is what they are there to catch.

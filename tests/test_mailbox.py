@@ -1,12 +1,6 @@
 """The Mailbox: bounded for requests, unbounded for notices, fair to waiting senders.
 
-Rules of this file: no sockets and no database — ``tests.support.FakeStore``
-stands in for both ``load_event`` and the writer's ``offer``, and tests script
-it (a per-event gate that blocks the writer, a per-event error it raises
-once). Time only moves through trio's ``MockClock`` (the ``autojump_clock``
-fixture); nothing sleeps for real. Every wait is bounded by
-``trio.fail_after``. Scheduling points are made explicit with
-``trio.testing.wait_all_tasks_blocked`` so each assertion is deterministic.
+The rules of the actors' tests are ``tests.support``'s, above ``FakeStore``.
 """
 
 from __future__ import annotations

@@ -226,10 +226,9 @@ class Supervisor:
                 reply.set(await fn(*args))
             except EventdError as exc:
                 reply.fail(exc)
-            except Exception as exc:
+            except Exception:
                 log.exception("%s failed", getattr(fn, "__name__", fn))
                 reply.fail(InternalError("The change failed; please retry."))
-                del exc
 
         self._start(run, name=getattr(fn, "__name__", "detached"))
         return await reply.wait()
