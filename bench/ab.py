@@ -11,8 +11,10 @@ shape, twice. A slow minute of the machine then lands on both trees alike.
 
 Shapes as in the suite: spread (100 events, 64 connections) and hot (one
 event, 200), each against the read of one event at the same connections.
-Printed per run: req/s ratio, daemon CPU ratio, and the daemon's µs of CPU
-per read and per registration; then the medians.
+Printed per run: req/s ratio, daemon CPU ratio, the daemon's µs of CPU per
+read and per registration, and the req/s of each; then the medians. On a
+shared machine the req/s move with whatever else runs; the µs of CPU hardly
+do, and while the daemon keeps a core busy they are its throughput's inverse.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Run:
     cpu_ratio: float
     read_us: float
     registration_us: float
+    read_rate: float
+    registration_rate: float
 
 
 def measure(admin: str, source: Path | None, shape: str, seconds: float) -> Run:
@@ -61,6 +65,8 @@ def measure(admin: str, source: Path | None, shape: str, seconds: float) -> Run:
         cpu_ratio=statistics.median(read[1] / reg[1] for read, reg in pairs),
         read_us=statistics.median(read[1] for read, _ in pairs),
         registration_us=statistics.median(reg[1] for _, reg in pairs),
+        read_rate=statistics.median(read[0].rate for read, _ in pairs),
+        registration_rate=statistics.median(reg[0].rate for _, reg in pairs),
     )
 
 
@@ -97,7 +103,8 @@ def main() -> None:
                     print(f"round {round_number} {shape:6s} {label:28s} {shape} / read"
                           f" {run.rate_ratio:.2f} req/s, {run.cpu_ratio:.2f} CPU;"
                           f" µs of CPU per read {run.read_us:.0f}, per registration"
-                          f" {run.registration_us:.0f}", flush=True)
+                          f" {run.registration_us:.0f}; req/s read {run.read_rate:,.0f},"
+                          f" registration {run.registration_rate:,.0f}", flush=True)
     print()
     for shape in shapes:
         for label in (args.baseline, here):
@@ -105,7 +112,10 @@ def main() -> None:
             print(f"{shape:6s} {label:28s} median of {len(done)}: {shape} / read"
                   f" {statistics.median(r.rate_ratio for r in done):.2f} req/s,"
                   f" {statistics.median(r.cpu_ratio for r in done):.2f} CPU;"
-                  f" µs per registration {statistics.median(r.registration_us for r in done):.0f}")
+                  f" µs per read {statistics.median(r.read_us for r in done):.0f},"
+                  f" per registration {statistics.median(r.registration_us for r in done):.0f};"
+                  f" req/s read {statistics.median(r.read_rate for r in done):,.0f},"
+                  f" registration {statistics.median(r.registration_rate for r in done):,.0f}")
 
 
 def _describe() -> str:

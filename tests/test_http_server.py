@@ -146,6 +146,39 @@ async def test_an_idle_connection_is_closed_at_the_keep_alive_timeout(
             assert trio.current_time() - answered == pytest.approx(KEEP_ALIVE_SECONDS)
 
 
+async def test_the_keep_alive_counts_from_a_connections_last_answer(
+    autojump_clock: trio.testing.MockClock,
+):
+    config = Config(server=ServerConfig(keep_alive_seconds=KEEP_ALIVE_SECONDS))
+    async with serving(App(), config) as served:
+        conn = await RawHttp.open(served.port)
+        async with conn.stream:
+            for _ in range(3):  # each within the keep-alive of the one before
+                assert (await conn.request("GET", "/"))[0] == 200
+                await trio.sleep(KEEP_ALIVE_SECONDS - 1)
+            assert (await conn.request("GET", "/"))[0] == 200
+            answered = trio.current_time()
+            with trio.fail_after(TIMEOUT_SECONDS):
+                assert await conn.closed_by_peer()
+            assert trio.current_time() - answered == pytest.approx(KEEP_ALIVE_SECONDS)
+
+
+async def test_a_request_outlasting_the_keep_alive_is_answered(
+    autojump_clock: trio.testing.MockClock,
+):
+    async def slow(receive: Receive, send: Send) -> None:
+        await trio.sleep(2 * KEEP_ALIVE_SECONDS)
+        await answer_ok(receive, send)
+
+    config = Config(server=ServerConfig(keep_alive_seconds=KEEP_ALIVE_SECONDS))
+    async with serving(App(http=slow), config) as served:
+        conn = await RawHttp.open(served.port)
+        async with conn.stream:
+            for _ in range(2):
+                with trio.fail_after(TIMEOUT_SECONDS):
+                    assert (await conn.request("GET", "/"))[::2] == (200, b"ok")
+
+
 async def test_an_idle_connection_is_closed_at_the_peer_timeout_when_that_comes_first(
     autojump_clock: trio.testing.MockClock,
 ):

@@ -7,6 +7,19 @@ switch, no ASGI message and no wsproto framing per connection. That is what
 let one daemon feed a thousand subscribers of one event with every update
 (p99 273 → 66 ms against hypercorn's own send path, ``bench.ws_fanout``).
 
+**Fewer trips through the scheduler per request.** hypercorn's connection
+yields to trio's scheduler several times a request where it need not: it
+writes a response's head, body and (empty) end each under the send lock; it
+spawns and cancels an idle task per request, waiting for the spawn; and it
+hands the request to the app through a channel's ``send``, which yields even
+when the channel has room. With 200 connections each yield lets the other
+connections' work in between and cools the caches, so every line of a
+request costs more: without these three, a read cost the daemon 2.1× the CPU
+and a registration 1.3× (``bench.ab``, figures in ``bench/RESULTS.md``). Here
+a response goes out in one write (:meth:`_H11Protocol.stream_send`), one
+task keeps a connection's idle time (:class:`_KeepAlive`), and the app's
+queue takes a message at once when it has room (:class:`_TaskGroup`).
+
 **What clients may send.** A new connection's first request head is due
 within ``server.header_timeout_seconds``. HTTP/1.1 is the only protocol:
 cleartext HTTP/2 is not offered (:class:`_HTTP11Only` says why). On a
@@ -23,11 +36,18 @@ the only one that does. What it touches:
   place of hypercorn's). ``run`` is hypercorn's for a plain TCP stream,
   noting the connection for :func:`claim_raw_websocket`, serving it with
   :class:`_HTTP11Only` (a ``ProtocolWrapper`` holding an ``H11Protocol``
-  subclass whose ``_check_protocol`` never switches to HTTP/2), and timing
-  the first request head with hypercorn's idle timer (``idle_task``,
-  ``_initiate_server_close``). ``protocol_send`` is extended to put
-  hypercorn's own bytes on a claimed connection (the 101 response, pongs, the
-  close frame) behind the raw backlog, so that frames never interleave.
+  subclass whose ``_check_protocol`` never switches to HTTP/2 and whose
+  ``stream_send`` holds a response's head for its body, reading
+  ``connection`` (h11's), ``config`` and ``keep_alive_requests`` as
+  hypercorn's does), in a ``TaskGroup`` subclass whose ``spawn_app`` wraps
+  hypercorn's (whose result is its channel's bound ``send``), and timing
+  the first request head and every idle spell with a :class:`_KeepAlive`
+  (spawned with the task group's ``spawn``, closing with
+  ``_initiate_server_close``) in place of hypercorn's ``idle_task``.
+  ``protocol_send`` takes the ``Updated`` events that drive hypercorn's
+  ``idle_task``, and puts hypercorn's own bytes on a claimed connection (the
+  101 response, pongs, the close frame) behind the raw backlog, so that
+  frames never interleave.
 * Of the server it reads ``stream`` (its socket is written directly),
   ``send_lock`` (held for every write, as hypercorn holds it) and
   ``protocol`` (told ``Closed`` when a write fails, as hypercorn does; its
@@ -59,20 +79,28 @@ import logging
 import math
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h11
 import trio
 from hypercorn.config import Config
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper, ws_stream
-from hypercorn.protocol.events import Body, Data, Request, StreamClosed
+from hypercorn.protocol.events import Body, Data, EndBody, Request, Response, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import tcp_server
 from hypercorn.trio.task_group import TaskGroup
-from hypercorn.typing import AppWrapper, LifespanState, WorkerContext
+from hypercorn.typing import (
+    AppWrapper,
+    ASGIReceiveEvent,
+    ASGISendEvent,
+    H11SendableEvent,
+    LifespanState,
+    Scope,
+    WorkerContext,
+)
 from hypercorn.typing import ConnectionState as HTTPConnectionState
 from hypercorn.utils import parse_socket_addr
 from wsproto.connection import ConnectionState
@@ -221,24 +249,28 @@ class RawWebsocketTCPServer(tcp_server.TCPServer):
         self.header_timeout_seconds = header_timeout_seconds
         self.raw_websocket: RawWebsocket | None = None  # set by claim_raw_websocket
         self._message_guard: MessageSizeGuard | None = None  # set at the websocket's first bytes
+        self._keep_alive = _KeepAlive(self)
 
     async def run(self) -> None:
-        """hypercorn's ``TCPServer.run`` for a plain TCP connection, but for three things.
+        """hypercorn's ``TCPServer.run`` for a plain TCP connection, but for four things.
 
         The connection is noted for :func:`claim_raw_websocket`; it is served
-        by HTTP/1.1 alone (:class:`_HTTP11Only`); and its first request head
-        is due within the header timeout (hypercorn waits the keep-alive
-        timeout for it; a client trickling its headers would hold the
-        connection that long). Once the client has gone, the connection ends:
-        hypercorn's keeps its task until the keep-alive timer runs out.
+        by HTTP/1.1 alone (:class:`_HTTP11Only`), with its responses written
+        in one piece (:meth:`_H11Protocol.stream_send`) and its requests
+        handed to the app without a yield (:class:`_TaskGroup`); its idle
+        time is kept by a :class:`_KeepAlive` of its own; and its first
+        request head is due within the header timeout (hypercorn waits the
+        keep-alive timeout for it; a client trickling its headers would hold
+        the connection that long). Once the client has gone, the connection
+        ends: hypercorn's keeps its task until the keep-alive timer runs out.
         """
         _connection.set(self)  # seen by the app's task, which is spawned from this one
         sock = self.stream.socket
         try:
             client = parse_socket_addr(sock.family, sock.getpeername())
             server = parse_socket_addr(sock.family, sock.getsockname())
-            async with TaskGroup() as task_group:
-                self._task_group = task_group  # hypercorn's protocol_send restarts timers in it
+            async with _TaskGroup() as task_group:
+                self._task_group = task_group
                 self.protocol = _HTTP11Only(
                     _H11Protocol(
                         self.app,
@@ -253,32 +285,40 @@ class RawWebsocketTCPServer(tcp_server.TCPServer):
                     )
                 )
                 await self.protocol.initiate()
-                await self.idle_task.restart(task_group, self._first_head_timeout)
+                self._keep_alive.idle(
+                    min(self.header_timeout_seconds, self.config.keep_alive_timeout)
+                )
+                task_group.spawn(self._keep_alive.watch)
                 await self._read_data()
-                await self.idle_task.stop()
+                self._keep_alive.end()
         except OSError:
             pass
         finally:
             await self._close()
 
-    async def _first_head_timeout(self) -> None:
-        """hypercorn's idle timer for a new connection, at the header timeout.
-
-        hypercorn stops it once the first request head is in (``Updated``,
-        idle no more) and starts its own keep-alive timer after each answer.
-        """
-        timeout = min(self.header_timeout_seconds, self.config.keep_alive_timeout)
-        with trio.move_on_after(timeout):
-            await self.context.terminated.wait()
-        with trio.CancelScope(shield=True):
-            await self._initiate_server_close()
-
     async def protocol_send(self, event: Event) -> None:
         raw = self.raw_websocket
-        if raw is not None and isinstance(event, RawData):
-            await raw.send(event.data)  # behind the raw backlog
+        if isinstance(event, RawData):
+            if raw is not None:
+                await raw.send(event.data)  # behind the raw backlog
+            else:
+                await super().protocol_send(event)
+        elif isinstance(event, Updated):  # hypercorn restarts or stops its idle task here
+            if event.idle:
+                self._keep_alive.idle(self.config.keep_alive_timeout)
+            else:
+                self._keep_alive.busy()
         else:
             await super().protocol_send(event)
+
+    def websocket_requested(self) -> None:
+        """This connection's request is for a websocket: it will never be idle again.
+
+        hypercorn never recycles such a connection (accepted or refused, it
+        ends with its stream), so no task need wait for its keep-alive: each
+        idle websocket holds a task less.
+        """
+        self._keep_alive.end()
 
     async def receive_websocket_data(self, stream: ws_stream.WSStream, data: bytes) -> None:
         """What the client sent on its websocket: hypercorn's reading, within the limits.
@@ -325,6 +365,97 @@ class RawWebsocketTCPServer(tcp_server.TCPServer):
             await stream.send(StreamClosed(stream_id=stream.stream_id))
 
 
+class _KeepAlive:
+    """hypercorn's idle timeout of one connection, kept by one task for the connection's life.
+
+    hypercorn stops its idle task as each request comes and starts a new one
+    (``nursery.start``, waited for) as each answer has gone: a cancellation, a
+    spawn and two waits per request. Here one task waits, and a request moves
+    its deadline: :meth:`busy` puts it off for ever, :meth:`idle` sets it so
+    many seconds from now. The ends are hypercorn's: an idle connection is
+    closed at its deadline, or at once when the server stops; a busy one is
+    left to hypercorn, which closes it after its answer once the server stops.
+    """
+
+    __slots__ = ("_server", "_scope", "_deadline", "_ended")
+
+    def __init__(self, server: tcp_server.TCPServer) -> None:
+        self._server = server
+        self._scope: trio.CancelScope | None = None
+        self._deadline = math.inf
+        self._ended = False
+
+    def idle(self, seconds: float) -> None:
+        self._move(trio.current_time() + seconds)
+
+    def busy(self) -> None:
+        self._move(math.inf)
+
+    def end(self) -> None:
+        """No idle spell is ahead: the client has gone, or asked for a websocket. Stop waiting."""
+        self._ended = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _move(self, deadline: float) -> None:
+        self._deadline = deadline
+        if self._scope is not None:
+            self._scope.deadline = deadline
+
+    async def watch(self) -> None:
+        server = self._server
+        terminated = server.context.terminated
+        while not self._ended:
+            with trio.CancelScope(deadline=self._deadline) as self._scope:
+                await terminated.wait()
+            self._scope = None
+            if self._ended:
+                return
+            idle = self._deadline != math.inf
+            if terminated.is_set():
+                if not idle:
+                    return  # hypercorn closes it after its answer
+                break
+            if idle and trio.current_time() >= self._deadline:
+                break
+            # The deadline passed as a request came in: wait out that request.
+        else:
+            return
+        with trio.CancelScope(shield=True):
+            await server._initiate_server_close()
+
+
+class _TaskGroup(TaskGroup):
+    """hypercorn's task group of one connection, whose app queue takes a message without a yield.
+
+    hypercorn hands each message of a request (its body, its end) to the app
+    through a memory channel's ``send``, which yields to the scheduler even
+    when there is room. Here a message that fits is queued at once, so the
+    app finds the whole request waiting; a full queue
+    (``max_app_queue_size``) still holds the reader back.
+    """
+
+    async def spawn_app(
+        self,
+        app: AppWrapper,
+        config: Config,
+        scope: Scope,
+        send: Callable[[ASGISendEvent | None], Awaitable[None]],
+    ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
+        put = await super().spawn_app(app, config, scope, send)
+        channel = getattr(put, "__self__", None)  # hypercorn hands out its channel's send
+        if not isinstance(channel, trio.MemorySendChannel):
+            return put
+
+        async def put_at_once(message: ASGIReceiveEvent) -> None:
+            try:
+                channel.send_nowait(message)
+            except trio.WouldBlock:
+                await channel.send(message)
+
+        return put_at_once
+
+
 async def _send_frame(stream: ws_stream.WSStream, event: WSProtoEvent) -> None:
     """hypercorn's ``WSStream._send_wsproto_event``: nothing once wsproto's state forbids it."""
     try:
@@ -342,7 +473,51 @@ async def _fail(stream: ws_stream.WSStream, code: int, reason: str) -> None:
 
 
 class _H11Protocol(H11Protocol):
-    """hypercorn's HTTP/1.1, which never switches to HTTP/2 (see :class:`_HTTP11Only`)."""
+    """hypercorn's HTTP/1.1, writing a response in one piece, never switching to HTTP/2.
+
+    (For the second, see :class:`_HTTP11Only`.)
+    """
+
+    _head = b""  # a response's head, held for its first body bytes
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        """hypercorn's ``stream_send``, but a response's head waits for its body.
+
+        hypercorn writes a response's head, its body and its end each on its
+        own: three trips through the send lock and the socket, the end even
+        when it adds no bytes, as with every ``Content-Length`` body. Here the
+        head waits for the first body bytes, or the end, and goes out with
+        them; an end with no bytes of its own is not written. A streamed body
+        still goes out chunk by chunk, as it comes.
+        """
+        if isinstance(event, Response) and event.status_code >= 200:
+            headers = [*event.headers, *self.config.response_headers("h11")]
+            if self.keep_alive_requests >= self.config.keep_alive_max_requests:
+                headers.append((b"connection", b"close"))
+            self._head = self._h11_bytes(
+                h11.Response(headers=headers, status_code=event.status_code)
+            )
+        elif isinstance(event, Body | EndBody):
+            head, self._head = self._head, b""
+            data = head + self._h11_bytes(
+                h11.Data(data=event.data) if isinstance(event, Body) else h11.EndOfMessage()
+            )
+            if data:
+                await self.send(RawData(data=data))
+        else:
+            if self._head:  # a head with no body or end (the stream closed early)
+                head, self._head = self._head, b""
+                await self.send(RawData(data=head))
+            await super().stream_send(event)
+
+    def _h11_bytes(self, event: H11SendableEvent) -> bytes:
+        """h11's bytes for ``event`` (hypercorn's ``_send_h11_event``, unsent)."""
+        try:
+            return self.connection.send(event) or b""
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return b""  # the client broke the protocol: nothing more goes out
 
     async def _check_protocol(self, event: h11.Request) -> None:
         # An `Upgrade: h2c` is ignored and the request served over HTTP/1.1,
@@ -443,6 +618,9 @@ _METHODS = (
     (ProtocolWrapper, "initiate"),
     (H11Protocol, "handle"),
     (H11Protocol, "_check_protocol"),
+    (H11Protocol, "stream_send"),
+    (TaskGroup, "spawn_app"),
+    (TaskGroup, "spawn"),
     (ws_stream.WSStream, "handle"),
     (ws_stream.WebsocketBuffer, "extend"),
     (ws_stream.WebsocketBuffer, "to_message"),
@@ -452,12 +630,12 @@ _ATTRIBUTES = (
     (
         tcp_server.TCPServer,
         "__init__",
-        ("app", "config", "context", "state", "stream", "send_lock", "idle_task"),
+        ("app", "config", "context", "state", "stream", "send_lock"),
     ),
     (tcp_server.TCPServer, "run", ("protocol", "_task_group")),
-    (tcp_server.TCPServer, "protocol_send", ("_task_group", "_idle_timeout")),
+    (tcp_server.TCPServer, "protocol_send", ("Updated", "idle_task")),
     (ProtocolWrapper, "__init__", ("protocol",)),
-    (H11Protocol, "__init__", ("send",)),
+    (H11Protocol, "__init__", ("send", "config", "connection", "keep_alive_requests")),
     (H11Protocol, "_create_stream", ("stream",)),
     (H11Protocol, "_handle_events", ("_check_protocol",)),
     (
@@ -469,14 +647,16 @@ _ATTRIBUTES = (
     (ws_stream.WSStream, "handle", ("handshake",)),
     (ws_stream.Handshake, "__init__", ("accepted",)),
 )
-# The arguments eventd's server passes to hypercorn's constructors, by name.
-_SIGNATURES = (
+# The parameters of hypercorn's that eventd's server calls, by name: its constructors, and
+# spawn_app, which _TaskGroup wraps.
+_SIGNATURES: tuple[tuple[Any, tuple[str, ...]], ...] = (
     (tcp_server.TCPServer, ("app", "config", "context", "state", "stream")),
     (
         H11Protocol,
         ("app", "config", "context", "task_group", "connection_state", "ssl", "client",
          "server", "send"),
     ),
+    (TaskGroup.spawn_app, ("self", "app", "config", "scope", "send")),
 )
 
 
@@ -496,7 +676,7 @@ def _check_hypercorn() -> None:
         ]
     for owner, parameters in _SIGNATURES:
         if tuple(inspect.signature(owner).parameters) != parameters:
-            missing.append(f"{owner.__name__}({', '.join(parameters)})")
+            missing.append(f"{owner.__qualname__}({', '.join(parameters)})")
     if missing:
         raise RuntimeError(
             f"hypercorn {version} lacks what eventd/http/raw_websocket.py uses of it: "
@@ -524,15 +704,17 @@ async def _handle(stream: ws_stream.WSStream, event: StreamEvent) -> None:
     On a connection :class:`RawWebsocketTCPServer` serves, the client's
     offer of permessage-deflate is not taken up (the request's
     ``Sec-WebSocket-Extensions`` is left out): a compressed message's size
-    is not in its header, and eventd's clients have nothing to compress.
-    What the client sends is read by
-    :meth:`RawWebsocketTCPServer.receive_websocket_data`.
+    is not in its header, and eventd's clients have nothing to compress;
+    the connection's keep-alive task ends
+    (:meth:`RawWebsocketTCPServer.websocket_requested`). What the client
+    sends is read by :meth:`RawWebsocketTCPServer.receive_websocket_data`.
     """
     if isinstance(event, Body | Data) and not stream.handshake.accepted:
         return
     server = _connection.get(None)
     if server is not None:
         if isinstance(event, Request):
+            server.websocket_requested()
             headers = [(k, v) for k, v in event.headers if k.lower() != b"sec-websocket-extensions"]
             event = dataclasses.replace(event, headers=headers)
         elif isinstance(event, Data) and not stream.closed:
