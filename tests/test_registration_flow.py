@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 import pytest
 import trio
 
@@ -414,3 +415,36 @@ async def test_an_admin_token_acts_on_any_registration(guarded: str, tmp_path: P
         assert (await client.delete(f"/registrations/{kept['id']}", headers=admin)
                 ).status_code == 204
         assert (await read(client, f"/registrations/{kept['id']}"))["status"] == "cancelled"
+
+
+# --- metrics -------------------------------------------------------------------------
+
+
+def _flow_metrics(text: str) -> dict[tuple[str, str], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ("eventd_holds_total", "eventd_offers_total"):
+                found[(sample.name, sample.labels["event"])] = sample.value
+    return found
+
+
+async def test_metrics_count_holds_and_offers(client: httpx.AsyncClient):
+    before = _flow_metrics((await client.get("/metrics")).text)
+    event = await create_event(client, maxAttendees=1, offerMinutes=60)
+    people = [await create_attendee(client) for _ in range(2)]
+    held = await hold(client, event["id"], people[0]["id"])
+    queued = await made(client, {"eventId": event["id"], "attendeeId": people[1]["id"],
+                                 "waitlist": True})
+    assert (await client.delete(f"/registrations/{held['id']}",
+                                params={"token": held["manageToken"]})).status_code == 204
+    assert (await client.post(f"/registrations/{queued['id']}/confirm",
+                              params={"token": queued["manageToken"]})).status_code == 200
+    after = _flow_metrics((await client.get("/metrics")).text)
+    grown = {key: after[key] - before.get(key, 0) for key in after}
+    assert grown[("eventd_holds_total", "created")] >= 1
+    assert grown[("eventd_offers_total", "made")] >= 1
+    assert grown[("eventd_offers_total", "claimed")] >= 1
+    assert set(after) == {("eventd_holds_total", name) for name in ("created", "confirmed",
+                                                                    "expired")} | {
+        ("eventd_offers_total", name) for name in ("made", "claimed", "expired")}
