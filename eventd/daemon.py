@@ -124,7 +124,8 @@ async def serve(
         )
         transport = await stack.enter_async_context(_open_transport(config))
         log.info("email: %s transport", transport.name)
-        mailer = Mailer(db, transport, config.email.sender)
+        mailer = Mailer(db, transport, config.email.sender,
+                        public_url=config.server.public_url)
         writer = Writer(db, on_commit=mailer.wake)
         supervisor = Supervisor(
             functools.partial(queries.load_event, db),
@@ -133,6 +134,7 @@ async def serve(
             is_watched=hub.is_watched,
             is_followed=hub.is_followed,
             peers=Peers(relay.share, cache.store, cache.store_gone) if relay else None,
+            pending_expiries=functools.partial(queries.pending_expiries, db),
         )
         reads = EventReads(supervisor, functools.partial(queries.load_event, db),
                            cache if relay else None, relay)

@@ -94,20 +94,24 @@
   const WARNING_TEXT = { almostFull: "Almost full", full: "Full" };
 
   function countsText(event) {
+    const held = event.heldCount ?? 0;  // a daemon from before holds sends none
     return `${event.registeredCount} / ${event.maxAttendees} registered · ` +
+      (held ? `${held} held · ` : "") +
       `${event.availableSpots} available · ${event.waitlistCount} on waitlist`;
   }
 
-  /** A capacity block: a progressbar (registered of max), the counts and the warning. */
+  /** A capacity block: a progressbar (registered of max, then the seats held), the counts
+   * and the warning. */
   function capacityBlock(label) {
     const fill = h("div", { class: "fill" });
+    const held = h("div", { class: "held" });
     const bar = h("div", {
       class: "bar", role: "progressbar", "aria-label": label, "aria-valuemin": 0,
-    }, fill);
+    }, fill, held);
     const counts = h("span", { class: "counts-text" });
     const badge = h("strong", { class: "badge", hidden: "" });
     const block = h("div", { class: "capacity" }, bar, h("p", { class: "counts" }, counts, badge));
-    return { block, bar, fill, counts, badge };
+    return { block, bar, fill, held, counts, badge };
   }
 
   function showCapacity(parts, event) {
@@ -115,7 +119,10 @@
     parts.bar.setAttribute("aria-valuemax", String(event.maxAttendees));
     parts.bar.setAttribute("aria-valuenow", String(event.registeredCount));
     parts.bar.setAttribute("aria-valuetext", countsText(event));
-    parts.fill.style.width = `${Math.min(100, (100 * event.registeredCount) / max)}%`;
+    const confirmedShare = Math.min(100, (100 * event.registeredCount) / max);
+    parts.fill.style.width = `${confirmedShare}%`;
+    const heldShare = (100 * (event.heldCount ?? 0)) / max;
+    parts.held.style.width = `${Math.min(100 - confirmedShare, heldShare)}%`;
     parts.counts.textContent = countsText(event);
     const warning = event.warning ?? null;
     parts.block.dataset.warning = warning ?? "none";
@@ -132,6 +139,7 @@
       registeredCount: data.registeredCount,
       availableSpots: data.availableSpots,
       waitlistCount: data.waitlistCount,
+      heldCount: data.heldCount ?? 0,
       warning: data.warning,
     };
   }
