@@ -74,6 +74,11 @@ BEGIN
                (c.attendee_row).email,
                eventd_email_payload(c.attendee_row, c.event_row, c.id, c.result)
         FROM counted c WHERE c.result IN ('confirmed', 'waitlisted')
+    ), hooked AS (  -- and their webhooks (eventd_enqueue_webhooks says which), in order
+        INSERT INTO webhook_deliveries (endpoint_id, type, body) SELECT w.* FROM counted c,
+            eventd_webhook_registration('registration.' || c.result, c.result, c.id, c.ev, c.att,
+                                        c.wait0 + c.wait_n, now()) w
+        WHERE c.result IN ('confirmed', 'waitlisted') ORDER BY c.n
     ), moved AS (
         UPDATE events e SET
             confirmed_count = e.confirmed_count + t.conf,
