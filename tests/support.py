@@ -1022,6 +1022,7 @@ class Delivered:
     path: str
     headers: dict[str, str]  # names in lower case
     body: bytes
+    received_at: float = dataclasses.field(default_factory=time.time)  # wall clock
 
     @property
     def message_id(self) -> str:
@@ -1059,9 +1060,9 @@ class WebhookReceiver:
         self.port = listeners[0].socket.getsockname()[1]
         await trio.serve_listeners(self._connection, listeners, task_status=task_status)
 
-    async def wait_for(self, count: int) -> list[Delivered]:
-        """The requests received, once there are at least ``count``."""
-        with trio.fail_after(WAIT_SECONDS):
+    async def wait_for(self, count: int, seconds: float = WAIT_SECONDS) -> list[Delivered]:
+        """The requests received, once there are at least ``count`` (within ``seconds``)."""
+        with trio.fail_after(seconds):
             while len(self.received) < count:
                 await self._arrived.wait()
         return self.received
