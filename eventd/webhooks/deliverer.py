@@ -8,10 +8,11 @@ endpoint), and sends that endpoint's messages oldest first, each only after
 the one before it was delivered or given up. Endpoints are served side by
 side, so one slow receiver delays only its own messages.
 
-Each attempt (:meth:`WebhookDeliverer.attempt`):
+Each round of an endpoint checks its URL again (:mod:`eventd.webhooks.targets`:
+the name may point elsewhere now), and each attempt
+(:meth:`WebhookDeliverer.attempt`):
 
-- checks the URL again (:mod:`eventd.webhooks.targets`: the name may point
-  elsewhere now) and connects to the very address it checked;
+- connects to the very address that was checked;
 - signs per Standard Webhooks with the ``standardwebhooks`` package:
   ``webhook-id`` (the row's id, the same on every attempt),
   ``webhook-timestamp`` (now), ``webhook-signature`` over the stored body;
@@ -96,7 +97,7 @@ class DelivererStatistics:
 class _Endpoint:
     id: uuid.UUID
     url: str
-    secret: str
+    signer: Webhook  # holds the secret
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +176,7 @@ class WebhookDeliverer(OutboxDrain):
 
         async with trio.open_nursery() as nursery:
             for row in rows:
-                nursery.start_soon(serve, _Endpoint(row["id"], row["url"], row["secret"]))
+                nursery.start_soon(serve, _Endpoint(row["id"], row["url"], Webhook(row["secret"])))
         return attempted
 
     async def _serve_endpoint(self, endpoint: _Endpoint) -> int:
@@ -199,11 +200,14 @@ class WebhookDeliverer(OutboxDrain):
         attempted = 0
         delivered: list[tuple[uuid.UUID, int]] = []
         recorded_at = trio.current_time()
+        target: targets.Target | targets.TargetRefused | None = None
         for row in rows:
             if row["next_attempt_at"] > self._now():
                 break
+            if target is None:  # checked once per round: a name may resolve elsewhere now
+                target = await self._check(endpoint)
             attempted += 1
-            result = await self.attempt(endpoint, row["id"], row["body"])
+            result = await self.attempt(endpoint, target, row["id"], row["body"])
             self._outcomes[result.outcome] += 1
             if result.outcome == "delivered":
                 assert result.status is not None
@@ -225,15 +229,23 @@ class WebhookDeliverer(OutboxDrain):
         await self._record_delivered(endpoint, delivered)
         return attempted
 
-    async def attempt(self, endpoint: _Endpoint, message_id: uuid.UUID, body: str) -> Attempt:
-        """Send one message once; never raises for what the receiver or the network does."""
-        assert self._client is not None, "sending() opens the client"
+    async def _check(self, endpoint: _Endpoint) -> targets.Target | targets.TargetRefused:
         try:
-            target = await targets.check(endpoint.url, allow_private=self._allow_private)
+            return await targets.check(endpoint.url, allow_private=self._allow_private)
         except targets.TargetRefused as exc:
-            return Attempt("failed", error=f"target refused: {exc}")
+            return exc
+
+    async def attempt(
+        self, endpoint: _Endpoint, target: targets.Target | targets.TargetRefused,
+        message_id: uuid.UUID, body: str,
+    ) -> Attempt:
+        """Send one message once to ``target`` (the endpoint's URL as checked); never raises
+        for what the receiver or the network does."""
+        assert self._client is not None, "sending() opens the client"
+        if isinstance(target, targets.TargetRefused):
+            return Attempt("failed", error=f"target refused: {target}")
         content = body.encode()
-        headers = sign(endpoint.secret, str(message_id), self._now(), content)
+        headers = sign(endpoint.signer, str(message_id), self._now(), content)
         url = httpx.URL(endpoint.url)
         headers["Host"] = url.netloc.decode("ascii")
         headers["Content-Type"] = "application/json"
@@ -353,12 +365,12 @@ class WebhookDeliverer(OutboxDrain):
         )
 
 
-def sign(secret: str, message_id: str, at: datetime, body: bytes) -> dict[str, str]:
+def sign(signer: Webhook, message_id: str, at: datetime, body: bytes) -> dict[str, str]:
     """The Standard Webhooks headers of one attempt to send ``body``."""
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(math.floor(at.timestamp())),
-        "webhook-signature": Webhook(secret).sign(message_id, at, body),
+        "webhook-signature": signer.sign(message_id, at, body),
     }
 
 
