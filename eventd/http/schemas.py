@@ -214,9 +214,23 @@ class EventCreate(Body):
     )
 
 
-class EventPatch(Body):
+class Patch(Body):
+    """A partial update: the fields sent, none of them null, at least one."""
+
     model_config = ConfigDict(json_schema_extra=_only_what_is_sent)
 
+    def sent(self) -> dict[str, Any]:
+        """The fields sent, by storage name."""
+        sent = {name: getattr(self, name) for name in self.model_fields_set}
+        nulls = [to_camel(name) for name, value in sent.items() if value is None]
+        if nulls:
+            raise ValidationFailed([FieldError(f, "must not be null") for f in sorted(nulls)])
+        if not sent:
+            raise ValidationFailed([FieldError("", "send at least one field to change")])
+        return sent
+
+
+class EventPatch(Patch):
     name: Name | None = None
     description: Description | None = None
     date: FutureDate | None = None
@@ -227,12 +241,7 @@ class EventPatch(Body):
 
     def changes(self) -> dict[str, Any]:
         """The fields sent, by storage name; ``date`` is the event's start."""
-        sent = {name: getattr(self, name) for name in self.model_fields_set}
-        nulls = [to_camel(name) for name, value in sent.items() if value is None]
-        if nulls:
-            raise ValidationFailed([FieldError(f, "must not be null") for f in sorted(nulls)])
-        if not sent:
-            raise ValidationFailed([FieldError("", "send at least one field to change")])
+        sent = self.sent()
         if "date" in sent:
             sent["starts_at"] = sent.pop("date")
         return sent
@@ -292,9 +301,7 @@ class WebhookCreate(Body):
     description: WebhookDescription = ""
 
 
-class WebhookPatch(Body):
-    model_config = ConfigDict(json_schema_extra=_only_what_is_sent)
-
+class WebhookPatch(Patch):
     url: WebhookUrl | None = None
     types: WebhookTypes | None = None
     description: WebhookDescription | None = None
@@ -302,12 +309,7 @@ class WebhookPatch(Body):
 
     def changes(self) -> dict[str, Any]:
         """The fields sent; a type named twice counts once."""
-        sent = {name: getattr(self, name) for name in self.model_fields_set}
-        nulls = [name for name, value in sent.items() if value is None]
-        if nulls:
-            raise ValidationFailed([FieldError(f, "must not be null") for f in sorted(nulls)])
-        if not sent:
-            raise ValidationFailed([FieldError("", "send at least one field to change")])
+        sent = self.sent()
         if "types" in sent:
             sent["types"] = list(dict.fromkeys(sent["types"]))
         return sent
