@@ -255,6 +255,28 @@ async def test_an_attempt_without_an_answer_fails_after_its_timeout(
     assert f"within {TIMEOUT_SECONDS:g} s" in row["last_error"]
 
 
+async def test_a_deliverer_stopped_mid_send_gives_the_endpoint_back(
+    db: Database, time: Time
+) -> None:
+    with time.bounded():
+        async with trio.open_nursery() as nursery:
+            receiver = await receiving(nursery, WebhookReceiver([None]))
+            await add_endpoint(db, receiver.url)
+            await queue(db)
+            stopping, taking_over = deliverer(db, time), deliverer(db, time)
+            async with stopping.sending(), trio.open_nursery() as sending:
+                sending.start_soon(stopping.send_due)
+                await receiver.wait_for(1)
+                sending.cancel_scope.cancel()
+            async with taking_over.sending():  # at once, not after the lease
+                assert await taking_over.send_due() == 1
+            receiver.release.set()
+            nursery.cancel_scope.cancel()
+    first, again = receiver.received
+    assert first.message_id == again.message_id
+    assert (await rows(db))[0]["delivered_at"] is not None
+
+
 async def test_a_message_is_given_up_after_retry_hours_and_the_next_one_goes(
     db: Database, time: Time
 ) -> None:

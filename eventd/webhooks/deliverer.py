@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 10.0
 # An endpoint's lease; renewed with every message recorded, so it outlasts any one attempt.
 LEASE_SECONDS = 30.0
+RELEASE_SECONDS = 2.0  # to give a lease back while stopping
 CLAIM_ENDPOINTS = 20  # endpoints taken per claim, each served by a task of its own
 BATCH_MESSAGES = 100  # an endpoint's messages read at a time
 # Delivered messages are recorded together, up to this many, or this often.
@@ -181,13 +182,18 @@ class WebhookDeliverer(OutboxDrain):
 
     async def _serve_endpoint(self, endpoint: _Endpoint) -> int:
         """Send the endpoint's messages in order, until one fails; then give its lease back."""
+        release = "UPDATE webhook_endpoints SET claimed_until = NULL WHERE id = $1"
         try:
             attempted = await self._send_in_order(endpoint)
         except Unavailable:
             return 0  # the lease expires; the messages wait in the database
-        await self.record(
-            "UPDATE webhook_endpoints SET claimed_until = NULL WHERE id = $1", endpoint.id
-        )
+        except trio.Cancelled:
+            # The daemon is stopping: another may take the endpoint at once, not after
+            # the lease. A message cut off mid-send goes again, with its id.
+            with trio.CancelScope(shield=True), trio.move_on_after(RELEASE_SECONDS):
+                await self.record(release, endpoint.id)
+            raise
+        await self.record(release, endpoint.id)
         return attempted
 
     async def _send_in_order(self, endpoint: _Endpoint) -> int:
