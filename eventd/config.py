@@ -170,6 +170,18 @@ class RemindersConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WebhooksConfig:
+    # How long a message is retried (with backoff) before it is given up.
+    retry_hours: float = 72.0
+    # Allow webhook URLs on loopback, private and link-local addresses.
+    allow_private_targets: bool = False
+
+    def validate(self) -> None:
+        _require(0 < self.retry_hours <= 24 * 365, "webhooks.retry_hours",
+                 "must be > 0 and at most a year (8760)")
+
+
+@dataclasses.dataclass(frozen=True)
 class WebsocketConfig:
     almost_full_ratio: float = 0.1
     queue_size: int = 64
@@ -235,6 +247,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     log: LogConfig = LogConfig()
     registrations: RegistrationsConfig = RegistrationsConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     source: str = "defaults"  # the file the values came from, for the start-up banner
     # The EVENTD_* variables that set a value, by name only: a value may be a secret.
     overrides: tuple[str, ...] = ()

@@ -5,7 +5,7 @@
     ├── Redis client    — if configured: the shared event cache and the relay
     ├── Writer          — group commit; started first, stopped last
     ├── Supervisor      — event actors; Relay — changes to and from other daemons
-    ├── Mailer, Reminders
+    ├── Mailer, WebhookDeliverer, Reminders
     └── hypercorn       — the HTTP/WebSocket port, opened only when all above are up
 
 Stopping (SIGTERM, SIGINT, or the ``stop`` event): hypercorn stops accepting
@@ -49,6 +49,7 @@ from eventd.storage.event_cache import EventCache
 from eventd.storage.migrations import apply_migrations
 from eventd.storage.redis import Redis, open_redis
 from eventd.storage.writer import Writer
+from eventd.webhooks.deliverer import WebhookDeliverer
 
 log = logging.getLogger("eventd")
 
@@ -126,7 +127,12 @@ async def serve(
         log.info("email: %s transport", transport.name)
         mailer = Mailer(db, transport, config.email.sender,
                         public_url=config.server.public_url)
-        writer = Writer(db, on_commit=mailer.wake)
+        deliverer = WebhookDeliverer(
+            db,
+            retry_hours=config.webhooks.retry_hours,
+            allow_private_targets=config.webhooks.allow_private_targets,
+        )
+        writer = Writer(db, on_commit=functools.partial(_wake, mailer, deliverer))
         supervisor = Supervisor(
             functools.partial(queries.load_event, db),
             writer.offer,
@@ -143,7 +149,8 @@ async def serve(
             lambda event_id: writer.submit(commands.SendReminders(event_id, before)), before
         )
         hub.add_listener(reminders.on_change)
-        services = Services(config, db, writer, supervisor, reads, hub, mailer, redis, relay)
+        services = Services(config, db, writer, supervisor, reads, hub, mailer, redis, relay,
+                            deliverer)
         async with trio.open_nursery() as writer_nursery:
             await writer_nursery.start(writer.run)
             async with trio.open_nursery() as actor_nursery:
@@ -151,6 +158,7 @@ async def serve(
                 if relay is not None:
                     await actor_nursery.start(relay.run)
                 await actor_nursery.start(mailer.run)
+                await actor_nursery.start(deliverer.run)
                 await actor_nursery.start(reminders.run)
                 owed = await queries.events_owing_reminders(db)
                 for event_id, starts_at in owed:  # a moment missed while down fires now
@@ -171,6 +179,12 @@ async def serve(
                 actor_nursery.cancel_scope.cancel()
             await writer.close()
         log.info("stopped: writer flushed")
+
+
+def _wake(mailer: Mailer, deliverer: WebhookDeliverer) -> None:
+    """After a commit: the batch may have queued emails and webhooks."""
+    mailer.wake()
+    deliverer.wake()
 
 
 def _log_admin_routes(config: Config) -> None:

@@ -82,6 +82,8 @@ def configure_logging(config: LogConfig, worker: int | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(config.level.upper())
     # hypercorn's per-connection chatter and pgserver's command dumps are
-    # noise at info; eventd says what matters about both.
-    for noisy in ("hypercorn.error", "pgserver"):
+    # noise at info; eventd says what matters about both. httpx and httpcore
+    # would log each webhook's URL (which may hold a receiver's token) and, at
+    # debug, its headers: the deliverer names endpoints by id instead.
+    for noisy in ("hypercorn.error", "pgserver", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))

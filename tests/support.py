@@ -1015,3 +1015,115 @@ async def next_message(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]
         message = await ws.get_message()
     assert isinstance(message, str)
     return json.loads(message)  # type: ignore[no-any-return]
+
+
+# --- a webhook receiver ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivered:
+    """One request a :class:`WebhookReceiver` took."""
+
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+    received_at: float = dataclasses.field(default_factory=time.time)  # wall clock
+
+    @property
+    def message_id(self) -> str:
+        return self.headers["webhook-id"]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """An HTTP/1.1 server on 127.0.0.1 (trio and h11) that records what it is sent.
+
+    Each request gets the next of ``answers`` (a status; ``None``: no answer
+    until :attr:`release` is set), then ``default``. ``in_flight`` counts the
+    requests being answered, ``most_in_flight`` the most at once. Start it
+    with ``await nursery.start(receiver.serve)``.
+    """
+
+    def __init__(self, answers: list[int | None] | None = None, default: int = 200) -> None:
+        self.answers = list(answers or [])
+        self.default = default
+        self.received: list[Delivered] = []
+        self.release = trio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.port = 0
+        self._arrived = trio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        await trio.serve_listeners(self._connection, listeners, task_status=task_status)
+
+    async def wait_for(self, count: int, seconds: float = WAIT_SECONDS) -> list[Delivered]:
+        """The requests received, once there are at least ``count`` (within ``seconds``)."""
+        with trio.fail_after(seconds):
+            while len(self.received) < count:
+                await self._arrived.wait()
+        return self.received
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
+                                 h11.RemoteProtocolError):
+            async with stream:
+                while True:
+                    request, body = await self._read_request(conn, stream)
+                    if request is None:
+                        return
+                    await self._answer(conn, stream, request, body)
+                    if conn.our_state is h11.MUST_CLOSE:
+                        return
+                    conn.start_next_cycle()
+
+    async def _read_request(
+        self, conn: h11.Connection, stream: trio.SocketStream
+    ) -> tuple[h11.Request | None, bytes]:
+        request: h11.Request | None = None
+        body = b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(1 << 16)
+                if not data:
+                    return None, b""
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return request, body
+            else:
+                return None, b""
+
+    async def _answer(
+        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request, body: bytes
+    ) -> None:
+        headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self.received.append(Delivered(request.target.decode(), headers, body))
+            self._arrived.set()
+            self._arrived = trio.Event()
+            status = self.answers.pop(0) if self.answers else self.default
+            if status is None:
+                await self.release.wait()
+                status = self.default
+            extra = [("Location", "http://127.0.0.1:1/elsewhere")] if 300 <= status < 400 else []
+            await stream.send_all(conn.send(h11.Response(
+                status_code=status, headers=[("Content-Length", "0"), *extra])))
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+        finally:
+            self.in_flight -= 1

@@ -230,17 +230,18 @@ def test_a_message_with_non_ascii_text_survives_the_round_trip():
 
 
 async def test_the_mailer_trickles_while_commits_keep_coming(autojump_clock):
-    from eventd.email.mailer import BUSY_PAUSE_SECONDS, BUSY_WITHIN_SECONDS, Mailer
+    from eventd.email.mailer import Mailer
     from eventd.email.transports import NoTransport
+    from eventd.storage.outbox import BUSY_PAUSE_SECONDS, BUSY_WITHIN_SECONDS
 
     mailer = Mailer(None, NoTransport(), "noreply@events.example")  # type: ignore[arg-type]
     start = trio.current_time()
-    await mailer._step_aside()  # nothing committed lately: straight on
+    await mailer.step_aside()  # nothing committed lately: straight on
     assert trio.current_time() == start
     mailer.wake()  # a commit: a rush may be on
-    await mailer._step_aside()
+    await mailer.step_aside()
     assert trio.current_time() == start + BUSY_PAUSE_SECONDS
     await trio.sleep(BUSY_WITHIN_SECONDS)  # the commits stopped: full speed again
     resumed = trio.current_time()
-    await mailer._step_aside()
+    await mailer.step_aside()
     assert trio.current_time() == resumed

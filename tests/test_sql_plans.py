@@ -20,7 +20,8 @@ import orjson
 from eventd.storage.database import Connection, open_database
 from eventd.storage.migrations import apply_migrations
 
-TABLES = ["events", "attendees", "registrations", "email_outbox", "idempotency_keys"]
+TABLES = ["events", "attendees", "registrations", "email_outbox", "idempotency_keys",
+          "webhook_endpoints", "webhook_deliveries"]
 
 
 async def _seq_scans(conn: Connection) -> dict[str, int]:
@@ -60,6 +61,10 @@ async def test_no_function_of_the_writer_scans_a_table_planned_while_it_was_smal
             await conn.execute(
                 "INSERT INTO attendees (id, name, email)"
                 " SELECT id, 'A', id || '@x.org' FROM unnest($1::uuid[]) id", [ann, bob, cat, dan])
+            await conn.execute(  # every change also queues its webhook
+                "INSERT INTO webhook_endpoints (id, url, types, secret)"
+                " VALUES ($1, 'https://hooks.example.com', '{*}', 'whsec_c2VjcmV0')",
+                uuid.uuid4())
             await _ops(conn, ["register", None, big, dan, False])
             await conn.execute("ANALYZE")  # what autovacuum does after the first few rows
 
@@ -132,6 +137,7 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
         **dict.fromkeys(
             ["eventd_registration_batch", "eventd_register", "eventd_register_run",
              "eventd_cancel", "eventd_fill_seats", "eventd_confirm", "eventd_expire_due",
-             "eventd_enqueue_email", "eventd_delete_attendee"],
+             "eventd_enqueue_email", "eventd_delete_attendee",
+             "eventd_enqueue_webhooks", "eventd_enqueue_webhook"],
             {"enable_seqscan=off", "plan_cache_mode=auto"}),
     }

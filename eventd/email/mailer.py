@@ -1,44 +1,32 @@
 """Mailer: drains the email outbox through a transport, never dropping a message.
 
-Rows are claimed with a lease (``FOR UPDATE SKIP LOCKED``, so daemons sharing
-a database never take the same row), sent, then marked sent. A failure puts
-the row back with exponential backoff and jitter. A daemon that dies between
-sending and marking leaves the lease to expire and the message is sent once
-more — with the same Message-ID.
+An :class:`~eventd.storage.outbox.OutboxDrain`: rows are claimed with a lease
+(``FOR UPDATE SKIP LOCKED``, so daemons sharing a database never take the
+same row), sent, then marked sent. A failure puts the row back with
+exponential backoff and jitter. A daemon that dies between sending and
+marking leaves the lease to expire and the message is sent once more — with
+the same Message-ID.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import random
 from typing import Any
 
 import orjson
-import trio
-import trio.lowlevel
 
 from eventd.email.messages import OutboxMessage, manage_url
 from eventd.email.transports import Transport
 from eventd.errors import Unavailable
 from eventd.storage.database import Database
+from eventd.storage.outbox import OutboxDrain, backoff_seconds
 
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 50
 # Longer than any one send may take; a crashed daemon's claims wait this long.
 LEASE_SECONDS = 15.0
-POLL_SECONDS = 1.0
-# After a wake-up, let a burst of commits queue more before claiming: one
-# claim and one "sent" update then serve many messages.
-GATHER_SECONDS = 0.05
-# While commits came this recently, the daemon is busy serving: the mailer
-# pauses this long between messages (so it still sends 20 a second). Longer
-# than the gap between group commits in a rush (a batch every ~0.1 s), or the
-# mailer would take those gaps for quiet and compose flat out between them.
-BUSY_WITHIN_SECONDS = 1.0
-BUSY_PAUSE_SECONDS = 0.05
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 
@@ -51,7 +39,9 @@ class OutboxStatus:
     oldest_pending_seconds: float | None
 
 
-class Mailer:
+class Mailer(OutboxDrain):
+    what = "email"
+
     def __init__(
         self,
         db: Database,
@@ -61,29 +51,13 @@ class Mailer:
         backoff_base_seconds: float = BACKOFF_BASE_SECONDS,
         public_url: str = "http://127.0.0.1:3000",
     ) -> None:
-        self._db = db
+        super().__init__(db)
         self._transport = transport
         self._sender = sender
         self._public_url = public_url
         self._backoff_base_seconds = backoff_base_seconds
-        self._wakeup = trio.Event()
-        self._woken_at = -math.inf
         self.sent = 0
         self.failed_attempts = 0
-
-    def wake(self) -> None:
-        """New messages may be waiting (called after a commit)."""
-        self._woken_at = trio.current_time()
-        self._wakeup.set()
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            if await self.send_due() == 0:
-                with trio.move_on_after(POLL_SECONDS):
-                    await self._wakeup.wait()
-                    await trio.sleep(GATHER_SECONDS)
-                self._wakeup = trio.Event()
 
     async def send_due(self) -> int:
         """Send what is due now; returns how many messages were attempted."""
@@ -105,30 +79,17 @@ class Mailer:
         for row in rows:
             if await self._send_one(row):
                 sent.append(row["id"])
-            await self._step_aside()
+            await self.step_aside()
         if sent:
             # A sent message's manage token leaves the table: it lives on only in
             # the recipient's mailbox (the registration keeps its hash).
-            await self._mark(
+            await self.record(
                 "UPDATE email_outbox SET sent_at = now(), claimed_until = NULL, last_error = NULL,"
                 " payload = payload #- '{registration,token}'"
                 " WHERE id = ANY($1::uuid[])",
                 sent,
             )
         return len(rows)
-
-    async def _step_aside(self) -> None:
-        """Let requests go first: composing is CPU work on the daemon's one thread.
-
-        Between messages, requests get in. While commits keep coming (a rush:
-        the writer woke us within the last ``BUSY_WITHIN_SECONDS``), the
-        mailer also pauses, so it sends at a trickle and catches up after;
-        its messages are safe in the outbox meanwhile.
-        """
-        if trio.current_time() - self._woken_at < BUSY_WITHIN_SECONDS:
-            await trio.sleep(BUSY_PAUSE_SECONDS)
-        else:
-            await trio.lowlevel.checkpoint()
 
     async def _send_one(self, row: Any) -> bool:
         """Hand one message to the transport; False (and a retry scheduled) if it failed."""
@@ -140,12 +101,12 @@ class Mailer:
             await self._transport.send(message, self._sender)
         except Exception as exc:  # a refusal, or a bug composing: keep it, try later
             self.failed_attempts += 1
-            backoff = self._backoff_base_seconds * 2 ** (row["attempts"] - 1)
-            delay = min(BACKOFF_MAX_SECONDS, backoff)
-            delay *= 0.5 + random.random()
+            delay = backoff_seconds(
+                row["attempts"], self._backoff_base_seconds, BACKOFF_MAX_SECONDS
+            )
             log.warning("email %s to %s failed (attempt %d), retrying in %.1fs: %s",
                         message.id, message.recipient, row["attempts"], delay, exc)
-            await self._mark(
+            await self.record(
                 "UPDATE email_outbox SET next_attempt_at = now() + make_interval(secs => $2),"
                 " claimed_until = NULL, last_error = $3 WHERE id = $1",
                 message.id, delay, str(exc)[:500],
@@ -153,14 +114,6 @@ class Mailer:
             return False
         self.sent += 1
         return True
-
-    async def _mark(self, sql: str, *args: Any) -> None:
-        # If this fails the lease expires and the message goes again: at most once more.
-        try:
-            async with self._db.connection() as conn:
-                await conn.execute(sql, *args)
-        except Unavailable:
-            log.warning("could not record an email's outcome; it may be sent once more")
 
     async def status(self) -> OutboxStatus:
         row = await self._db.fetchrow(

@@ -22,6 +22,7 @@ from eventd.http import (
     registrations,
     streams,
     swagger_ui,
+    webhooks,
 )
 from eventd.http.connection import Connection, Request
 from eventd.http.context import Services, current_request
@@ -52,7 +53,7 @@ def create_app(services: Services) -> EventdApp:
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
     for module in (events, attendees, registrations, exports, health, streams, dashboard,
-                   openapi, swagger_ui):
+                   openapi, swagger_ui, webhooks):
         app.register_blueprint(module.blueprint)
 
     @app.before_request

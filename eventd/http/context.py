@@ -29,6 +29,7 @@ from eventd.realtime.relay import Relay
 from eventd.storage.database import Database
 from eventd.storage.redis import Redis
 from eventd.storage.writer import Writer
+from eventd.webhooks.deliverer import WebhookDeliverer
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,6 +48,7 @@ class Services:
     mailer: Mailer
     redis: Redis | None = None  # None: not configured
     relay: Relay | None = None
+    webhooks: WebhookDeliverer | None = None  # None: an app without the deliverer (tests)
 
 
 def services() -> Services:

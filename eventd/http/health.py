@@ -18,6 +18,7 @@ from eventd.email.mailer import Mailer
 from eventd.errors import Unavailable
 from eventd.http.context import Services, json_response, services
 from eventd.http.rate_limits import CONNECTIONS_EXTENSION, ConnectionLimiter
+from eventd.webhooks.deliverer import WebhookDeliverer
 
 blueprint = Blueprint("health", __name__)
 
@@ -40,6 +41,9 @@ async def health() -> Response:
         if database["status"] == "up"
         else {"status": "unknown", "transport": s.config.email.transport},
         "redis": await _redis_check(s),
+        "webhooks": await _webhooks_check(s.webhooks)
+        if database["status"] == "up"
+        else {"status": "unknown"},
         "actors": {"live": s.supervisor.statistics().live_actors},
         "websocket": {"connections": s.hub.statistics().connections},
     }
@@ -76,6 +80,23 @@ async def _email_check(mailer: Mailer, transport: str) -> dict[str, object]:
         "transport": status.transport,
         "pending": status.pending,
         "failing": status.failing,
+        "oldestPendingSeconds": status.oldest_pending_seconds,
+    }
+
+
+async def _webhooks_check(deliverer: WebhookDeliverer | None) -> dict[str, object]:
+    """The webhook backlog; ``degraded`` while an endpoint's messages are failing."""
+    if deliverer is None:
+        return {"status": "disabled"}
+    try:
+        status = await deliverer.status()
+    except Unavailable:
+        return {"status": "unknown"}
+    return {
+        "status": "degraded" if status.failing_endpoints else "up",
+        "pending": status.pending,
+        "failingEndpoints": status.failing_endpoints,
+        "disabledEndpoints": status.disabled_endpoints,
         "oldestPendingSeconds": status.oldest_pending_seconds,
     }
 

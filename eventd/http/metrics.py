@@ -36,6 +36,7 @@ from eventd.http.rate_limits import (
     ConnectionLimiter,
     ConnectionLimiterStatistics,
 )
+from eventd.webhooks.deliverer import WebhookStatus
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -88,6 +89,10 @@ async def metrics() -> Response:
         metrics.daemon.outbox = await s.mailer.status()
     except Unavailable:
         metrics.daemon.outbox = None  # the rest is still worth a scrape
+    try:
+        metrics.daemon.webhooks = await s.webhooks.status() if s.webhooks is not None else None
+    except Unavailable:
+        metrics.daemon.webhooks = None
     limiter: ConnectionLimiter | None = current_app.extensions.get(CONNECTIONS_EXTENSION)
     metrics.daemon.connections = limiter.statistics() if limiter is not None else None
     return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
@@ -101,6 +106,7 @@ class _DaemonCollector:
         # Read by the handler just before a scrape.
         self.outbox: OutboxStatus | None = None
         self.connections: ConnectionLimiterStatistics | None = None  # None: not served by eventd
+        self.webhooks: WebhookStatus | None = None
 
     def describe(self) -> list[Metric]:
         return []  # collected fresh on every scrape
@@ -178,6 +184,9 @@ class _DaemonCollector:
                                     "Pending emails whose last attempt failed.",
                                     value=self.outbox.failing)
 
+        if s.webhooks is not None:
+            yield from _webhook_metrics(s, self.webhooks)
+
         if s.redis is not None:
             yield GaugeMetricFamily("eventd_redis_up", "1 while Redis answers.",
                                     value=int(s.redis.up))
@@ -189,6 +198,35 @@ class _DaemonCollector:
             relay.add_metric(("received",), shared.received)
             relay.add_metric(("dropped",), shared.dropped)
             yield relay
+
+
+def _webhook_metrics(s: Services, status: WebhookStatus | None) -> Iterator[Metric]:
+    assert s.webhooks is not None
+    done = s.webhooks.statistics()
+    outcomes = CounterMetricFamily(
+        "eventd_webhook_deliveries",
+        "Webhook delivery attempts by this daemon, by outcome (delivered; failed, to be"
+        " retried or given up; gave_up; gone: a 410 disabled the endpoint).",
+        labels=("outcome",),
+    )
+    for outcome, count in sorted(done.outcomes.items()):
+        outcomes.add_metric((outcome,), count)
+    yield outcomes
+    yield _histogram(
+        "eventd_webhook_lag_seconds",
+        "From a change's commit to its webhook's delivery, for messages delivered here.",
+        done.lag_seconds_counts, done.lag_seconds_total,
+    )
+    if status is not None:
+        yield GaugeMetricFamily("eventd_webhook_pending",
+                                "Webhook messages of enabled endpoints not yet delivered.",
+                                value=status.pending)
+        yield GaugeMetricFamily("eventd_webhook_failing_endpoints",
+                                "Enabled endpoints whose next message failed its last attempt.",
+                                value=status.failing_endpoints)
+        yield GaugeMetricFamily("eventd_webhook_oldest_pending_seconds",
+                                "Age of the oldest pending webhook message (0: none).",
+                                value=status.oldest_pending_seconds or 0.0)
 
 
 def _histogram(name: str, documentation: str, counts: Mapping[float, int],

@@ -109,6 +109,40 @@ HOLD: Example = {
     "hold": True,
 }
 
+CREATE_WEBHOOK: Example = {
+    "url": "https://hooks.example.com/eventd",
+    "types": ["registration.confirmed", "registration.cancelled"],
+    "description": "CRM sync",
+}
+PATCH_WEBHOOK: Example = {"enabled": True}
+
+# --- webhooks ----------------------------------------------------------------------
+
+WEBHOOK_ID = "5e0c7d2a-93b1-4c6f-8e2d-1a9b7c3d5f40"
+WEBHOOK: Example = {
+    "id": WEBHOOK_ID,
+    "url": "https://hooks.example.com/eventd",
+    "types": ["registration.confirmed", "registration.cancelled"],
+    "description": "CRM sync",
+    "enabled": True,
+    "disabledReason": None,
+    "createdAt": "2029-11-02T10:20:00Z",
+    "updatedAt": "2029-11-02T10:20:00Z",
+}
+WEBHOOK_CREATED: Example = {**WEBHOOK, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+WEBHOOK_DELIVERY: Example = {
+    "messageId": "c0ffee00-1d2e-4f3a-8b4c-5d6e7f809a1b",
+    "type": "registration.confirmed",
+    "status": "pending",
+    "createdAt": "2030-01-05T09:30:00.125Z",
+    "attempts": 2,
+    "lastStatusCode": 503,
+    "lastError": "HTTP 503: not a 2xx",
+    "nextAttemptAt": "2030-01-05T09:30:21Z",
+    "deliveredAt": None,
+    "givenUpAt": None,
+}
+
 # --- operations --------------------------------------------------------------------
 
 HEALTH_OK: Example = {
@@ -125,6 +159,13 @@ HEALTH_OK: Example = {
         "redis": {"status": "disabled"},
         "actors": {"live": 12},
         "websocket": {"connections": 3},
+        "webhooks": {
+            "status": "up",
+            "pending": 0,
+            "failingEndpoints": 0,
+            "disabledEndpoints": 0,
+            "oldestPendingSeconds": None,
+        },
     },
 }
 HEALTH_DOWN: Example = {
@@ -135,6 +176,7 @@ HEALTH_DOWN: Example = {
         "redis": {"status": "disabled"},
         "actors": {"live": 0},
         "websocket": {"connections": 3},
+        "webhooks": {"status": "unknown"},
     },
 }
 METRICS = """\

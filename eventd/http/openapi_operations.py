@@ -32,7 +32,8 @@ BODY = ("malformed_json", "validation_failed", "payload_too_large", "unsupported
 UUID: JsonSchema = {"type": "string", "format": "uuid"}
 TEXT: JsonSchema = {"type": "string"}
 # The ids a path can hold -> their parameters in components.
-_PATH_IDS = {"eventId": "EventId", "attendeeId": "AttendeeId", "registrationId": "RegistrationId"}
+_PATH_IDS = {"eventId": "EventId", "attendeeId": "AttendeeId", "registrationId": "RegistrationId",
+             "webhookId": "WebhookId"}
 
 
 def ref(name: str) -> JsonSchema:
@@ -61,6 +62,7 @@ PARAMETERS: dict[str, JsonSchema] = {
     "EventId": _path_id("eventId", "event"),
     "AttendeeId": _path_id("attendeeId", "attendee"),
     "RegistrationId": _path_id("registrationId", "registration"),
+    "WebhookId": _path_id("webhookId", "webhook endpoint"),
     "Page": {
         "name": "page",
         "in": "query",

@@ -53,6 +53,12 @@ _REGISTRATION_LINKS = {
     "getAttendee": ("attendeeId", "attendeeId"),
     "cancelRegistration": ("registrationId", "id"),
 }
+_WEBHOOK_LINKS = {
+    "getWebhook": ("webhookId", "id"),
+    "updateWebhook": ("webhookId", "id"),
+    "deleteWebhook": ("webhookId", "id"),
+    "listWebhookDeliveries": ("webhookId", "id"),
+}
 _BOUND: JsonSchema = {
     "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]
 }
@@ -266,12 +272,67 @@ def document_paths() -> dict[str, JsonSchema]:
             admin=True,
             description="A file to download." + _EXPORTED,
         ),
+        # --- webhooks ---
+        operation(
+            "POST", "/webhooks", "createWebhook", "webhooks", "Add a webhook endpoint",
+            {201: created("WebhookCreated", "endpoint, with its secret (shown this once)",
+                          _WEBHOOK_LINKS, crm=x.WEBHOOK_CREATED)},
+            body=("WebhookCreate", {"crm": x.CREATE_WEBHOOK}),
+            admin=True,
+            description="From the next committed change on, each change of a subscribed"
+            " type is sent to `url` as `{\"type\", \"timestamp\", \"data\"}`, `data` the"
+            " event or registration as this API shows it, signed per Standard Webhooks"
+            " (`webhook-id`, `webhook-timestamp`, `webhook-signature`) with `secret`."
+            " Delivered at least once, in the order of the changes; a 2xx is delivered,"
+            " `410 Gone` disables the endpoint, anything else is retried with backoff for"
+            " `webhooks.retry_hours`. Redirects are not followed. A URL whose host"
+            " resolves to a loopback, private, link-local, multicast or reserved address"
+            " (any of its addresses) is refused with `400` unless"
+            " `webhooks.allow_private_targets` is set.",
+        ),
+        operation(
+            "GET", "/webhooks", "listWebhooks", "webhooks", "List webhook endpoints",
+            {200: page("WebhookPage", "A page of endpoints, by `createdAt`, without their"
+                       " secrets.", x.WEBHOOK)},
+            parameters=[_PAGE, limit(20, 100)],
+            admin=True,
+        ),
+        operation(
+            "GET", "/webhooks/{webhookId}", "getWebhook", "webhooks", "Read a webhook endpoint",
+            {200: answer("Webhook", "The endpoint, without its secret.", x.WEBHOOK)},
+            admin=True,
+        ),
+        operation(
+            "PATCH", "/webhooks/{webhookId}", "updateWebhook", "webhooks",
+            "Edit a webhook endpoint",
+            {200: answer("Webhook", "The endpoint as changed.", x.WEBHOOK)},
+            body=("WebhookPatch", {"enable": x.PATCH_WEBHOOK}),
+            admin=True,
+            description="Any non-empty subset of `url`, `types`, `description`, `enabled`;"
+            " null is refused. A new URL is checked as on create. Enabling an endpoint"
+            " that a `410` disabled sends its waiting messages again.",
+        ),
+        operation(
+            "DELETE", "/webhooks/{webhookId}", "deleteWebhook", "webhooks",
+            "Delete a webhook endpoint",
+            {204: NO_CONTENT},
+            admin=True,
+            description="Its deliveries, sent or waiting, go with it.",
+        ),
+        operation(
+            "GET", "/webhooks/{webhookId}/deliveries", "listWebhookDeliveries", "webhooks",
+            "An endpoint's deliveries",
+            {200: page("WebhookDeliveryPage", "A page of the endpoint's messages, newest"
+                       " first, each with what became of it.", x.WEBHOOK_DELIVERY)},
+            parameters=[_PAGE, limit(20, 100)],
+            admin=True,
+        ),
         # --- operations ---
         operation(
             "GET", "/health", "health", "operations", "Is the daemon able to serve?",
             {
-                200: answer("Health", "`ok`, or `degraded` when Redis or email is in"
-                            " trouble.", x.HEALTH_OK),
+                200: answer("Health", "`ok`, or `degraded` when Redis, email or a"
+                            " webhook endpoint is in trouble.", x.HEALTH_OK),
                 503: {
                     **answer("Health", "`down`: the database is unreachable.", x.HEALTH_DOWN),
                     "headers": {"Retry-After": header("RetryAfter")},
@@ -287,7 +348,8 @@ def document_paths() -> dict[str, JsonSchema]:
                     "description": "Prometheus text format: requests by route and status"
                     " with latency histograms, registrations by outcome, websocket"
                     " connections and dropped clients, outbox depth, writer batch sizes"
-                    " and commit latency, live actors.",
+                    " and commit latency, live actors, webhook deliveries by outcome and"
+                    " their lag, the webhook backlog.",
                     "content": {"text/plain": {"schema": TEXT, "example": x.METRICS}},
                 }
             },

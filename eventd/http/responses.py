@@ -173,6 +173,71 @@ class EventRegistrationPage(_Page):
     items: list[EventRegistration]
 
 
+# --- webhooks ----------------------------------------------------------------------
+
+WebhookTypeName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+@with_config(CLOSED)
+class Webhook(TypedDict):
+    """A webhook endpoint. Its secret is never shown again after it was created."""
+
+    id: uuid.UUID
+    url: Annotated[str, Field(min_length=1, max_length=2000)]
+    types: Annotated[list[WebhookTypeName], Field(min_length=1)]
+    """The types of change it receives; `["*"]`: every type."""
+    description: Annotated[str, Field(max_length=500)]
+    enabled: bool
+    disabledReason: str | None
+    """Why a delivery disabled it (the receiver answered `410 Gone`); null otherwise."""
+    createdAt: Timestamp
+    updatedAt: Timestamp
+
+
+@with_config(CLOSED)
+class WebhookCreated(Webhook):
+    """The new endpoint, with its secret: shown this once."""
+
+    secret: Annotated[str, Field(pattern=r"^whsec_[A-Za-z0-9+/]+=*$")]
+    """`whsec_` and the base64 of the key: give it to a Standard Webhooks library."""
+
+
+@with_config(CLOSED)
+class WebhookPage(_Page):
+    """A page of webhook endpoints."""
+
+    items: list[Webhook]
+
+
+@with_config(CLOSED)
+class WebhookDelivery(TypedDict):
+    """One message to one endpoint, and what became of it."""
+
+    messageId: uuid.UUID
+    """Its `webhook-id`: the same on every attempt."""
+    type: WebhookTypeName
+    status: Literal["pending", "delivered", "failed"]
+    """`failed`: given up after `webhooks.retry_hours`."""
+    createdAt: Timestamp
+    """When the change it announces was committed."""
+    attempts: Count
+    lastStatusCode: Annotated[int, Field(ge=100, le=599)] | None
+    """The receiver's answer to the last attempt; null if it did not answer."""
+    lastError: str | None
+    """Why the last attempt failed; null once delivered."""
+    nextAttemptAt: Timestamp | None
+    """While pending."""
+    deliveredAt: Timestamp | None
+    givenUpAt: Timestamp | None
+
+
+@with_config(CLOSED)
+class WebhookDeliveryPage(_Page):
+    """A page of an endpoint's deliveries, newest first."""
+
+    items: list[WebhookDelivery]
+
+
 # --- problems ----------------------------------------------------------------------
 
 
@@ -270,6 +335,20 @@ class ConnectionsCheck(TypedDict):
 
 
 @with_config(CLOSED)
+class WebhooksCheck(TypedDict):
+    """The webhook outbox; `degraded` while an endpoint's next message is failing,
+    `unknown` while the database is down."""
+
+    status: Literal["up", "degraded", "unknown", "disabled"]
+    pending: NotRequired[Count]
+    """Messages of enabled endpoints not yet delivered or given up."""
+    failingEndpoints: NotRequired[Count]
+    """Enabled endpoints whose next message failed its last attempt."""
+    disabledEndpoints: NotRequired[Count]
+    oldestPendingSeconds: NotRequired[float | None]
+
+
+@with_config(CLOSED)
 class HealthChecks(TypedDict):
     database: DatabaseCheck
     redis: RedisCheck
@@ -277,6 +356,7 @@ class HealthChecks(TypedDict):
     actors: ActorsCheck
     websocket: WebsocketCheck
     connections: NotRequired[ConnectionsCheck]
+    webhooks: NotRequired[WebhooksCheck]
 
 
 @with_config(CLOSED)

@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 from eventd.errors import FieldError, MalformedJson, ValidationFailed, echo
 from eventd.model import utc_now
 from eventd.timezones import MAX_NAME_CHARS, is_timezone
+from eventd.webhooks import TYPES, WebhookType, targets
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -250,9 +251,23 @@ class EventCreate(Body):
     confirmation: ConfirmationMode = "instant"
 
 
-class EventPatch(Body):
+class Patch(Body):
+    """A partial update: the fields sent, none of them null, at least one."""
+
     model_config = ConfigDict(json_schema_extra=_only_what_is_sent)
 
+    def sent(self) -> dict[str, Any]:
+        """The fields sent, by storage name."""
+        sent = {name: getattr(self, name) for name in self.model_fields_set}
+        nulls = [to_camel(name) for name, value in sent.items() if value is None]
+        if nulls:
+            raise ValidationFailed([FieldError(f, "must not be null") for f in sorted(nulls)])
+        if not sent:
+            raise ValidationFailed([FieldError("", "send at least one field to change")])
+        return sent
+
+
+class EventPatch(Patch):
     name: Name | None = None
     description: Description | None = None
     date: FutureDate | None = None
@@ -266,12 +281,7 @@ class EventPatch(Body):
 
     def changes(self) -> dict[str, Any]:
         """The fields sent, by storage name; ``date`` is the event's start."""
-        sent = {name: getattr(self, name) for name in self.model_fields_set}
-        nulls = [to_camel(name) for name, value in sent.items() if value is None]
-        if nulls:
-            raise ValidationFailed([FieldError(f, "must not be null") for f in sorted(nulls)])
-        if not sent:
-            raise ValidationFailed([FieldError("", "send at least one field to change")])
+        sent = self.sent()
         if "date" in sent:
             sent["starts_at"] = sent.pop("date")
         return sent
@@ -334,6 +344,61 @@ class RegistrationCreate(Body):
         return self
 
 
+def _webhook_url(value: str) -> str:
+    try:
+        targets.parse(value)
+    except targets.TargetRefused as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+WebhookUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        # Documented; the validator checks it, in words of its own.
+        json_schema_extra={"pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s#]+$"},
+        description="`http(s)://` with a host; no user name or password, no fragment."
+        " The host's every address must be public (not loopback, private, link-local,"
+        " multicast or reserved) unless `webhooks.allow_private_targets` is set.",
+        examples=["https://hooks.example.com/eventd"],
+    ),
+    AfterValidator(_webhook_url),
+]
+WebhookTypes = Annotated[
+    list[Literal[WebhookType, "*"]],
+    Field(
+        min_length=1,
+        max_length=len(TYPES) + 1,
+        description="The types of change to receive, or `[\"*\"]` for every type.",
+    ),
+]
+WebhookDescription = Annotated[
+    str, Field(max_length=500, json_schema_extra=_STORABLE), AfterValidator(_storable)
+]
+
+
+class WebhookCreate(Body):
+    url: WebhookUrl
+    types: WebhookTypes
+    description: WebhookDescription = ""
+
+
+class WebhookPatch(Patch):
+    url: WebhookUrl | None = None
+    types: WebhookTypes | None = None
+    description: WebhookDescription | None = None
+    enabled: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent; a type named twice counts once."""
+        sent = self.sent()
+        if "types" in sent:
+            sent["types"] = list(dict.fromkeys(sent["types"]))
+        return sent
+
+
 # --- turning pydantic's errors into ours ----------------------------------------
 
 _MESSAGES = {
@@ -366,6 +431,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return f"must be at least {ctx['min_length']} character(s)"
     if kind == "string_too_long":
         return f"must be at most {ctx['max_length']} characters"
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected']}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     return echo(str(error["msg"]))  # pydantic's own words may quote the input

@@ -26,6 +26,7 @@ from eventd.errors import (
     NotFound,
 )
 from eventd.model import Attendee, Event, EventCounts
+from eventd.storage import webhooks
 from eventd.storage.database import Connection
 from eventd.storage.writer import WriteCommand
 
@@ -259,6 +260,7 @@ class CreateEvent(WriteCommand[Event]):
             f.confirmation,
         )
         assert row is not None
+        await webhooks.enqueue_event_change(conn, "created", Event.from_row(row))
         return Event.from_row(row)
 
 
@@ -336,6 +338,7 @@ class UpdateEvent(WriteCommand[EventUpdated]):
         )
         assert row is not None
         updated = Event.from_row(row)
+        await webhooks.enqueue_event_change(conn, "updated", updated)
         if moved:
             await _email_everyone(conn, "event_changed", self.event_id)
         if updated.starts_at != old.starts_at:  # a new date: its reminder is due anew
@@ -375,6 +378,7 @@ class DeleteEvent(WriteCommand[EventDeleted]):
         if row is None:
             raise NotFound(f"Event {self.event_id} does not exist.")
         await _email_everyone(conn, "event_cancelled", self.event_id)
+        await webhooks.enqueue_event_change(conn, "deleted", Event.from_row(row))
         # ON DELETE CASCADE takes its registrations with it.
         await conn.execute("DELETE FROM events WHERE id = $1", self.event_id)
         event = Event.from_row(row)

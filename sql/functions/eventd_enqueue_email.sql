@@ -22,4 +22,5 @@ BEGIN
     JOIN attendees a ON a.id = r.attendee_id
     JOIN events e ON e.id = r.event_id
     WHERE r.id = p_registration;
+    PERFORM eventd_enqueue_webhooks(p_kind, p_registration);
 END $$;

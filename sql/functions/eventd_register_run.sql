@@ -97,6 +97,12 @@ BEGIN
                                     CASE WHEN c.result = 'held' THEN c.hold_until END)
         FROM counted c
         WHERE c.result IN ('confirmed', 'waitlisted') OR (c.result = 'held' AND c.mailed)
+    ), hooked AS (  -- and their webhooks (eventd_enqueue_webhooks says which), in order
+        INSERT INTO webhook_deliveries (endpoint_id, type, body) SELECT w.* FROM counted c,
+            eventd_webhook_registration('registration.' || c.result, c.result, c.id, c.ev, c.att,
+                                        c.wait0 + c.wait_n, now(),
+                                        CASE WHEN c.result = 'held' THEN c.hold_until END) w
+        WHERE c.result IN ('confirmed', 'held', 'waitlisted') ORDER BY c.n
     ), moved AS (
         UPDATE events e SET
             confirmed_count = e.confirmed_count + t.conf,
