@@ -80,10 +80,14 @@ class Event:
     created_at: datetime
     updated_at: datetime
     timezone: str = "UTC"  # IANA name: how people read its times (eventd.timezones)
+    # People let in at the door: only ever rises (a later cancellation does not undo
+    # an entry), so of two accounts of it the larger is the newer.
+    checked_in_count: int = 0
 
     COLUMNS = (
         "id, name, description, starts_at, duration_minutes, location, max_attendees, "
-        "confirmed_count, waitlist_count, version, created_at, updated_at, timezone"
+        "confirmed_count, waitlist_count, version, created_at, updated_at, timezone, "
+        "checked_in_count"
     )
 
     @classmethod
@@ -139,6 +143,7 @@ class Event:
             "createdAt": format_time(self.created_at),
             "updatedAt": format_time(self.updated_at),
             "timezone": self.timezone,
+            "checkedInCount": self.checked_in_count,
         }
 
     @classmethod
@@ -159,6 +164,7 @@ class Event:
             updated_at=parse_time(data["updatedAt"]),
             # JSON cached or relayed by a daemon from before time zones has none.
             timezone=data.get("timezone", "UTC"),
+            checked_in_count=data.get("checkedInCount", 0),  # likewise, before check-in
         )
 
     @functools.cached_property

@@ -16,8 +16,8 @@ from eventd.model import EventCounts
 from eventd.realtime.changes import Change
 from eventd.reply import Reply
 
-__all__ = ["Cancel", "CountsChanged", "DeleteEvent", "Message", "Notice", "Register", "Reload",
-           "Remote", "Reply", "Request", "UpdateEvent"]
+__all__ = ["Cancel", "CheckIn", "CountsChanged", "DeleteEvent", "Message", "Notice", "Register",
+           "Reload", "Remote", "Reply", "Request", "UpdateEvent"]
 
 
 class Register(NamedTuple):
@@ -29,6 +29,14 @@ class Register(NamedTuple):
 
 
 class Cancel(NamedTuple):
+    registration_id: uuid.UUID
+    reply: Reply[Any]
+    deadline: float = math.inf
+
+
+class CheckIn(NamedTuple):
+    """Let a ticket's holder in (its signature was checked by the asker)."""
+
     registration_id: uuid.UUID
     reply: Reply[Any]
     deadline: float = math.inf
@@ -70,6 +78,6 @@ class Remote:
     change: Change
 
 
-Request = Register | Cancel | UpdateEvent | DeleteEvent | Reload
+Request = Register | Cancel | UpdateEvent | DeleteEvent | Reload | CheckIn
 Notice = CountsChanged | Remote
 Message = Request | Notice

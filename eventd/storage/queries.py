@@ -248,7 +248,7 @@ REGISTRATION_EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
     # Columns registrations do not have yet: empty until they do, then the column.
     ("updatedAt", "NULL::timestamptz"),  # r.updated_at
     ("expiresAt", "NULL::timestamptz"),  # r.expires_at
-    ("checkedInAt", "NULL::timestamptz"),  # r.checked_in_at
+    ("checkedInAt", "r.checked_in_at"),
 )
 ATTENDEE_EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "id"),
