@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -29,6 +29,7 @@ from eventd.realtime.relay import Relay
 from eventd.storage.database import Database
 from eventd.storage.redis import Redis
 from eventd.storage.writer import Writer
+from eventd.tickets import TicketKey
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,6 +48,7 @@ class Services:
     mailer: Mailer
     redis: Redis | None = None  # None: not configured
     relay: Relay | None = None
+    ticket_key: TicketKey | None = None  # None: tickets are not served (an app in a test)
 
 
 def services() -> Services:
@@ -117,21 +119,30 @@ def no_content() -> Response:
     return Response(b"", status=204)
 
 
+def bearer_matches(tokens: Iterable[str]) -> bool:
+    """Does the request carry ``Authorization: Bearer <one of tokens>``?"""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    presented = given.strip().encode()
+    # Compare against every token, so timing tells nothing about which matched.
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(presented, token.encode())
+    return scheme.lower() == "bearer" and matched
+
+
+def is_admin() -> bool:
+    """Is the request an admin's: a valid admin token, or none configured (open admin)?"""
+    tokens = services().config.auth.admin_tokens
+    return not tokens or bearer_matches(tokens)
+
+
 def admin_route(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Require ``Authorization: Bearer <token>`` when admin tokens are configured."""
 
     @functools.wraps(handler)
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        tokens = services().config.auth.admin_tokens
-        if tokens:
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            presented = given.strip().encode()
-            # Compare against every token, so timing tells nothing about which matched.
-            matched = False
-            for token in tokens:
-                matched |= hmac.compare_digest(presented, token.encode())
-            if scheme.lower() != "bearer" or not matched:
-                raise Unauthorized("This route needs a valid admin bearer token.")
+        if not is_admin():
+            raise Unauthorized("This route needs a valid admin bearer token.")
         return await handler(*args, **kwargs)
 
     return guarded

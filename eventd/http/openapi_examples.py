@@ -32,6 +32,7 @@ EVENT: Example = {
     "createdAt": "2029-11-02T10:15:00Z",
     "updatedAt": "2030-02-14T08:01:12.250Z",
     "timezone": "Europe/Berlin",
+    "checkedInCount": 0,
 }
 ATTENDEE: Example = {
     "id": ATTENDEE_ID,
@@ -56,6 +57,23 @@ EVENT_REGISTRATION: Example = {
     **REGISTRATION,
     "attendee": {key: ATTENDEE[key] for key in ("id", "name", "email")},
 }
+
+# A ticket of REGISTRATION (John Doe), really signed by the key of TICKET_KEYS (a
+# throwaway key: bytes 0, 1, …, 31): the example verifies.
+TICKET_JWS = (
+    "eyJhbGciOiJFZERTQSIsImtpZCI6IjFJRzJ0TUg3SjJ3Ykpabk9mOExKelFpdEtmN0xNdm9BRWxzdURNVk01"
+    "NFkiLCJ0eXAiOiJKV1QifQ.eyJzdWIiOiJhNGIxYzJkMy1lNWY2LTQ3ODktOGFiYy1kZWYwMTIzNDU2NzgiL"
+    "CJlaWQiOiI3YzFlMmI5YS00ZjBlLTRhNTMtOWE1NS0wYzZmMWYxZjNhMDEiLCJuYW1lIjoiSm9obiBEb2UiL"
+    "CJpYXQiOjE4OTM4MzU4MDB9.1jlpO39l4IwbUW4QWhcp-ygldsbU6pYDUN0dWZXTc2y76iuDznvj2noraoPbo"
+    "FEuJvoFhVlQJ1evMTnEHrNxCg"
+)
+TICKET: Example = {"ticket": TICKET_JWS, "qr": "data:image/svg+xml;base64,PHN2ZyB4bWxucz0i"}
+TICKET_KEYS: Example = {"keys": [{
+    "kty": "OKP", "crv": "Ed25519", "x": "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg",
+    "kid": "1IG2tMH7J2wbJZnOf8LJzQitKf7LMvoAElsuDMVM54Y", "alg": "EdDSA", "use": "sig",
+}]}
+CHECK_IN_BODY: Example = {"ticket": TICKET_JWS}
+CHECKED_IN: Example = {**REGISTRATION, "checkedInAt": "2030-06-01T06:42:17.503Z"}
 
 # --- exports -----------------------------------------------------------------------
 
@@ -149,8 +167,14 @@ PROBLEM_DETAILS = {
     "unsupported_media_type": "Send the body as application/json, not text/plain.",
     "rate_limited": "More than 50 requests per second from this address; retry in 1 s.",
     "unavailable": "The request could not be completed in time; please retry.",
+    "forbidden": f"Registration {REGISTRATION_ID}'s ticket needs its manage token (?token="
+    " or the Registration-Token header) or an admin token.",
+    "ticket_not_valid": "The ticket's signature does not verify.",
+    "already_checked_in": f"Registration {REGISTRATION_ID} was checked in at"
+    " 2030-06-01T06:42:17.503Z.",
 }
 PROBLEM_EXTRAS: dict[str, Example] = {
     "validation_failed": {"errors": [{"field": "maxAttendees", "message": "must be ≥ 1"}]},
     "event_overlap": {"conflictingEventId": OTHER_EVENT_ID},
+    "already_checked_in": {"checkedInAt": "2030-06-01T06:42:17.503Z"},
 }

@@ -29,6 +29,7 @@ from eventd.http.openapi_operations import (
     paths,
     query,
     query_text,
+    ref,
 )
 from eventd.http.swagger_ui import ASSETS
 
@@ -242,6 +243,47 @@ def document_paths() -> dict[str, JsonSchema]:
             ],
             admin=True,
             description="A file to download." + _EXPORTED,
+        ),
+        # --- tickets ---
+        operation(
+            "GET", "/registrations/{registrationId}/ticket", "getTicket", "tickets",
+            "A registration's ticket",
+            {200: {
+                "description": "The ticket and its QR code; with `Accept: image/svg+xml`, the"
+                " QR code's SVG itself. Not to be cached (`Cache-Control: no-store`).",
+                "content": {
+                    "application/json": {"schema": ref("Ticket"), "example": x.TICKET},
+                    "image/svg+xml": {"schema": TEXT},
+                },
+            }},
+            codes=["forbidden", "ticket_not_valid"],
+            description="Only a confirmed registration has a ticket (else `409"
+            " ticket_not_valid`). Needs an admin token (else `403 forbidden`). The ticket"
+            " is a compact JWS signed with the deployment's Ed25519 key; a scanner verifies"
+            " it offline against `/.well-known/jwks.json`. The same registration gets the"
+            " same ticket every time.",
+        ),
+        operation(
+            "GET", "/.well-known/jwks.json", "ticketKeys", "tickets",
+            "The keys that verify tickets",
+            {200: answer("JwkSet", "The public ticket key as a JWK Set: give it to any JOSE"
+                         " library to verify tickets offline.", x.TICKET_KEYS)},
+            busy=PAGES,
+        ),
+        operation(
+            "POST", "/checkins", "checkIn", "tickets", "Check a ticket in at the door",
+            {201: created("CheckIn", "registration, checked in",
+                          {"getRegistration": ("registrationId", "id")}, first=x.CHECKED_IN)},
+            body=("CheckInCreate", {"scan": x.CHECK_IN_BODY}),
+            codes=["ticket_not_valid", "already_checked_in"],
+            admin=True,
+            description="An admin token, or one of `auth.checkin_tokens` (as the bearer"
+            " token: good for this route only). `201` the first time a ticket is checked"
+            " in, however many doors and daemons scan it at once; `409 already_checked_in`"
+            " with the first `checkedInAt` after that; `409 ticket_not_valid` when the"
+            " signature does not verify or the registration is not (or no longer)"
+            " confirmed. Broadcasts `eventCapacityUpdate` with the event's new"
+            " `checkedInCount`.",
         ),
         # --- operations ---
         operation(

@@ -16,6 +16,7 @@ from quart import Response
 from werkzeug.exceptions import HTTPException
 
 from eventd import errors as e
+from eventd.model import format_time
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,12 @@ PROBLEMS: dict[str, ProblemType] = {
         401,
         "Unauthorized",
         "no valid `Authorization: Bearer` token (only when tokens are configured)",
+    ),
+    "forbidden": ProblemType(
+        403,
+        "Forbidden",
+        "acting on a registration without its manage token (`?token=` or"
+        " `Registration-Token`) or an admin token",
     ),
     "not_found": ProblemType(
         404, "Not found", "no such resource (also for ids that are not UUIDs)"
@@ -67,6 +74,17 @@ PROBLEMS: dict[str, ProblemType] = {
         409,
         "Idempotency key reused",
         "this `Idempotency-Key` was sent with a different request",
+    ),
+    "ticket_not_valid": ProblemType(
+        409,
+        "Ticket not valid",
+        "the ticket's signature does not verify, or its registration is not (or no"
+        " longer) confirmed",
+    ),
+    "already_checked_in": ProblemType(
+        409,
+        "Already checked in",
+        "the ticket was checked in before; `checkedInAt` says when",
     ),
     "payload_too_large": ProblemType(
         413, "Payload too large", "the body is over `limits.max_body_bytes`"
@@ -124,6 +142,8 @@ def from_error(error: e.EventdError) -> Response:
         extra["errors"] = [{"field": f.field, "message": f.message} for f in error.errors]
     if isinstance(error, e.EventOverlap):
         extra["conflictingEventId"] = str(error.conflicting_event_id)
+    if isinstance(error, e.AlreadyCheckedIn):
+        extra["checkedInAt"] = format_time(error.checked_in_at)
     if isinstance(error, e.RateLimited | e.Unavailable):
         headers["Retry-After"] = str(error.retry_after_seconds)
     if isinstance(error, e.Unauthorized):

@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 
 from eventd.errors import FieldError, MalformedJson, ValidationFailed, echo
 from eventd.model import utc_now
+from eventd.tickets import MAX_TICKET_CHARS
 from eventd.timezones import MAX_NAME_CHARS, is_timezone
 
 M = TypeVar("M", bound=BaseModel)
@@ -247,6 +248,15 @@ class RegistrationCreate(Body):
     attendee_id: uuid.UUID
     waitlist: bool = Field(
         False, description="Join the waitlist when the event is full (else 409)."
+    )
+
+
+class CheckInCreate(Body):
+    ticket: str = Field(
+        min_length=1,
+        max_length=MAX_TICKET_CHARS,
+        description="The ticket as its QR code holds it: a compact JWS from"
+        " `GET /registrations/{registrationId}/ticket`.",
     )
 
 

@@ -95,7 +95,8 @@
 
   function countsText(event) {
     return `${event.registeredCount} / ${event.maxAttendees} registered · ` +
-      `${event.availableSpots} available · ${event.waitlistCount} on waitlist`;
+      `${event.availableSpots} available · ${event.waitlistCount} on waitlist · ` +
+      `${event.checkedInCount ?? 0} checked in`;
   }
 
   /** A capacity block: a progressbar (registered of max), the counts and the warning. */
@@ -132,6 +133,7 @@
       registeredCount: data.registeredCount,
       availableSpots: data.availableSpots,
       waitlistCount: data.waitlistCount,
+      checkedInCount: data.checkedInCount ?? event.checkedInCount,
       warning: data.warning,
     };
   }
