@@ -29,7 +29,7 @@ from tests.support import DaemonProcess
 EVENT_KEYS = {
     "id", "name", "description", "date", "durationMinutes", "endsAt", "location",
     "maxAttendees", "registeredCount", "availableSpots", "waitlistCount", "version",
-    "createdAt", "updatedAt", "timezone",
+    "createdAt", "updatedAt", "timezone", "checkedInCount",
 }
 
 

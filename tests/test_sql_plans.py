@@ -62,6 +62,7 @@ async def test_no_function_of_the_writer_scans_a_table_planned_while_it_was_smal
                 " SELECT id, 'A', id || '@x.org' FROM unnest($1::uuid[]) id", [ann, bob, cat, dan])
             await _ops(conn, ["register", None, big, dan, False])
             await conn.execute("ANALYZE")  # what autovacuum does after the first few rows
+            dans = await conn.fetchval("SELECT id FROM registrations WHERE attendee_id = $1", dan)
 
             async with conn.transaction():
                 before = await _seq_scans(conn)
@@ -78,11 +79,14 @@ async def test_no_function_of_the_writer_scans_a_table_planned_while_it_was_smal
                 await conn.fetch("SELECT * FROM eventd_delete_attendee($1)", ann)
                 reminded = await conn.fetchval(
                     "SELECT eventd_send_reminders($1, interval '1 day')", big)
+                entered = await conn.fetch(
+                    "SELECT outcome FROM eventd_check_in($1, $2)", big, [dans, uuid.uuid4()])
                 after = await _seq_scans(conn)
     assert [outcome for outcome, _ in first] == [
         "confirmed", "already_registered", "confirmed", "waitlisted", "event_full"]
     assert [outcome for outcome, _ in second] == ["cancelled"]  # and cat is promoted
     assert reminded == 1  # dan's: ann's registration went with her
+    assert [row["outcome"] for row in entered] == ["checked_in", "not_valid"]
     assert after == before, "sequential scans: " + ", ".join(
         f"{table} {after[table] - before[table]}" for table in TABLES)
 
@@ -132,6 +136,6 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
         **dict.fromkeys(
             ["eventd_registration_batch", "eventd_register", "eventd_register_run",
              "eventd_cancel", "eventd_promote",
-             "eventd_enqueue_email", "eventd_delete_attendee"],
+             "eventd_enqueue_email", "eventd_delete_attendee", "eventd_check_in"],
             {"enable_seqscan=off", "plan_cache_mode=auto"}),
     }
