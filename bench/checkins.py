@@ -11,10 +11,12 @@ this process, over ``--connections`` keep-alive connections (bench.loadgen's
 client), in turn:
 
 1. reads: ``GET /events/{id}``, as many requests as there are tickets;
-2. issue: ``GET /registrations/{id}/ticket`` for every registration (signs
-   the JWS and draws its QR code);
+2. issue: ``GET /registrations/{id}/ticket`` for ``--issue`` registrations
+   (signs the JWS and draws its QR code, some 30 ms of pure Python);
 3. check-in: ``POST /checkins`` with every ticket once — each must be 201;
-4. re-scan: the same again — each must be ``409 already_checked_in``.
+4. re-scan: the same again — each must be ``409 already_checked_in``;
+5. reads again: the machine's speed drifts, so the read rate is the mean of
+   the two read phases, one on each side of the writes.
 
 Prints the machine, then one line per phase: requests, wall time, requests/s,
 p50/p99 latency, the statuses seen, and check-ins / reads against the goal.
@@ -44,6 +46,7 @@ from bench.harness import (
     postgres_admin,
 )
 from bench.loadgen import Connection
+from eventd.tickets import Ticket, issued_at, load_or_create_key
 from tests.support import run_sql
 
 GOAL_RATIO = 0.5  # check-ins per second ≥ this × reads per second
@@ -115,22 +118,21 @@ class Phase:
         }
 
 
-async def _tickets(url: str, registrations: list[str], connections: int) -> list[str]:
-    """Every registration's ticket (read from the answers: the loadgen client drops bodies)."""
-    found: dict[str, str] = {}
-    limiter = trio.CapacityLimiter(connections)
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-
-        async def one(registration_id: str) -> None:
-            async with limiter:
-                response = await client.get(f"/registrations/{registration_id}/ticket")
-                response.raise_for_status()
-                found[registration_id] = response.json()["ticket"]
-
-        async with trio.open_nursery() as nursery:
-            for registration_id in registrations:
-                nursery.start_soon(one, registration_id)
-    return [found[r] for r in registrations]
+def sign_all(key_file: Path, db: str, event_id: str) -> list[str]:
+    """Every registration's ticket, signed here with the daemon's key (the same string the
+    daemon issues: Ed25519 is deterministic), so the check-in phase needs no QR codes."""
+    key = load_or_create_key(key_file)
+    rows = run_sql(
+        db,
+        "SELECT r.id, a.name, r.confirmed_at FROM registrations r"
+        " JOIN attendees a ON a.id = r.attendee_id WHERE r.event_id = $1 ORDER BY r.seq",
+        uuid.UUID(event_id),
+    )
+    return [
+        key.sign(Ticket(row["id"], uuid.UUID(event_id), row["name"],
+                        issued_at(row["confirmed_at"])))
+        for row in rows
+    ]
 
 
 def line(name: str, r: dict[str, Any]) -> str:
@@ -142,14 +144,16 @@ def line(name: str, r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tickets", type=int, default=5000)
+    parser.add_argument("--issue", type=int, default=500,
+                        help="tickets issued over HTTP (each draws a QR code)")
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
 
     with postgres_admin() as admin, tempfile.TemporaryDirectory() as tmp:
         print("\n".join(machine(admin)))
+        key_file = Path(tmp) / "ticket-key"
         with daemon_on_scratch_database(
-            admin, Path(tmp), email={"transport": "none"},
-            tickets={"key_file": str(Path(tmp) / "ticket-key")},
+            admin, Path(tmp), email={"transport": "none"}, tickets={"key_file": str(key_file)},
         ) as (daemon, db):
             event = create_event(daemon.url, max(1, args.tickets), name="Check-in bench")
             registrations = fill(db, event["id"], args.tickets)
@@ -160,24 +164,29 @@ def main() -> None:
             reads = phase.run([("GET", f"/events/{event['id']}", b"")] * args.tickets)
             print(line("read", reads), flush=True)
             issue = phase.run(
-                [("GET", f"/registrations/{r}/ticket", b"") for r in registrations]
+                [("GET", f"/registrations/{r}/ticket", b"") for r in registrations[:args.issue]]
             )
             print(line("issue", issue), flush=True)
-            tickets = trio.run(_tickets, daemon.url, registrations, args.connections)
+            tickets = sign_all(key_file, db, event["id"])
+            issued = httpx.get(f"{daemon.url}/registrations/{registrations[0]}/ticket").json()
+            assert issued["ticket"] == tickets[0], "the daemon signs another ticket"
             bodies = [json.dumps({"ticket": t}).encode() for t in tickets]
             first = phase.run([("POST", "/checkins", body) for body in bodies])
             print(line("check-in", first), flush=True)
             again = phase.run([("POST", "/checkins", body) for body in bodies])
             print(line("re-scan", again), flush=True)
+            reads_after = phase.run([("GET", f"/events/{event['id']}", b"")] * args.tickets)
+            print(line("read", reads_after), flush=True)
+            read_rate = (reads["per_s"] + reads_after["per_s"]) / 2
             [row] = run_sql(db, "SELECT checked_in_count FROM events WHERE id = $1",
                             uuid.UUID(event["id"]))
             assert first["statuses"] == {201: args.tickets}, first["statuses"]
             assert again["statuses"] == {409: args.tickets}, again["statuses"]
             assert row["checked_in_count"] == args.tickets, row
-            ratio = first["per_s"] / reads["per_s"]
+            ratio = first["per_s"] / read_rate
             verdict = "pass" if ratio >= GOAL_RATIO else "MISS"
             print(f"check-in / read = {ratio:.2f} (goal ≥ {GOAL_RATIO}) {verdict};"
-                  f" re-scan / read = {again['per_s'] / reads['per_s']:.2f};"
+                  f" re-scan / read = {again['per_s'] / read_rate:.2f};"
                   f" in the database: {row['checked_in_count']} checked in")
 
 

@@ -5,6 +5,7 @@ The rules of the actors' tests are ``tests.support``'s, above ``FakeStore``.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from eventd.actors import messages as m
 from eventd.actors.event_actor import GAP_WAIT_SECONDS
 from eventd.errors import AlreadyRegistered, EventFull, EventStarted, NotFound
 from eventd.model import EventCounts, utc_now
+from eventd.realtime.changes import Change
 from eventd.storage import commands as c
 from tests.support import (
     TIMEOUT_SECONDS,
@@ -230,4 +232,29 @@ async def test_held_change_goes_out_in_order_when_the_missing_one_arrives(
             assert [ch.seq for ch in changes] == [2, 3]
             assert supervisor.statistics().awake_actors == 0
             await trio.sleep(GAP_WAIT_SECONDS * 2)
+            assert [ch.seq for ch in changes] == [2, 3]
+
+
+@pytest.mark.parametrize("check_in_first", [True, False])
+async def test_the_checked_in_count_keeps_the_larger_of_two_accounts(
+    autojump_clock: trio.testing.MockClock, check_in_first: bool
+) -> None:
+    """Another daemon's registration may carry a count from before its check-in: the count
+    only rises, so whichever order the two come in, the larger one stays."""
+    store, changes, shared = FakeStore(), [], []
+    event = store.add_event(version=1)
+    async with running(store, changes, peers=peers_into(shared)) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            checked_in = remote_change(event, 2)
+            checked_in = Change(checked_in.type,
+                                dataclasses.replace(checked_in.event, checked_in_count=5),
+                                checked_in.seq, checked_in.at)
+            registered = remote_change(event, 3)  # counted there before it heard of the entry
+            assert registered.event.checked_in_count == 0
+            for change in (checked_in, registered) if check_in_first else (registered, checked_in):
+                supervisor.deliver_remote(change)
+            await trio.sleep(GAP_WAIT_SECONDS * 2)
+            state = await supervisor.get_event(event.id)
+            assert (state.version, state.checked_in_count) == (3, 5)
             assert [ch.seq for ch in changes] == [2, 3]

@@ -80,7 +80,8 @@ async def test_no_function_of_the_writer_scans_a_table_planned_while_it_was_smal
                 reminded = await conn.fetchval(
                     "SELECT eventd_send_reminders($1, interval '1 day')", big)
                 entered = await conn.fetch(
-                    "SELECT outcome FROM eventd_check_in($1, $2)", big, [dans, uuid.uuid4()])
+                    "SELECT outcome FROM eventd_check_in_json($1)",
+                    orjson.dumps([[big, [dans, uuid.uuid4()]]], default=str).decode())
                 after = await _seq_scans(conn)
     assert [outcome for outcome, _ in first] == [
         "confirmed", "already_registered", "confirmed", "waitlisted", "event_full"]
@@ -136,6 +137,7 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
         **dict.fromkeys(
             ["eventd_registration_batch", "eventd_register", "eventd_register_run",
              "eventd_cancel", "eventd_promote",
-             "eventd_enqueue_email", "eventd_delete_attendee", "eventd_check_in"],
+             "eventd_enqueue_email", "eventd_delete_attendee", "eventd_check_in",
+             "eventd_check_in_json"],
             {"enable_seqscan=off", "plan_cache_mode=auto"}),
     }

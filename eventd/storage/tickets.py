@@ -2,8 +2,9 @@
 
 :func:`ticket_holder` reads what a ticket says (``GET
 /registrations/{id}/ticket``). :class:`CheckIns` is the writer's command for
-one event actor's check-ins: one call of ``eventd_check_in``
-(``sql/functions/eventd_check_in.sql``), whose guarded UPDATE is the proof
+one event actor's check-ins: ``eventd_check_in``
+(``sql/functions/eventd_check_in.sql``, called for a whole writer batch by
+``eventd_check_in_json``), whose guarded UPDATE is the proof
 that each ticket is let in once across every door and daemon.
 """
 
@@ -12,8 +13,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
+import orjson
 import outcome
 
 from eventd.model import EventCounts, Registration
@@ -62,7 +64,13 @@ class CheckedIn(NamedTuple):
 
 
 class CheckIns(WriteCommand[CheckedIn]):
-    """Check in registrations of one event; ids may repeat (the later ones were late)."""
+    """Check in registrations of one event; ids may repeat (the later ones were late).
+
+    A writer batch of these, from any number of event actors, is one call of
+    ``eventd_check_in_json``: one statement, its own transaction.
+    """
+
+    single_statement: ClassVar[bool] = True
 
     def __init__(self, event_id: uuid.UUID, registration_ids: Sequence[uuid.UUID]) -> None:
         super().__init__()
@@ -76,21 +84,24 @@ class CheckIns(WriteCommand[CheckedIn]):
         cls, conn: Connection, commands: Sequence[WriteCommand[Any]]
     ) -> list[outcome.Outcome[Any]]:
         # Event rows are locked in id order, as registrations lock them.
-        order = sorted(range(len(commands)), key=lambda i: _event_of(commands[i]).int)
-        results: list[outcome.Outcome[Any] | None] = [None] * len(commands)
-        for i in order:
-            [results[i]] = await super().run_batch(conn, [commands[i]])
-        return [r for r in results if r is not None]
-
-    async def run(self, conn: Connection) -> CheckedIn:
-        distinct = list(dict.fromkeys(self.registration_ids))
+        ordered = sorted((c for c in commands if isinstance(c, CheckIns)),
+                         key=lambda c: c.event_id.int)
+        parts = [[str(c.event_id), [str(r) for r in dict.fromkeys(c.registration_ids)]]
+                 for c in ordered]
         rows = await conn.fetch(
-            "SELECT registration_id, outcome, attendee_id, created_at, checked_in_at,"
+            "SELECT idx, registration_id, outcome, attendee_id, created_at, checked_in_at,"
             " event_id, max_attendees, confirmed_count, waitlist_count, version, updated_at,"
-            " edited_version, checked_in_count FROM eventd_check_in($1, $2)",
-            self.event_id,
-            distinct,
+            " edited_version, checked_in_count FROM eventd_check_in_json($1)",
+            orjson.dumps(parts).decode(),
         )
+        by_part: dict[int, list[Any]] = {}
+        for row in rows:
+            by_part.setdefault(row["idx"], []).append(row)
+        answers = {id(c): c.answer(by_part.get(n, [])) for n, c in enumerate(ordered, 1)}
+        return [outcome.Value(answers[id(c)]) for c in commands]
+
+    def answer(self, rows: list[Any]) -> CheckedIn:
+        """This command's answer from its rows of eventd_check_in."""
         by_id = {row["registration_id"]: row for row in rows}
         first = rows[0] if rows else None
         counts = (
@@ -113,8 +124,3 @@ class CheckIns(WriteCommand[CheckedIn]):
                 CheckInResult(registration_id, verdict, registration, row["checked_in_at"])
             )
         return CheckedIn(results, counts, first["checked_in_count"] or 0 if first else 0)
-
-
-def _event_of(command: WriteCommand[Any]) -> uuid.UUID:
-    assert isinstance(command, CheckIns)
-    return command.event_id
