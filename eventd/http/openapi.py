@@ -81,7 +81,8 @@ type a new key for each new request.
 **Auth.** With `auth.admin_tokens` configured, admin routes (marked with a lock)
 need `Authorization: Bearer <token>`, else `401`; with none configured they are open
 (loopback only). Every other route is public: an attendee or registration id is the
-capability to read or cancel it.
+capability to read or cancel it. `POST /checkins` also takes one of
+`auth.checkin_tokens`, bearer tokens for the scanners at the door that open nothing else.
 
 **WebSocket.** OpenAPI has no notion of WebSocket: `/ws`, `/ws/events/{eventId}`
 and `/` are described as the `GET` of their handshake (`101 Switching Protocols`),
@@ -127,7 +128,8 @@ def build_document() -> dict[str, Any]:
                 o.ADMIN: {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "One of `auth.admin_tokens`. Needed only when tokens are"
+                    "description": "One of `auth.admin_tokens` (for `POST /checkins`, also"
+                    " one of `auth.checkin_tokens`). Needed only when admin tokens are"
                     " configured.",
                 }
             },
