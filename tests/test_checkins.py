@@ -36,6 +36,7 @@ from tests.conftest import (
     register,
 )
 from tests.support import DaemonProcess, next_message, run_sql, ws_url
+from tests.test_redis import RedisServer
 
 ADMIN = "admin-token-for-checkins"
 DOOR = "door-token-for-checkins"
@@ -44,11 +45,14 @@ AT_DOOR = {"Authorization": f"Bearer {DOOR}"}
 SCANS_AT_ONCE = 20
 
 
-def _daemon(database_url: str, workdir: Path, key_file: Path) -> DaemonProcess:
+def _daemon(
+    database_url: str, workdir: Path, key_file: Path, **sections: dict[str, Any]
+) -> DaemonProcess:
     return DaemonProcess(
         database_url, workdir,
         auth={"admin_tokens": [ADMIN], "checkin_tokens": [DOOR]},
         tickets={"key_file": str(key_file)},
+        **sections,
     )
 
 
@@ -375,3 +379,46 @@ def test_a_key_file_that_is_no_key_stops_the_daemon_naming_it(
     assert done.returncode == 2, done.stderr
     assert f"configuration error: tickets.key_file: {key_file}" in done.stderr
     assert "not really" not in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+async def test_a_check_in_through_one_daemon_is_streamed_and_read_through_the_other(
+    fresh_database_url: str, workdir: Path
+):
+    redis = RedisServer(workdir)
+    redis.start()
+    key_file = workdir / "shared-ticket-key"
+    daemons = []
+    try:
+        for name in ("a", "b"):
+            (workdir / name).mkdir()
+            daemon = _daemon(fresh_database_url, workdir / name, key_file,
+                             redis={"url": redis.url})
+            daemons.append(await trio.to_thread.run_sync(daemon.start))
+        a, b = daemons
+        async with (
+            httpx.AsyncClient(base_url=a.url, timeout=30, headers=AS_ADMIN) as via_a,
+            httpx.AsyncClient(base_url=b.url, timeout=30, headers=AS_ADMIN) as via_b,
+        ):
+            event, _attendee, first = await confirmed(via_a)
+            other = await create_attendee(via_a)
+            second = (await register(via_a, event["id"], other["id"])).json()
+            with trio.fail_after(20):
+                async with open_websocket_url(ws_url(b.url, f"/ws/events/{event['id']}")) as ws:
+                    snapshot = await next_message(ws)
+                    assert snapshot["data"]["checkedInCount"] == 0
+                    entered = await check_in(via_a, await ticket_of(via_a, first["id"]))
+                    assert entered.status_code == 201, entered.text
+                    update = await next_message(ws)
+                    assert update["type"] == "eventCapacityUpdate"
+                    assert update["data"]["checkedInCount"] == 1
+                    entered = await check_in(via_b, await ticket_of(via_b, second["id"]))
+                    assert entered.status_code == 201, entered.text
+                    assert (await next_message(ws))["data"]["checkedInCount"] == 2
+            # Written through the shared cache before B answered: A reads it at once.
+            for via in (via_a, via_b):
+                assert (await via.get(f"/events/{event['id']}")).json()["checkedInCount"] == 2
+    finally:
+        for daemon in daemons:
+            assert daemon.stop() == 0, daemon.log()
+        redis.kill()
