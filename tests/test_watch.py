@@ -34,6 +34,7 @@ from eventd.cli.watch import (
     Screen,
     WatchError,
     capacity_bar,
+    counts_text,
     follow,
     log_line,
     stream_url,
@@ -330,6 +331,13 @@ def test_log_line_shows_time_type_seq_counts_and_warning():
         "10:00:00.123Z eventCapacityUpdate seq 42  "
         "3/4 registered, 1 available, 0 waitlisted  ALMOST FULL"
     )
+
+
+def test_counts_show_the_checked_in_once_the_doors_open():
+    assert counts_text({**counts(3), "checkedInCount": 0}) == (
+        "3/4 registered, 1 available, 0 waitlisted")
+    assert counts_text({**counts(3), "checkedInCount": 2}) == (
+        "3/4 registered, 1 available, 0 waitlisted, 2 checked in")
 
 
 def test_follower_skips_what_it_has_shown_and_logs_a_later_snapshot():
