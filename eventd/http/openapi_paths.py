@@ -304,8 +304,8 @@ def document_paths() -> dict[str, JsonSchema]:
             {
                 200: {
                     "description": "Prometheus text format: requests by route and status"
-                    " with latency histograms, registrations by outcome, websocket"
-                    " connections and dropped clients, outbox depth, writer batch sizes"
+                    " with latency histograms, registrations and check-ins by outcome,"
+                    " websocket connections and dropped clients, outbox depth, writer batch sizes"
                     " and commit latency, live actors.",
                     "content": {"text/plain": {"schema": TEXT, "example": x.METRICS}},
                 }
