@@ -220,9 +220,21 @@ class LimitsConfig:
 class AuthConfig:
     admin_tokens: tuple[str, ...] = ()
     allow_open_admin: bool = False
+    # Bearer tokens for the door: accepted by POST /checkins (as admin tokens are), nowhere else.
+    checkin_tokens: tuple[str, ...] = ()
 
     def validate(self) -> None:
         _require(all(self.admin_tokens), "auth.admin_tokens", "must not contain empty tokens")
+        _require(all(self.checkin_tokens), "auth.checkin_tokens", "must not contain empty tokens")
+
+
+@dataclasses.dataclass(frozen=True)
+class TicketsConfig:
+    # The Ed25519 key that signs tickets (PEM), made on first start; shared by every daemon.
+    key_file: str = "var/ticket-key"
+
+    def validate(self) -> None:
+        _require(self.key_file != "", "tickets.key_file", "must name a file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +260,7 @@ class Config:
     log: LogConfig = LogConfig()
     registrations: RegistrationsConfig = RegistrationsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    tickets: TicketsConfig = TicketsConfig()
     source: str = "defaults"  # the file the values came from, for the start-up banner
     # The EVENTD_* variables that set a value, by name only: a value may be a secret.
     overrides: tuple[str, ...] = ()

@@ -1,6 +1,7 @@
 """The daemon: one nursery tree, started in order and stopped in reverse.
 
     serve()
+    ├── the ticket key (tickets.key_file: read, or made on the first start)
     ├── database pool (embedded PostgreSQL first, if configured), migrations
     ├── Redis client    — if configured: the shared event cache and the relay
     ├── Writer          — group commit; started first, stopped last
@@ -49,6 +50,7 @@ from eventd.storage.event_cache import EventCache
 from eventd.storage.migrations import apply_migrations
 from eventd.storage.redis import Redis, open_redis
 from eventd.storage.writer import Writer
+from eventd.tickets import load_or_create_key
 from eventd.webhooks.deliverer import WebhookDeliverer
 
 log = logging.getLogger("eventd")
@@ -101,6 +103,9 @@ async def serve(
     """Run the daemon until ``stop`` is set (or forever)."""
     stop = stop if stop is not None else trio.Event()
     log.info("eventd %s starting; config: %s", __version__, config.describe_source())
+    ticket_key = load_or_create_key(config.tickets.key_file)  # a bad file stops us first
+    log.info("tickets: signed with the key in %s (kid %s)", config.tickets.key_file,
+             ticket_key.kid)
     url = await database_url(config)
     log.info("database: %s", "embedded" if config.database.embedded else redact(url))
     async with contextlib.AsyncExitStack() as stack:
@@ -150,7 +155,7 @@ async def serve(
         )
         hub.add_listener(reminders.on_change)
         services = Services(config, db, writer, supervisor, reads, hub, mailer, redis, relay,
-                            deliverer)
+                            deliverer, ticket_key)
         async with trio.open_nursery() as writer_nursery:
             await writer_nursery.start(writer.run)
             async with trio.open_nursery() as actor_nursery:

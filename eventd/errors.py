@@ -11,7 +11,7 @@ their own failures into these (the store turns a lost connection into
     ├── UnsupportedMediaType        body is not application/json
     ├── PayloadTooLarge             body over limits.max_body_bytes
     ├── Unauthorized                admin route without a valid token
-    ├── Forbidden                   owner action without the registration's token
+    ├── Forbidden                   owner action without the registration's token (or admin)
     ├── NotFound                    no such resource
     ├── Conflict
     │   ├── EventFull
@@ -22,7 +22,9 @@ their own failures into these (the store turns a lost connection into
     │   ├── EventStarted
     │   ├── IdempotencyKeyReused
     │   ├── HoldExpired             confirm after the hold's or offer's expiresAt
-    │   └── NotHeld                 confirm of a waitlisted or cancelled registration
+    │   ├── NotHeld                 confirm of a waitlisted or cancelled registration
+    │   ├── TicketNotValid          bad signature, or the registration is not confirmed
+    │   └── AlreadyCheckedIn        carries the first check-in's time
     ├── RateLimited                 carries Retry-After
     ├── Unavailable                 the database cannot be reached; carries Retry-After
     └── InternalError               our fault: answered 500, details only in the log
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 # Longest piece of client input a problem detail repeats; ids and names fit.
 ECHO_MAX_CHARS = 100
@@ -139,6 +142,16 @@ class HoldExpired(Conflict):
 
 class NotHeld(Conflict):
     code = "not_held"
+class TicketNotValid(Conflict):
+    code = "ticket_not_valid"
+
+
+class AlreadyCheckedIn(Conflict):
+    code = "already_checked_in"
+
+    def __init__(self, detail: str, checked_in_at: datetime) -> None:
+        super().__init__(detail)
+        self.checked_in_at = checked_in_at
 
 
 class RateLimited(EventdError):

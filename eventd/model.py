@@ -96,11 +96,14 @@ class Event:
     # When its next hold or offer expires, as last read from the database (not
     # in its JSON): its actor arms a timer for it on hydration.
     next_expiry: datetime | None = None
+    # People let in at the door: only ever rises (a later cancellation does not undo
+    # an entry), so of two accounts of it the larger is the newer.
+    checked_in_count: int = 0
 
     COLUMNS = (
         "id, name, description, starts_at, duration_minutes, location, max_attendees, "
         "confirmed_count, waitlist_count, version, created_at, updated_at, timezone, "
-        "held_count, hold_minutes, offer_minutes, confirmation"
+        "held_count, hold_minutes, offer_minutes, confirmation, checked_in_count"
     )
 
     @classmethod
@@ -162,6 +165,7 @@ class Event:
             "holdMinutes": self.hold_minutes,
             "offerMinutes": self.offer_minutes,
             "confirmation": self.confirmation,
+            "checkedInCount": self.checked_in_count,
         }
 
     @classmethod
@@ -187,6 +191,7 @@ class Event:
             hold_minutes=data.get("holdMinutes", 15.0),
             offer_minutes=data.get("offerMinutes", 0.0),
             confirmation=data.get("confirmation", "instant"),
+            checked_in_count=data.get("checkedInCount", 0),  # likewise, before check-in
         )
 
     @functools.cached_property

@@ -54,6 +54,7 @@ from eventd.model import Event, EventCounts, Registration, utc_now
 from eventd.realtime.changes import Change
 from eventd.realtime.outbox import Closing, Outbox
 from eventd.storage import commands as c
+from eventd.storage import tickets as t
 from eventd.storage.writer import WriteCommand
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -440,6 +441,7 @@ class FakeStore:
         self.locked: set[uuid.UUID] = set()  # held by another transaction: answered "busy"
         # What an expire answers as the event's next pending expiry (none: None).
         self.next_expiries: dict[uuid.UUID, datetime | None] = {}
+        self.checked_in: dict[uuid.UUID, datetime] = {}  # registration -> its first check-in
         self._inbox, self._offered = trio.open_memory_channel[WriteCommand[Any]](math.inf)
 
     def add_event(
@@ -546,7 +548,32 @@ class FakeStore:
             if event is None:
                 raise NotFound(f"Event {event_id} does not exist.")
             return _event_deleted(event)
+        if isinstance(command, t.CheckIns):
+            return self._check_in(event_id, command.registration_ids)
         raise AssertionError(f"FakeStore cannot answer {command!r}")
+
+    # -- check-in: eventd_check_in's rules --
+
+    def _check_in(self, event_id: uuid.UUID, ids: list[uuid.UUID]) -> t.CheckedIn:
+        now = utc_now()
+        results = []
+        for rid in ids:
+            row = self.rows.get(rid)
+            if row is None or row.event_id != event_id or row.status != "confirmed":
+                results.append(t.CheckInResult(rid, "not_valid", None, None))
+                continue
+            verdict: t.CheckInOutcome = "already_checked_in" if rid in self.checked_in else (
+                "checked_in")
+            first = self.checked_in.setdefault(rid, now)
+            registration = Registration(rid, event_id, row.attendee_id, "confirmed", None, now)
+            results.append(t.CheckInResult(rid, verdict, registration, first))
+        entered = sum(r.outcome == "checked_in" for r in results)
+        event = self.events[event_id]
+        if entered:
+            event = dataclasses.replace(event, version=event.version + 1, updated_at=now,
+                                        checked_in_count=event.checked_in_count + entered)
+            self.events[event_id] = event
+        return t.CheckedIn(results, self._counts(event), event.checked_in_count)
 
     # -- the registration rules --
 

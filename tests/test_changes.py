@@ -80,6 +80,7 @@ def test_capacity_update_carries_exactly_the_counts() -> None:
             "waitlistCount": 3,
             "warning": "almostFull",
             "heldCount": 0,
+            "checkedInCount": 0,
         },
     }
 

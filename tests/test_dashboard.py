@@ -128,6 +128,12 @@ class Api:
         assert response.status_code == 201, response.text
         return response.json()  # type: ignore[no-any-return]
 
+    def check_in(self, registration_id: str) -> None:
+        ticket = self.http.get(f"/registrations/{registration_id}/ticket")
+        assert ticket.status_code == 200, ticket.text
+        response = self.http.post("/checkins", json={"ticket": ticket.json()["ticket"]})
+        assert response.status_code == 201, response.text
+
     def delete(self, event_id: str) -> None:
         assert self.http.delete(f"/events/{event_id}").status_code == 204
 
@@ -191,10 +197,12 @@ def test_dashboard_follows_registrations_live_and_survives_a_restart(
     expect(bar).to_have_attribute("aria-valuemax", "3")
     item = page.locator(f'li[data-event-id="{small["id"]}"]')
 
-    api.register(small["id"])
+    first = api.register(small["id"])
     expect(bar).to_have_attribute("aria-valuenow", "1")
-    expect(item).to_contain_text("1 / 3 registered · 2 available · 0 on waitlist")
+    expect(item).to_contain_text("1 / 3 registered · 2 available · 0 on waitlist · 0 checked in")
     expect(item.get_by_text("Almost full")).to_be_hidden()
+    api.check_in(first["id"])
+    expect(item).to_contain_text("1 / 3 registered · 2 available · 0 on waitlist · 1 checked in")
 
     api.register(small["id"])  # 1 spot left of 3: at or under 10 %, at least one spot
     expect(bar).to_have_attribute("aria-valuenow", "2")

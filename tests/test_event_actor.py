@@ -17,9 +17,11 @@ import trio.testing
 
 from eventd.actors import messages as m
 from eventd.actors.event_actor import GAP_WAIT_SECONDS
-from eventd.errors import AlreadyRegistered, EventFull, EventStarted, NotFound
+from eventd.errors import AlreadyRegistered, EventFull, EventStarted, NotFound, Unavailable
 from eventd.model import EventCounts, utc_now
+from eventd.realtime.changes import Change
 from eventd.storage import commands as c
+from eventd.storage import tickets as t
 from tests.support import (
     TIMEOUT_SECONDS,
     FakeStore,
@@ -268,3 +270,77 @@ async def test_the_actor_s_timer_sends_it_an_expire_at_its_next_expiry(
 
 def _expire_ops(store: FakeStore, event_id: uuid.UUID) -> int:
     return sum(op.kind == "expire" for part in store.submitted_turns(event_id) for op in part.ops)
+
+
+@pytest.mark.parametrize("check_in_first", [True, False])
+async def test_the_checked_in_count_keeps_the_larger_of_two_accounts(
+    autojump_clock: trio.testing.MockClock, check_in_first: bool
+) -> None:
+    """Another daemon's registration may carry a count from before its check-in: the count
+    only rises, so whichever order the two come in, the larger one stays."""
+    store, changes, shared = FakeStore(), [], []
+    event = store.add_event(version=1)
+    async with running(store, changes, peers=peers_into(shared)) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            await supervisor.get_event(event.id)
+            checked_in = remote_change(event, 2)
+            checked_in = Change(checked_in.type,
+                                dataclasses.replace(checked_in.event, checked_in_count=5),
+                                checked_in.seq, checked_in.at)
+            registered = remote_change(event, 3)  # counted there before it heard of the entry
+            assert registered.event.checked_in_count == 0
+            for change in (checked_in, registered) if check_in_first else (registered, checked_in):
+                supervisor.deliver_remote(change)
+            await trio.sleep(GAP_WAIT_SECONDS * 2)
+            state = await supervisor.get_event(event.id)
+            assert (state.version, state.checked_in_count) == (3, 5)
+            assert [ch.seq for ch in changes] == [2, 3]
+
+
+async def _check_in(supervisor: Any, event_id: uuid.UUID, registration_id: uuid.UUID) -> Any:
+    return await supervisor.ask(event_id, lambda reply: m.CheckIn(registration_id, reply))
+
+
+async def test_check_ins_waiting_together_go_to_the_writer_as_one_command() -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event(max_attendees=10)
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            ann = await register(supervisor, event.id)
+            bob = await register(supervisor, event.id)
+            published = len(changes)
+            gate = store.gate(event.id)
+            answers: dict[int, outcome.Outcome[Any]] = {}
+            scans = [ann.id, ann.id, bob.id, uuid.uuid4(), ann.id]
+            async with trio.open_nursery() as nursery:
+                for n, rid in enumerate(scans):
+                    nursery.start_soon(capture, answers, n, _check_in, supervisor, event.id, rid)
+                    await trio.testing.wait_all_tasks_blocked()
+                gate.set()
+    commands = [cmd for cmd in store.commands if isinstance(cmd, t.CheckIns)]
+    # The first went alone; the four that waited behind it went as one.
+    assert [cmd.registration_ids for cmd in commands] == [scans[:1], scans[1:]]
+    verdicts = [value_of(answers[n]).outcome for n in range(len(scans))]
+    assert verdicts == [
+        "checked_in", "already_checked_in", "checked_in", "not_valid", "already_checked_in"]
+    first = value_of(answers[0]).checked_in_at
+    assert value_of(answers[1]).checked_in_at == value_of(answers[4]).checked_in_at == first
+    # One capacity update per command that let someone in, with the count.
+    updates = changes[published:]
+    assert [(ch.type, ch.event.checked_in_count) for ch in updates] == [
+        ("eventCapacityUpdate", 1), ("eventCapacityUpdate", 2)]
+    assert [ch.seq for ch in updates] == [event.version + 3, event.version + 4]
+
+
+async def test_a_check_in_past_its_deadline_is_not_written(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, changes = FakeStore(), []
+    event = store.add_event()
+    async with running(store, changes) as supervisor:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            registration = await register(supervisor, event.id)
+            late = await outcome.acapture(supervisor.ask, event.id, lambda reply: m.CheckIn(
+                registration.id, reply, trio.current_time() - 1))
+    assert isinstance(error_of(late), Unavailable)
+    assert not [cmd for cmd in store.commands if isinstance(cmd, t.CheckIns)]

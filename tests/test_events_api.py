@@ -30,7 +30,7 @@ EVENT_KEYS = {
     "id", "name", "description", "date", "durationMinutes", "endsAt", "location",
     "maxAttendees", "registeredCount", "availableSpots", "waitlistCount", "version",
     "createdAt", "updatedAt", "timezone", "heldCount", "holdMinutes", "offerMinutes",
-    "confirmation",
+    "confirmation", "checkedInCount",
 }
 
 

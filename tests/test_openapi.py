@@ -61,6 +61,9 @@ CONTRACT_ROUTES = {
     ("GET", "/registrations/{}"),
     ("DELETE", "/registrations/{}"),
     ("GET", "/registrations/event/{}"),
+    ("GET", "/registrations/{}/ticket"),
+    ("GET", "/.well-known/jwks.json"),
+    ("POST", "/checkins"),
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("GET", "/api"),
@@ -160,7 +163,7 @@ def test_admin_routes_are_exactly_those_behind_admin_route(
 
 def test_every_post_takes_an_idempotency_key(document: dict[str, Any]):
     posts = [op for (method, _), op in document_operations(document).items() if method == "POST"]
-    assert len(posts) == 4  # events, attendees, registrations, webhooks
+    assert len(posts) == 5  # events, attendees, registrations, webhooks, checkins
     key = document["components"]["parameters"]["IdempotencyKey"]
     assert (key["name"], key["in"], key["schema"]["maxLength"]) == (
         "Idempotency-Key",
@@ -295,6 +298,7 @@ def test_request_examples_pass_validation(document: dict[str, Any]):
         "RegistrationCreate": schemas.RegistrationCreate,
         "WebhookCreate": schemas.WebhookCreate,
         "WebhookPatch": schemas.WebhookPatch,
+        "CheckInCreate": schemas.CheckInCreate,
     }
     checked = 0
     for operation in document_operations(document).values():
@@ -454,6 +458,9 @@ def test_stream_frames_fit_their_schema(document: dict[str, Any], kind: str, eve
         errors.EventOverlap("It overlaps.", uuid.uuid4()),
         errors.RateLimited("Slow down.", retry_after_seconds=1),
         errors.NotFound("Event x does not exist."),
+        errors.AlreadyCheckedIn("Checked in at 09:00.", NOW),
+        errors.TicketNotValid("The ticket's signature does not verify."),
+        errors.Forbidden("Needs its manage token."),
     ],
 )
 async def test_problems_as_the_daemon_renders_them_fit_their_schema(

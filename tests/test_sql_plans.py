@@ -67,6 +67,7 @@ async def test_no_function_of_the_writer_scans_a_table_planned_while_it_was_smal
                 uuid.uuid4())
             await _ops(conn, ["register", None, big, dan, False])
             await conn.execute("ANALYZE")  # what autovacuum does after the first few rows
+            dans = await conn.fetchval("SELECT id FROM registrations WHERE attendee_id = $1", dan)
 
             async with conn.transaction():
                 before = await _seq_scans(conn)
@@ -83,11 +84,15 @@ async def test_no_function_of_the_writer_scans_a_table_planned_while_it_was_smal
                 await conn.fetch("SELECT * FROM eventd_delete_attendee($1)", ann)
                 reminded = await conn.fetchval(
                     "SELECT eventd_send_reminders($1, interval '1 day')", big)
+                entered = await conn.fetch(
+                    "SELECT outcome FROM eventd_check_in_json($1)",
+                    orjson.dumps([[big, [dans, uuid.uuid4()]]], default=str).decode())
                 after = await _seq_scans(conn)
     assert [outcome for outcome, _ in first] == [
         "confirmed", "already_registered", "confirmed", "waitlisted", "event_full"]
     assert [outcome for outcome, _ in second] == ["cancelled"]  # and cat is promoted
     assert reminded == 1  # dan's: ann's registration went with her
+    assert [row["outcome"] for row in entered] == ["checked_in", "not_valid"]
     assert after == before, "sequential scans: " + ", ".join(
         f"{table} {after[table] - before[table]}" for table in TABLES)
 
@@ -138,6 +143,7 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
             ["eventd_registration_batch", "eventd_register", "eventd_register_run",
              "eventd_cancel", "eventd_fill_seats", "eventd_confirm", "eventd_expire_due",
              "eventd_enqueue_email", "eventd_delete_attendee",
-             "eventd_enqueue_webhooks", "eventd_enqueue_webhook"],
+             "eventd_enqueue_webhooks", "eventd_enqueue_webhook",
+             "eventd_check_in", "eventd_check_in_json"],
             {"enable_seqscan=off", "plan_cache_mode=auto"}),
     }

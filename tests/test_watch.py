@@ -341,6 +341,13 @@ def test_log_line_shows_time_type_seq_counts_and_warning():
     )
 
 
+def test_counts_show_the_checked_in_once_the_doors_open():
+    assert counts_text({**counts(3), "checkedInCount": 0}) == (
+        "3/4 registered, 1 available, 0 waitlisted")
+    assert counts_text({**counts(3), "checkedInCount": 2}) == (
+        "3/4 registered, 1 available, 0 waitlisted, 2 checked in")
+
+
 def test_follower_skips_what_it_has_shown_and_logs_a_later_snapshot():
     out = io.StringIO()
     follower = Follower(Screen(out, io.StringIO()))

@@ -56,6 +56,7 @@ from eventd.errors import (
 from eventd.model import Event, EventCounts, Registration, utc_now
 from eventd.realtime.changes import Change, ChangeType
 from eventd.storage import commands as c
+from eventd.storage import tickets as t
 from eventd.storage.writer import WriteCommand
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,14 @@ class EventActor:
         return bool(self._held)
 
     async def _handle_turn(self, turn: list[m.Message]) -> None:
+        check_ins: list[m.CheckIn] = []  # those in a row go to the writer together
         for message in turn:
+            if isinstance(message, m.CheckIn):
+                check_ins.append(message)
+                continue
+            if check_ins:
+                await self._check_in(check_ins)
+                check_ins = []
             if isinstance(message, m.Remote):
                 self._take_remote(message.change)
             elif self.deleted:
@@ -238,6 +246,8 @@ class EventActor:
                 await self._delete(message)
             elif isinstance(message, m.Reload):
                 await self._reload(message)
+        if check_ins:
+            await self._check_in(check_ins)
 
     # --- registrations and cancellations -------------------------------------
 
@@ -526,6 +536,61 @@ class EventActor:
         self._offer(command)
         return await command.reply.wait()
 
+    # --- check-in ---------------------------------------------------------------
+
+    async def _check_in(self, requests: list[m.CheckIn]) -> None:
+        """Let tickets in: one command for the writer, whose guarded UPDATE decides.
+
+        Each request is answered with its :class:`~eventd.storage.tickets.CheckInResult`;
+        when anyone came in, the event's new count is published.
+        """
+        if self.deleted:
+            for request in requests:
+                _fail_gone(request, self.state)
+            return
+        clock = trio.current_time()
+        live = []
+        for request in requests:
+            if request.deadline <= clock:  # nobody would hear it: not written
+                request.reply.fail(Unavailable(
+                    f"Event {self.state.id} was busy until the request's deadline; please retry."
+                ))
+            else:
+                live.append(request)
+        if not live:
+            return
+        try:
+            done: t.CheckedIn = await self._submit(
+                t.CheckIns(self.state.id, [request.registration_id for request in live])
+            )
+        except EventdError as exc:
+            for request in live:
+                request.reply.fail(exc)
+            return
+        if done.counts is None:
+            self._gone()
+        else:
+            await self._adopt_check_ins(done.counts, done.checked_in_count)
+        for request, result in zip(live, done.results, strict=True):
+            request.reply.set(result)
+
+    async def _adopt_check_ins(self, counts: EventCounts, checked_in_count: int) -> None:
+        if counts.edited_version > self.state.version:  # another daemon edited its fields
+            fresh = await self._load(self.state.id)
+            if fresh is None:
+                self._gone()
+            elif fresh.version > self.state.version:
+                self.state = fresh
+                self._sequence(Change("eventUpdated", fresh, fresh.version, utc_now()))
+                await self._store()
+            return
+        newer = self.state.with_counts(counts)
+        if newer is self.state:
+            return
+        self.state = _entered(newer, checked_in_count)
+        self._emit("eventCapacityUpdate", self.state, counts.version, counts.updated_at)
+        await self._store()
+
     # --- edits and deletion ---------------------------------------------------
 
     async def _update(self, request: m.UpdateEvent) -> None:
@@ -581,7 +646,9 @@ class EventActor:
     def _take_remote(self, change: Change) -> None:
         """A change made through another daemon: newer state is adopted, and it is published."""
         if change.seq > self.state.version:
-            self.state = change.event
+            self.state = _entered(change.event, self.state.checked_in_count)
+        else:
+            self.state = _entered(self.state, change.event.checked_in_count)
         if change.type == "eventDeleted":
             self.deleted = True
         self._sequence(change)
@@ -627,6 +694,14 @@ class EventActor:
             self._replay = collections.deque(maxlen=REPLAY_BUFFER_SIZE)
         self._replay.append(change)
         self._publish(change)
+
+
+def _entered(event: Event, checked_in_count: int) -> Event:
+    """``event`` with the larger of two accounts of its check-ins: the count only rises,
+    and counts that came with a registration's change may lag another daemon's check-in."""
+    if checked_in_count <= event.checked_in_count:
+        return event
+    return dataclasses.replace(event, checked_in_count=checked_in_count)
 
 
 def _event_full(event: Event) -> EventFull:

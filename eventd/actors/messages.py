@@ -17,8 +17,8 @@ from eventd.model import EventCounts
 from eventd.realtime.changes import Change
 from eventd.reply import Reply
 
-__all__ = ["Cancel", "Confirm", "CountsChanged", "DeleteEvent", "Expire", "Message", "Notice",
-           "Register", "RegistrationRequest", "Reload", "Remote", "Reply", "Request",
+__all__ = ["Cancel", "CheckIn", "Confirm", "CountsChanged", "DeleteEvent", "Expire", "Message",
+           "Notice", "Register", "RegistrationRequest", "Reload", "Remote", "Reply", "Request",
            "UpdateEvent"]
 
 
@@ -40,6 +40,14 @@ class Cancel(NamedTuple):
 
 class Confirm(NamedTuple):
     """Confirm a held or offered registration (the asker showed its token)."""
+
+    registration_id: uuid.UUID
+    reply: Reply[Any]
+    deadline: float = math.inf
+
+
+class CheckIn(NamedTuple):
+    """Let a ticket's holder in (its signature was checked by the asker)."""
 
     registration_id: uuid.UUID
     reply: Reply[Any]
@@ -90,6 +98,6 @@ class Remote:
 
 
 RegistrationRequest = Register | Cancel | Confirm | Expire
-Request = Register | Cancel | Confirm | Expire | UpdateEvent | DeleteEvent | Reload
+Request = Register | Cancel | Confirm | Expire | UpdateEvent | DeleteEvent | Reload | CheckIn
 Notice = CountsChanged | Remote
 Message = Request | Notice

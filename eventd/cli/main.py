@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             cause = error.__cause__ or error
             print(f"eventd: the database cannot be reached: {cause}", file=sys.stderr)
         status = 1
+    except* ConfigError as group:  # found at start: the ticket key file, say
+        print(f"eventd: configuration error: {group.exceptions[0]}", file=sys.stderr)
+        status = 2
     except* CannotListen as group:
         print(f"eventd: {group.exceptions[0]}", file=sys.stderr)
         status = 1

@@ -84,6 +84,8 @@ def counts_text(counts: dict[str, Any]) -> str:
         + (f"{held} held, " if held else "")
         + f"{counts['availableSpots']} available, {counts['waitlistCount']} waitlisted"
     )
+    if counts.get("checkedInCount"):  # from the doors' opening on; absent from older daemons
+        line += f", {counts['checkedInCount']} checked in"
     warning = WARNING_TEXT.get(counts.get("warning") or "")
     return f"{line}  {warning}" if warning else line
 

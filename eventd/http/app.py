@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from eventd.errors import EventdError, Unavailable
 from eventd.http import (
     attendees,
+    checkins,
     cors,
     dashboard,
     events,
@@ -22,6 +23,7 @@ from eventd.http import (
     registrations,
     streams,
     swagger_ui,
+    tickets,
     webhooks,
 )
 from eventd.http.connection import Connection, Request
@@ -53,8 +55,9 @@ def create_app(services: Services) -> EventdApp:
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
     for module in (events, attendees, registrations, exports, health, streams, dashboard,
-                   openapi, swagger_ui, webhooks):
+                   openapi, swagger_ui, tickets, webhooks):
         app.register_blueprint(module.blueprint)
+    checkins.install(app)
 
     @app.before_request
     async def body_as_read() -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -29,6 +29,7 @@ from eventd.realtime.relay import Relay
 from eventd.storage.database import Database
 from eventd.storage.redis import Redis
 from eventd.storage.writer import Writer
+from eventd.tickets import TicketKey
 from eventd.webhooks.deliverer import WebhookDeliverer
 
 P = ParamSpec("P")
@@ -49,6 +50,7 @@ class Services:
     redis: Redis | None = None  # None: not configured
     relay: Relay | None = None
     webhooks: WebhookDeliverer | None = None  # None: an app without the deliverer (tests)
+    ticket_key: TicketKey | None = None  # None: tickets are not served (an app in a test)
 
 
 def services() -> Services:
@@ -119,15 +121,8 @@ def no_content() -> Response:
     return Response(b"", status=204)
 
 
-def presents_admin_token() -> bool:
-    """Does the request carry one of ``auth.admin_tokens`` (``Authorization: Bearer``)?
-
-    False when none are configured: then admin routes are open to all, and
-    an open route proves nobody an admin.
-    """
-    tokens = services().config.auth.admin_tokens
-    if not tokens:
-        return False
+def bearer_matches(tokens: Iterable[str]) -> bool:
+    """Does the request carry ``Authorization: Bearer <one of tokens>``?"""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     presented = given.strip().encode()
     # Compare against every token, so timing tells nothing about which matched.
@@ -137,12 +132,28 @@ def presents_admin_token() -> bool:
     return scheme.lower() == "bearer" and matched
 
 
+def presents_admin_token() -> bool:
+    """Does the request carry one of ``auth.admin_tokens`` (``Authorization: Bearer``)?
+
+    False when none are configured: then admin routes are open to all, and
+    an open route proves nobody an admin.
+    """
+    tokens = services().config.auth.admin_tokens
+    return bool(tokens) and bearer_matches(tokens)
+
+
+def is_admin() -> bool:
+    """Is the request an admin's: a valid admin token, or none configured (open admin)?"""
+    tokens = services().config.auth.admin_tokens
+    return not tokens or bearer_matches(tokens)
+
+
 def admin_route(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Require ``Authorization: Bearer <token>`` when admin tokens are configured."""
 
     @functools.wraps(handler)
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        if services().config.auth.admin_tokens and not presents_admin_token():
+        if not is_admin():
             raise Unauthorized("This route needs a valid admin bearer token.")
         return await handler(*args, **kwargs)
 

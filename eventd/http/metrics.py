@@ -30,6 +30,7 @@ from quart import Blueprint, Quart, Response, current_app, g, request
 
 from eventd.email.mailer import OutboxStatus
 from eventd.errors import Unavailable
+from eventd.http.checkins import OUTCOMES as CHECKIN_OUTCOMES
 from eventd.http.context import Services, admin_route, services
 from eventd.http.rate_limits import (
     CONNECTIONS_EXTENSION,
@@ -95,6 +96,7 @@ async def metrics() -> Response:
         metrics.daemon.webhooks = None
     limiter: ConnectionLimiter | None = current_app.extensions.get(CONNECTIONS_EXTENSION)
     metrics.daemon.connections = limiter.statistics() if limiter is not None else None
+    metrics.daemon.check_ins = dict(current_app.extensions.get(CHECKIN_OUTCOMES, {}))
     return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -107,6 +109,7 @@ class _DaemonCollector:
         self.outbox: OutboxStatus | None = None
         self.connections: ConnectionLimiterStatistics | None = None  # None: not served by eventd
         self.webhooks: WebhookStatus | None = None
+        self.check_ins: Mapping[str, int] = {}
 
     def describe(self) -> list[Metric]:
         return []  # collected fresh on every scrape
@@ -132,6 +135,13 @@ class _DaemonCollector:
             for name in names:
                 family.add_metric((name,), supervisor.flow.get(prefix + name, 0))
             yield family
+        check_ins = CounterMetricFamily(
+            "eventd_checkins", "Check-ins answered, by outcome (checked_in, already_checked_in,"
+            " not_valid, bad_ticket).", labels=("outcome",),
+        )
+        for outcome, count in sorted(self.check_ins.items()):
+            check_ins.add_metric((outcome,), count)
+        yield check_ins
         yield GaugeMetricFamily("eventd_actors_live", "Event actors in memory.",
                                 value=supervisor.live_actors)
         yield CounterMetricFamily("eventd_actor_hydrations", "Actors loaded from the database.",

@@ -35,6 +35,7 @@ COMPONENTS: dict[str, Any] = {
     "EventPatch": schemas.EventPatch,
     "AttendeeCreate": schemas.AttendeeCreate,
     "RegistrationCreate": schemas.RegistrationCreate,
+    "CheckInCreate": schemas.CheckInCreate,
     "Event": responses.Event,
     "EventSummary": responses.EventSummary,
     "Attendee": responses.Attendee,
@@ -43,6 +44,9 @@ COMPONENTS: dict[str, Any] = {
     "NewRegistration": responses.NewRegistration,
     "AttendeeRegistration": responses.AttendeeRegistration,
     "EventRegistration": responses.EventRegistration,
+    "CheckIn": responses.CheckIn,
+    "Ticket": responses.Ticket,
+    "JwkSet": responses.JwkSet,
     "EventPage": responses.EventPage,
     "AttendeePage": responses.AttendeePage,
     "AttendeeRegistrationPage": responses.AttendeeRegistrationPage,
@@ -85,7 +89,8 @@ type a new key for each new request.
 **Auth.** With `auth.admin_tokens` configured, admin routes (marked with a lock)
 need `Authorization: Bearer <token>`, else `401`; with none configured they are open
 (loopback only). Every other route is public: an attendee or registration id is the
-capability to read or cancel it.
+capability to read or cancel it. `POST /checkins` also takes one of
+`auth.checkin_tokens`, bearer tokens for the scanners at the door that open nothing else.
 
 **WebSocket.** OpenAPI has no notion of WebSocket: `/ws`, `/ws/events/{eventId}`
 and `/` are described as the `GET` of their handshake (`101 Switching Protocols`),
@@ -118,6 +123,8 @@ def build_document() -> dict[str, Any]:
             {"name": "registrations"},
             {"name": "webhooks", "description": "Signed messages about every change, sent to"
              " endpoints (Standard Webhooks)."},
+            {"name": "tickets", "description": "Signed tickets, their keys, and check-in at"
+             " the door."},
             {"name": "streams", "description": "WebSocket streams of changes."},
             {"name": "operations", "description": "Health and metrics."},
             {"name": "pages", "description": "This document, Swagger UI, the dashboard."},
@@ -131,7 +138,8 @@ def build_document() -> dict[str, Any]:
                 o.ADMIN: {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "One of `auth.admin_tokens`. Needed only when tokens are"
+                    "description": "One of `auth.admin_tokens` (for `POST /checkins`, also"
+                    " one of `auth.checkin_tokens`). Needed only when admin tokens are"
                     " configured.",
                 }
             },

@@ -36,6 +36,7 @@ EVENT: Example = {
     "holdMinutes": 15.0,
     "offerMinutes": 0.0,
     "confirmation": "instant",
+    "checkedInCount": 0,
 }
 ATTENDEE: Example = {
     "id": ATTENDEE_ID,
@@ -67,6 +68,23 @@ EVENT_REGISTRATION: Example = {
     **REGISTRATION,
     "attendee": {key: ATTENDEE[key] for key in ("id", "name", "email")},
 }
+
+# A ticket of REGISTRATION (John Doe), really signed by the key of TICKET_KEYS (a
+# throwaway key: bytes 0, 1, …, 31): the example verifies.
+TICKET_JWS = (
+    "eyJhbGciOiJFZERTQSIsImtpZCI6IjFJRzJ0TUg3SjJ3Ykpabk9mOExKelFpdEtmN0xNdm9BRWxzdURNVk01"
+    "NFkiLCJ0eXAiOiJKV1QifQ.eyJzdWIiOiJhNGIxYzJkMy1lNWY2LTQ3ODktOGFiYy1kZWYwMTIzNDU2NzgiL"
+    "CJlaWQiOiI3YzFlMmI5YS00ZjBlLTRhNTMtOWE1NS0wYzZmMWYxZjNhMDEiLCJuYW1lIjoiSm9obiBEb2UiL"
+    "CJpYXQiOjE4OTM4MzU4MDB9.1jlpO39l4IwbUW4QWhcp-ygldsbU6pYDUN0dWZXTc2y76iuDznvj2noraoPbo"
+    "FEuJvoFhVlQJ1evMTnEHrNxCg"
+)
+TICKET: Example = {"ticket": TICKET_JWS, "qr": "data:image/svg+xml;base64,PHN2ZyB4bWxucz0i"}
+TICKET_KEYS: Example = {"keys": [{
+    "kty": "OKP", "crv": "Ed25519", "x": "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg",
+    "kid": "1IG2tMH7J2wbJZnOf8LJzQitKf7LMvoAElsuDMVM54Y", "alg": "EdDSA", "use": "sig",
+}]}
+CHECK_IN_BODY: Example = {"ticket": TICKET_JWS}
+CHECKED_IN: Example = {**REGISTRATION, "checkedInAt": "2030-06-01T06:42:17.503Z"}
 
 # --- exports -----------------------------------------------------------------------
 
@@ -213,8 +231,12 @@ PROBLEM_DETAILS = {
     "unsupported_media_type": "Send the body as application/json, not text/plain.",
     "rate_limited": "More than 50 requests per second from this address; retry in 1 s.",
     "unavailable": "The request could not be completed in time; please retry.",
+    "ticket_not_valid": "The ticket's signature does not verify.",
+    "already_checked_in": f"Registration {REGISTRATION_ID} was checked in at"
+    " 2030-06-01T06:42:17.503Z.",
 }
 PROBLEM_EXTRAS: dict[str, Example] = {
     "validation_failed": {"errors": [{"field": "maxAttendees", "message": "must be ≥ 1"}]},
     "event_overlap": {"conflictingEventId": OTHER_EVENT_ID},
+    "already_checked_in": {"checkedInAt": "2030-06-01T06:42:17.503Z"},
 }

@@ -29,6 +29,7 @@ from eventd.http.openapi_operations import (
     paths,
     query,
     query_text,
+    ref,
 )
 from eventd.http.swagger_ui import ASSETS
 
@@ -327,6 +328,49 @@ def document_paths() -> dict[str, JsonSchema]:
             parameters=[_PAGE, limit(20, 100)],
             admin=True,
         ),
+        # --- tickets ---
+        operation(
+            "GET", "/registrations/{registrationId}/ticket", "getTicket", "tickets",
+            "A registration's ticket",
+            {200: {
+                "description": "The ticket and its QR code; with `Accept: image/svg+xml`, the"
+                " QR code's SVG itself. Not to be cached (`Cache-Control: no-store`).",
+                "content": {
+                    "application/json": {"schema": ref("Ticket"), "example": x.TICKET},
+                    "image/svg+xml": {"schema": TEXT},
+                },
+            }},
+            codes=["forbidden", "ticket_not_valid"],
+            parameters=[param("ManageToken"), param("RegistrationToken")],
+            description="Only a confirmed registration has a ticket (else `409"
+            " ticket_not_valid`). Needs its manage token or an admin token (else `403"
+            " forbidden`). The ticket"
+            " is a compact JWS signed with the deployment's Ed25519 key; a scanner verifies"
+            " it offline against `/.well-known/jwks.json`. The same registration gets the"
+            " same ticket every time.",
+        ),
+        operation(
+            "GET", "/.well-known/jwks.json", "ticketKeys", "tickets",
+            "The keys that verify tickets",
+            {200: answer("JwkSet", "The public ticket key as a JWK Set: give it to any JOSE"
+                         " library to verify tickets offline.", x.TICKET_KEYS)},
+            busy=PAGES,
+        ),
+        operation(
+            "POST", "/checkins", "checkIn", "tickets", "Check a ticket in at the door",
+            {201: created("CheckIn", "registration, checked in",
+                          {"getRegistration": ("registrationId", "id")}, first=x.CHECKED_IN)},
+            body=("CheckInCreate", {"scan": x.CHECK_IN_BODY}),
+            codes=["ticket_not_valid", "already_checked_in"],
+            admin=True,
+            description="An admin token, or one of `auth.checkin_tokens` (as the bearer"
+            " token: good for this route only). `201` the first time a ticket is checked"
+            " in, however many doors and daemons scan it at once; `409 already_checked_in`"
+            " with the first `checkedInAt` after that; `409 ticket_not_valid` when the"
+            " signature does not verify or the registration is not (or no longer)"
+            " confirmed. Broadcasts `eventCapacityUpdate` with the event's new"
+            " `checkedInCount`.",
+        ),
         # --- operations ---
         operation(
             "GET", "/health", "health", "operations", "Is the daemon able to serve?",
@@ -346,10 +390,10 @@ def document_paths() -> dict[str, JsonSchema]:
             {
                 200: {
                     "description": "Prometheus text format: requests by route and status"
-                    " with latency histograms, registrations by outcome, websocket"
-                    " connections and dropped clients, outbox depth, writer batch sizes"
-                    " and commit latency, live actors, webhook deliveries by outcome and"
-                    " their lag, the webhook backlog.",
+                    " with latency histograms, registrations and check-ins by outcome,"
+                    " websocket connections and dropped clients, outbox depth, writer batch"
+                    " sizes and commit latency, live actors, webhook deliveries by outcome"
+                    " and their lag, the webhook backlog.",
                     "content": {"text/plain": {"schema": TEXT, "example": x.METRICS}},
                 }
             },

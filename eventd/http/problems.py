@@ -16,6 +16,7 @@ from quart import Response
 from werkzeug.exceptions import HTTPException
 
 from eventd import errors as e
+from eventd.model import format_time
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,17 @@ PROBLEMS: dict[str, ProblemType] = {
         "confirm of a registration that is waitlisted or cancelled: only a held seat or an"
         " offer can be confirmed",
     ),
+    "ticket_not_valid": ProblemType(
+        409,
+        "Ticket not valid",
+        "the ticket's signature does not verify, or its registration is not (or no"
+        " longer) confirmed",
+    ),
+    "already_checked_in": ProblemType(
+        409,
+        "Already checked in",
+        "the ticket was checked in before; `checkedInAt` says when",
+    ),
     "payload_too_large": ProblemType(
         413, "Payload too large", "the body is over `limits.max_body_bytes`"
     ),
@@ -139,6 +151,8 @@ def from_error(error: e.EventdError) -> Response:
         extra["errors"] = [{"field": f.field, "message": f.message} for f in error.errors]
     if isinstance(error, e.EventOverlap):
         extra["conflictingEventId"] = str(error.conflicting_event_id)
+    if isinstance(error, e.AlreadyCheckedIn):
+        extra["checkedInAt"] = format_time(error.checked_in_at)
     if isinstance(error, e.RateLimited | e.Unavailable):
         headers["Retry-After"] = str(error.retry_after_seconds)
     if isinstance(error, e.Unauthorized):

@@ -120,7 +120,7 @@ async def confirm_registration(registration_id: str) -> Response:
     answer is replayed only to a request that may act on the registration.
     """
     rid = parse_id(registration_id, "Registration")
-    keys = await _authorized(rid)
+    keys = await authorized(rid)
     return await _confirm(rid, keys)
 
 
@@ -140,7 +140,7 @@ async def _confirm(rid: uuid.UUID, keys: queries.RegistrationKeys) -> Response:
 async def cancel_registration(registration_id: str) -> Response:
     """Cancel an active registration; a cancelled or expired one stays as it is (204)."""
     rid = parse_id(registration_id, "Registration")
-    keys = await _authorized(rid)
+    keys = await authorized(rid)
     if keys.status in ACTIVE_STATUSES:
         await services().supervisor.ask(
             keys.event_id, lambda reply: m.Cancel(rid, reply, trio.current_effective_deadline())
@@ -148,7 +148,7 @@ async def cancel_registration(registration_id: str) -> Response:
     return no_content()
 
 
-async def _authorized(rid: uuid.UUID) -> queries.RegistrationKeys:
+async def authorized(rid: uuid.UUID) -> queries.RegistrationKeys:
     """The registration's keys, if the request may act on it: its token, or an admin's."""
     keys = await queries.registration_keys(services().db, rid)
     if keys is None:

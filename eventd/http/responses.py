@@ -77,6 +77,9 @@ class Event(TypedDict):
     """The claim window of a waitlist offer; 0: a freed seat is confirmed at once."""
     confirmation: Literal["instant", "email"]
     """`email`: every registration starts `held`; only the emailed link confirms it."""
+    checkedInCount: Count
+    """Tickets checked in at the door (`POST /checkins`); a later cancellation does not
+    lower it."""
 
 
 @with_config(CLOSED)
@@ -136,6 +139,51 @@ class EventRegistration(Registration):
     """One of an event's registrations, with its attendee."""
 
     attendee: AttendeeSummary
+
+
+@with_config(CLOSED)
+class CheckIn(Registration):
+    """A registration just checked in at the door."""
+
+    checkedInAt: Timestamp
+
+
+# --- tickets -----------------------------------------------------------------------
+
+Base64Url = r"[A-Za-z0-9_-]+"
+
+
+@with_config(CLOSED)
+class Ticket(TypedDict):
+    """A confirmed registration's ticket."""
+
+    ticket: Annotated[str, Field(pattern=rf"^{Base64Url}\.{Base64Url}\.{Base64Url}$")]
+    """JWS Compact Serialization (RFC 7515), `"alg": "EdDSA"` (RFC 8037) with `kid`;
+    claims `sub` (the registration's id), `eid` (the event's id), `name` (the
+    attendee's) and `iat` (when it was confirmed). Verify it with
+    `/.well-known/jwks.json`."""
+    qr: Annotated[str, Field(pattern=r"^data:image/svg\+xml;base64,[A-Za-z0-9+/]+=*$")]
+    """A QR code holding exactly `ticket`, as an SVG `data:` URI."""
+
+
+@with_config(CLOSED)
+class Jwk(TypedDict):
+    """An Ed25519 public key (RFC 8037)."""
+
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: Annotated[str, Field(pattern=rf"^{Base64Url}$")]
+    kid: Annotated[str, Field(pattern=rf"^{Base64Url}$")]
+    """Its RFC 7638 thumbprint; a ticket's header names it."""
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+
+
+@with_config(CLOSED)
+class JwkSet(TypedDict):
+    """The keys that verify tickets (RFC 7517 §5)."""
+
+    keys: Annotated[list[Jwk], Field(min_length=1)]
 
 
 @with_config(CLOSED)
@@ -261,6 +309,7 @@ def _problem_extras(code: str, field: str) -> JsonDict:
             "allOf": [
                 _problem_extras("validation_failed", "errors"),
                 _problem_extras("event_overlap", "conflictingEventId"),
+                _problem_extras("already_checked_in", "checkedInAt"),
             ]
         },
     )
@@ -279,6 +328,8 @@ class Problem(TypedDict):
     """With `validation_failed`: one entry per problem."""
     conflictingEventId: NotRequired[uuid.UUID]
     """With `event_overlap`."""
+    checkedInAt: NotRequired[Timestamp]
+    """With `already_checked_in`: when the ticket was first checked in."""
 
 
 # --- /health -----------------------------------------------------------------------
@@ -406,6 +457,7 @@ class CapacityCounts(TypedDict):
     × `maxAttendees` (at least 1 spot)."""
     heldCount: Count
     """Held and offered registrations."""
+    checkedInCount: Count
 
 
 @with_config(CLOSED)

@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 
 from eventd.errors import FieldError, MalformedJson, ValidationFailed, echo
 from eventd.model import utc_now
+from eventd.tickets import MAX_TICKET_CHARS
 from eventd.timezones import MAX_NAME_CHARS, is_timezone
 from eventd.webhooks import TYPES, WebhookType, targets
 
@@ -397,6 +398,15 @@ class WebhookPatch(Patch):
         if "types" in sent:
             sent["types"] = list(dict.fromkeys(sent["types"]))
         return sent
+
+
+class CheckInCreate(Body):
+    ticket: str = Field(
+        min_length=1,
+        max_length=MAX_TICKET_CHARS,
+        description="The ticket as its QR code holds it: a compact JWS from"
+        " `GET /registrations/{registrationId}/ticket`.",
+    )
 
 
 # --- turning pydantic's errors into ours ----------------------------------------

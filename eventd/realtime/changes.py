@@ -67,6 +67,7 @@ class Change:
                 "waitlistCount": event.waitlist_count,
                 "warning": capacity_warning(event, almost_full_ratio),
                 "heldCount": event.held_count,
+                "checkedInCount": event.checked_in_count,
             }
         else:
             data = event.to_json()

@@ -97,7 +97,8 @@
     const held = event.heldCount ?? 0;  // a daemon from before holds sends none
     return `${event.registeredCount} / ${event.maxAttendees} registered · ` +
       (held ? `${held} held · ` : "") +
-      `${event.availableSpots} available · ${event.waitlistCount} on waitlist`;
+      `${event.availableSpots} available · ${event.waitlistCount} on waitlist · ` +
+      `${event.checkedInCount ?? 0} checked in`;
   }
 
   /** A capacity block: a progressbar (registered of max, then the seats held), the counts
@@ -140,6 +141,7 @@
       availableSpots: data.availableSpots,
       waitlistCount: data.waitlistCount,
       heldCount: data.heldCount ?? 0,
+      checkedInCount: data.checkedInCount ?? event.checkedInCount,
       warning: data.warning,
     };
   }
