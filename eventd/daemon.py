@@ -5,7 +5,7 @@
     ├── Redis client    — if configured: the shared event cache and the relay
     ├── Writer          — group commit; started first, stopped last
     ├── Supervisor      — event actors; Relay — changes to and from other daemons
-    ├── Mailer, Reminders
+    ├── Mailer, Reminders, QueueTicker — admission queues: opened on time, states each second
     └── hypercorn       — the HTTP/WebSocket port, opened only when all above are up
 
 Stopping (SIGTERM, SIGINT, or the ``stop`` event): hypercorn stops accepting
@@ -41,8 +41,10 @@ from eventd.http.app import create_app
 from eventd.http.context import Services
 from eventd.http.server import serve_http
 from eventd.realtime.hub import Hub
+from eventd.realtime.queue_ticker import QueueTicker
 from eventd.realtime.relay import Relay
 from eventd.storage import commands, queries
+from eventd.storage.queue import QueueTick
 from eventd.storage.database import open_database
 from eventd.storage.embedded import start_embedded
 from eventd.storage.event_cache import EventCache
@@ -150,6 +152,8 @@ async def serve(
                     await actor_nursery.start(relay.run)
                 await actor_nursery.start(mailer.run)
                 await actor_nursery.start(reminders.run)
+                ticker = QueueTicker(lambda events: writer.submit(QueueTick(events)), hub)
+                await actor_nursery.start(ticker.run)
                 owed = await queries.events_owing_reminders(db)
                 for event_id, starts_at in owed:  # a moment missed while down fires now
                     reminders.arm(event_id, starts_at, catch_up=True)

@@ -19,7 +19,11 @@ their own failures into these (the store turns a lost connection into
     │   ├── EventOverlap            carries the conflicting event's id
     │   ├── CapacityBelowRegistrations
     │   ├── EventStarted
-    │   └── IdempotencyKeyReused
+    │   ├── IdempotencyKeyReused
+    │   ├── SalesNotOpen            before the event's salesStartAt
+    │   └── AdmissionUsed           the admission made a registration already
+    ├── AdmissionRequired           queued event, no valid Admission-Token (403)
+    ├── AdmissionExpired            the admission's expiresAt has passed (410)
     ├── RateLimited                 carries Retry-After
     ├── Unavailable                 the database cannot be reached; carries Retry-After
     └── InternalError               our fault: answered 500, details only in the log
@@ -124,6 +128,22 @@ class EventStarted(Conflict):
 
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
+
+
+class SalesNotOpen(Conflict):
+    code = "sales_not_open"
+
+
+class AdmissionUsed(Conflict):
+    code = "admission_used"
+
+
+class AdmissionRequired(EventdError):
+    code = "admission_required"
+
+
+class AdmissionExpired(EventdError):
+    code = "admission_expired"
 
 
 class RateLimited(EventdError):

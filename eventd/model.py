@@ -80,10 +80,15 @@ class Event:
     created_at: datetime
     updated_at: datetime
     timezone: str = "UTC"  # IANA name: how people read its times (eventd.timezones)
+    # Before it registrations are refused; admission: a queue admits them (both or neither).
+    sales_start_at: datetime | None = None
+    admission_rate_per_minute: int | None = None
+    admission_token_minutes: float | None = None
 
     COLUMNS = (
         "id, name, description, starts_at, duration_minutes, location, max_attendees, "
-        "confirmed_count, waitlist_count, version, created_at, updated_at, timezone"
+        "confirmed_count, waitlist_count, version, created_at, updated_at, timezone, "
+        "sales_start_at, admission_rate_per_minute, admission_token_minutes"
     )
 
     @classmethod
@@ -139,6 +144,16 @@ class Event:
             "createdAt": format_time(self.created_at),
             "updatedAt": format_time(self.updated_at),
             "timezone": self.timezone,
+            "salesStartAt": format_time(self.sales_start_at) if self.sales_start_at else None,
+            "admission": self.admission_json(),
+        }
+
+    def admission_json(self) -> dict[str, Any] | None:
+        if self.admission_rate_per_minute is None:
+            return None
+        return {
+            "ratePerMinute": self.admission_rate_per_minute,
+            "tokenMinutes": self.admission_token_minutes,
         }
 
     @classmethod
@@ -159,6 +174,10 @@ class Event:
             updated_at=parse_time(data["updatedAt"]),
             # JSON cached or relayed by a daemon from before time zones has none.
             timezone=data.get("timezone", "UTC"),
+            # ... nor sales and admission settings.
+            sales_start_at=parse_time(data["salesStartAt"]) if data.get("salesStartAt") else None,
+            admission_rate_per_minute=(data.get("admission") or {}).get("ratePerMinute"),
+            admission_token_minutes=(data.get("admission") or {}).get("tokenMinutes"),
         )
 
     @functools.cached_property

@@ -19,6 +19,7 @@ from eventd.http import (
     health,
     openapi,
     problems,
+    queue,
     registrations,
     streams,
     swagger_ui,
@@ -52,7 +53,7 @@ def create_app(services: Services) -> EventdApp:
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
     for module in (events, attendees, registrations, exports, health, streams, dashboard,
-                   openapi, swagger_ui):
+                   openapi, swagger_ui, queue):
         app.register_blueprint(module.blueprint)
 
     @app.before_request

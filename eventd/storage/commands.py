@@ -27,6 +27,7 @@ from eventd.errors import (
 )
 from eventd.model import Attendee, Event, EventCounts
 from eventd.storage.database import Connection
+from eventd.storage.queue import configure_queue
 from eventd.storage.writer import WriteCommand
 
 # --- registrations -----------------------------------------------------------
@@ -146,6 +147,10 @@ class EventFields:
     location: str
     max_attendees: int
     timezone: str = "UTC"
+    # Sales and admission (eventd.storage.queue): both admission fields or neither.
+    sales_start_at: datetime | None = None
+    admission_rate_per_minute: int | None = None
+    admission_token_minutes: float | None = None
 
     @property
     def ends_at(self) -> datetime:
@@ -206,7 +211,9 @@ class CreateEvent(WriteCommand[Event]):
         await _check_overlap(conn, f)
         row = await conn.fetchrow(
             "INSERT INTO events (id, name, description, starts_at, duration_minutes, ends_at,"
-            " location, max_attendees, timezone) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " location, max_attendees, timezone, sales_start_at, admission_rate_per_minute,"
+            " admission_token_minutes)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             f" RETURNING {Event.COLUMNS}",
             self.event_id,
             f.name,
@@ -217,9 +224,18 @@ class CreateEvent(WriteCommand[Event]):
             f.location,
             f.max_attendees,
             f.timezone,
+            f.sales_start_at,
+            f.admission_rate_per_minute,
+            f.admission_token_minutes,
         )
         assert row is not None
+        if f.admission_rate_per_minute is not None:
+            await configure_queue(conn, self.event_id)
         return Event.from_row(row)
+
+
+def _queue_settings(event: Event) -> tuple[Any, ...]:
+    return (event.sales_start_at, event.admission_rate_per_minute)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +291,9 @@ class UpdateEvent(WriteCommand[EventUpdated]):
             "UPDATE events SET name = $2, description = $3, starts_at = $4,"
             " duration_minutes = $5, ends_at = $6, location = $7, max_attendees = $8,"
             " version = version + 1, edited_version = version + 1, updated_at = now(),"
-            " timezone = $9, calendar_sequence = calendar_sequence + $10::int"
+            " timezone = $9, calendar_sequence = calendar_sequence + $10::int,"
+            " sales_start_at = $11, admission_rate_per_minute = $12,"
+            " admission_token_minutes = $13"
             f" WHERE id = $1 RETURNING {Event.COLUMNS}",
             self.event_id,
             merged.name,
@@ -287,9 +305,14 @@ class UpdateEvent(WriteCommand[EventUpdated]):
             merged.max_attendees,
             merged.timezone,
             int(moved),  # a new time or place: calendars take the next invitation (RFC 5546)
+            merged.sales_start_at,
+            merged.admission_rate_per_minute,
+            merged.admission_token_minutes,
         )
         assert row is not None
         updated = Event.from_row(row)
+        if _queue_settings(updated) != _queue_settings(old):
+            await configure_queue(conn, self.event_id)
         if moved:
             await _email_everyone(conn, "event_changed", self.event_id)
         if updated.starts_at != old.starts_at:  # a new date: its reminder is due anew
