@@ -49,6 +49,8 @@ COMPONENTS: dict[str, Any] = {
     "Problem": responses.Problem,
     "Health": responses.Health,
     "StreamMessage": responses.StreamMessage,
+    "QueueTicket": responses.QueueTicket,
+    "JoinedQueueTicket": responses.JoinedQueueTicket,
 }
 
 DESCRIPTION = """\
@@ -108,6 +110,7 @@ def build_document() -> dict[str, Any]:
             {"name": "events"},
             {"name": "attendees"},
             {"name": "registrations"},
+            {"name": "queue", "description": "Admission queues (waiting rooms)."},
             {"name": "streams", "description": "WebSocket streams of changes."},
             {"name": "operations", "description": "Health and metrics."},
             {"name": "pages", "description": "This document, Swagger UI, the dashboard."},
