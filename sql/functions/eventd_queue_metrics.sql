@@ -1,15 +1,16 @@
--- Per queued event not yet ended: tickets joined, ranked, admitted (the
+-- Per queued event not yet ended, as of p_at: tickets joined, ranked, admitted (the
 -- frontier now), admissions used, and admissions expired unused. Admission
 -- order is rank order and every token lasts tokenMinutes, so the tickets
 -- expired by now are those admitted by now - tokenMinutes.
 
-CREATE OR REPLACE FUNCTION eventd_queue_metrics() RETURNS TABLE (
+CREATE OR REPLACE FUNCTION eventd_queue_metrics(p_at timestamptz DEFAULT clock_timestamp())
+RETURNS TABLE (
     event_id uuid, joined bigint, ranked bigint, admitted bigint, used bigint, expired bigint
 )
 LANGUAGE plpgsql STABLE SET enable_seqscan = off SET plan_cache_mode = auto AS $$
 #variable_conflict use_column
 DECLARE
-    v_at timestamptz := clock_timestamp();
+    v_at timestamptz := p_at;
 BEGIN
     RETURN QUERY
         SELECT s.event_id, s.joined, s.ranked, s.admitted, s.used,
