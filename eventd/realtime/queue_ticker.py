@@ -49,7 +49,7 @@ class QueueTicker:
             # On the second, from the first tick; a tick that ran long skips what it missed.
             due += self._seconds
             now = trio.current_time()
-            if due <= now:
+            if due < now:
                 due = now + self._seconds - (now - due) % self._seconds
             await trio.sleep_until(due)
 
