@@ -44,11 +44,11 @@ from eventd.realtime.hub import Hub
 from eventd.realtime.queue_ticker import QueueTicker
 from eventd.realtime.relay import Relay
 from eventd.storage import commands, queries
-from eventd.storage.queue import QueueTick
 from eventd.storage.database import open_database
 from eventd.storage.embedded import start_embedded
 from eventd.storage.event_cache import EventCache
 from eventd.storage.migrations import apply_migrations
+from eventd.storage.queue import QueueTick
 from eventd.storage.redis import Redis, open_redis
 from eventd.storage.writer import Writer
 

@@ -35,8 +35,8 @@ from referencing.jsonschema import DRAFT202012
 from eventd import errors
 from eventd.config import Config
 from eventd.http import problems, responses, schemas
-from eventd.http.app import create_app
 from eventd.http.admission import new_token
+from eventd.http.app import create_app
 from eventd.http.context import Services, admin_route
 from eventd.http.openapi import build_document, document_bytes
 from eventd.http.problems import PROBLEMS

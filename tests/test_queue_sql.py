@@ -187,7 +187,7 @@ async def test_pre_sale_joiners_are_ranked_in_a_uniformly_random_order(db: Datab
     """
     n = 10_000
     event_id = await make_event(db, sales=datetime.now(UTC) + timedelta(hours=1))
-    for start in range(0, n, 1000):  # joins in batches, as the writer sends them
+    for _ in range(0, n, 1000):  # joins in batches, as the writer sends them
         joined = await join(db, event_id, [token()[1] for _ in range(1000)])
         assert all(row["rank"] is None for row in joined)
     await states(db, event_id, await opens_at(db, event_id))  # the opening
@@ -307,7 +307,7 @@ async def test_a_use_rolled_back_with_its_registration_leaves_the_admission_unus
 ):
     event_id, [only], at = await admitted_event(db, 1)
     async with db.connection() as conn:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError):  # noqa: SIM117 - the transaction is what is rolled back
             async with conn.transaction():
                 assert await use(conn, event_id, only, at) == "ok"
                 raise RuntimeError("the registration was refused after all")

@@ -1,8 +1,9 @@
 """The queue ticker against a real PostgreSQL, its seconds driven by trio's MockClock.
 
-The MockClock stands still unless jumped. The database computes the frontier from the instant it is given: here the
-queue's opening plus the MockClock's seconds, so each tick's ``queueUpdate``
-can be held to ``min(ranked, floor(minutes since opening × rate))`` exactly.
+The MockClock stands still unless jumped. The database computes the frontier
+from the instant it is given: here the queue's opening plus the MockClock's
+seconds, so each tick's ``queueUpdate`` can be held to
+``min(ranked, floor(minutes since opening × rate))`` exactly.
 """
 
 from __future__ import annotations

@@ -15,8 +15,13 @@ import re
 import secrets
 import uuid
 
-from eventd.errors import AdmissionExpired, AdmissionRequired, AdmissionUsed, EventdError
-from eventd.errors import SalesNotOpen
+from eventd.errors import (
+    AdmissionExpired,
+    AdmissionRequired,
+    AdmissionUsed,
+    EventdError,
+    SalesNotOpen,
+)
 from eventd.http.connection import Request
 from eventd.http.context import header_values
 

@@ -36,6 +36,7 @@ from eventd.http.rate_limits import (
     ConnectionLimiter,
     ConnectionLimiterStatistics,
 )
+from eventd.storage.queue import QueueCounts, queue_counts
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -88,6 +89,10 @@ async def metrics() -> Response:
         metrics.daemon.outbox = await s.mailer.status()
     except Unavailable:
         metrics.daemon.outbox = None  # the rest is still worth a scrape
+    try:
+        metrics.daemon.queues = await queue_counts(s.db)
+    except Unavailable:
+        metrics.daemon.queues = []
     limiter: ConnectionLimiter | None = current_app.extensions.get(CONNECTIONS_EXTENSION)
     metrics.daemon.connections = limiter.statistics() if limiter is not None else None
     return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
@@ -101,6 +106,7 @@ class _DaemonCollector:
         # Read by the handler just before a scrape.
         self.outbox: OutboxStatus | None = None
         self.connections: ConnectionLimiterStatistics | None = None  # None: not served by eventd
+        self.queues: list[QueueCounts] = []
 
     def describe(self) -> list[Metric]:
         return []  # collected fresh on every scrape
@@ -167,6 +173,8 @@ class _DaemonCollector:
                                     "Pending emails whose last attempt failed.",
                                     value=self.outbox.failing)
 
+        yield from _queue_metrics(self.queues)
+
         if s.redis is not None:
             yield GaugeMetricFamily("eventd_redis_up", "1 while Redis answers.",
                                     value=int(s.redis.up))
@@ -178,6 +186,26 @@ class _DaemonCollector:
             relay.add_metric(("received",), shared.received)
             relay.add_metric(("dropped",), shared.dropped)
             yield relay
+
+
+_QUEUE_SERIES = (
+    ("joined", "Tickets that joined the event's admission queue."),
+    ("ranked", "Tickets given a rank."),
+    ("admitted", "Ranks admitted so far (admittedThrough)."),
+    ("admissions_used", "Admissions that made their registration."),
+    ("admissions_expired", "Admissions whose token expired unused."),
+)
+
+
+def _queue_metrics(queues: list[QueueCounts]) -> Iterator[Metric]:
+    """Each queued event's totals, from the database: every daemon reports the same."""
+    for name, documentation in _QUEUE_SERIES:
+        family = GaugeMetricFamily(f"eventd_queue_{name}", documentation + " By event; from"
+                                   " the database, the same on every daemon.", labels=("event",))
+        field = name.removeprefix("admissions_")
+        for queue in queues:
+            family.add_metric((str(queue.event_id),), getattr(queue, field))
+        yield family
 
 
 def _histogram(name: str, documentation: str, counts: Mapping[float, int],

@@ -137,9 +137,9 @@ def document_paths() -> dict[str, JsonSchema]:
             description="Any non-empty subset of the fields, validated as on create; null"
             " is refused, except for `salesStartAt` and `admission`, where it removes the"
             " setting. A new `admission.ratePerMinute` applies from this moment: nobody"
-            " admitted is moved back, and ranks never change. The overlap is re-checked. Raising `maxAttendees` promotes"
-            " waitlisted registrations in order. Broadcasts `eventUpdated`, and"
-            " `eventCapacityUpdate` when the counts change.",
+            " admitted is moved back, and ranks never change. The overlap is re-checked."
+            " Raising `maxAttendees` promotes waitlisted registrations in order. Broadcasts"
+            " `eventUpdated`, and `eventCapacityUpdate` when the counts change.",
         ),
         operation(
             "DELETE", "/events/{eventId}", "deleteEvent", "events", "Delete an event",
