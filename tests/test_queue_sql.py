@@ -307,10 +307,14 @@ async def test_a_use_rolled_back_with_its_registration_leaves_the_admission_unus
 ):
     event_id, [only], at = await admitted_event(db, 1)
     async with db.connection() as conn:
-        with pytest.raises(RuntimeError):  # noqa: SIM117 - the transaction is what is rolled back
+
+        async def refused_registration() -> None:
             async with conn.transaction():
                 assert await use(conn, event_id, only, at) == "ok"
                 raise RuntimeError("the registration was refused after all")
+
+        with pytest.raises(RuntimeError):
+            await refused_registration()
         assert await use(conn, event_id, only, at) == "ok"
 
 
