@@ -29,7 +29,7 @@ from tests.support import DaemonProcess
 EVENT_KEYS = {
     "id", "name", "description", "date", "durationMinutes", "endsAt", "location",
     "maxAttendees", "registeredCount", "availableSpots", "waitlistCount", "version",
-    "createdAt", "updatedAt", "timezone",
+    "createdAt", "updatedAt", "timezone", "salesStartAt", "admission",
 }
 
 
@@ -83,6 +83,7 @@ async def test_create_answers_201_with_location_header_and_defaults(client: http
     assert event["location"] == location
     assert event["maxAttendees"] == 25
     assert event["timezone"] == "UTC"  # events.default_timezone
+    assert (event["salesStartAt"], event["admission"]) == (None, None)  # no sales start, no queue
     assert event["registeredCount"] == 0
     assert event["availableSpots"] == 25
     assert event["waitlistCount"] == 0

@@ -1,0 +1,153 @@
+"""Many waiting-room subscribers of one event, in one lean process.
+
+    python -m bench.queue_subscribers URL EVENT_ID COUNT RESULT.json
+
+Opens COUNT raw connections to /ws/events/EVENT_ID, with the same minimal
+client as bench.ws_subscribers (the handshake by hand, unmasked server frames
+parsed directly), prints "ready" once every snapshot arrived, then records
+for every ``queueUpdate`` its ``at`` (the database's clock when the daemon
+computed it) and its delay from ``at`` to arrival. Reads the moment to stop
+(epoch seconds) from a line on stdin, stops then and writes RESULT.json.
+
+:func:`open_queue_subscribers` starts that process from a benchmark and
+waits for "ready".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import resource
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import trio
+
+from bench.ws_subscribers import _epoch
+
+QUEUE_AT = re.compile(rb'"type":"queueUpdate","eventId":"[^"]+","at":"([^"]+)"')
+CONNECTS_PER_PAUSE = 100  # then a short pause: don't flood the accept queue
+
+
+async def subscriber(
+    host: str, port: int, path: str, ready: trio.Semaphore, ats: list[float],
+    delays: list[float],
+) -> None:
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        buffer += await stream.receive_some(65536)
+    head, _, buffer = buffer.partition(b"\r\n\r\n")
+    assert b" 101 " in head.split(b"\r\n")[0], head
+    snapshot_seen = False
+    while True:
+        while len(buffer) >= 2:  # whole frames from the buffer
+            opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+            if length == 126:
+                if len(buffer) < 4:
+                    break
+                length, offset = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    break
+                length, offset = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < offset + length:
+                break
+            payload, buffer = buffer[offset : offset + length], buffer[offset + length :]
+            if opcode == 0x8:
+                return
+            if opcode == 0x9:  # ping: answer, masked as a client must
+                await stream.send_all(b"\x8a\x80\x00\x00\x00\x00")
+                continue
+            if opcode != 0x1:
+                continue
+            arrived = time.time()
+            if not snapshot_seen:
+                snapshot_seen = True
+                ready.release()
+                continue
+            match = QUEUE_AT.search(payload)
+            if match:
+                at = _epoch(match[1])
+                ats.append(at)
+                delays.append(arrived - at)
+        data = await stream.receive_some(65536)
+        if not data:
+            return
+        buffer += data
+
+
+async def main(url: str, event_id: str, count: int, result_path: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname in ("127.0.0.1", "localhost", "::1"), "loopback only"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ready = trio.Semaphore(0, max_value=count)
+    per_connection: list[tuple[list[float], list[float]]] = [([], []) for _ in range(count)]
+    async with trio.open_nursery() as nursery:
+        for n in range(count):
+            nursery.start_soon(subscriber, parts.hostname, parts.port or 80,
+                               f"/ws/events/{event_id}", ready, *per_connection[n])
+            if n % CONNECTS_PER_PAUSE == CONNECTS_PER_PAUSE - 1:
+                await trio.sleep(0.02)
+        for _ in range(count):
+            await ready.acquire()
+        print("ready", flush=True)
+        until = float(await trio.to_thread.run_sync(sys.stdin.readline))
+        await trio.sleep(max(0.0, until - time.time()))
+        nursery.cancel_scope.cancel()
+    result = {"connections": [{"ats": a, "delays": d} for a, d in per_connection]}
+    await trio.Path(result_path).write_text(json.dumps(result))
+
+
+def start_queue_subscribers(
+    url: str, event_id: str, count: int, result_path: Path
+) -> subprocess.Popen[str]:
+    """COUNT subscribers in a process of their own; see :func:`await_ready`, :func:`stop_at`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.queue_subscribers", url, event_id, str(count),
+         str(result_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def await_ready(process: subprocess.Popen[str]) -> None:
+    """Until every subscriber of ``process`` is past its snapshot."""
+    assert process.stdout is not None
+    ready = process.stdout.readline().strip()
+    if ready != "ready":
+        raise RuntimeError(f"subscribers did not get ready: {ready!r}")
+
+
+def stop_at(process: subprocess.Popen[str], until: float) -> None:
+    """Tell ``process`` to stop at ``until`` (epoch seconds) and write its result."""
+    assert process.stdin is not None
+    process.stdin.write(f"{until!r}\n")
+    process.stdin.flush()
+
+
+@contextlib.contextmanager
+def killed_at_exit(processes: list[subprocess.Popen[str]]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+if __name__ == "__main__":
+    trio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
