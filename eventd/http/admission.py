@@ -22,8 +22,7 @@ from eventd.errors import (
     EventdError,
     SalesNotOpen,
 )
-from eventd.http.connection import Request
-from eventd.http.context import header_values
+from eventd.http.context import current_request, header_values
 
 TOKEN_BYTES = 32
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{43}$"
@@ -49,13 +48,17 @@ def token_matches(token: str, stored_hash: bytes) -> bool:
     return hmac.compare_digest(presented, stored_hash) and is_token(token)
 
 
-def admission_token_hash(request: Request, event_id: uuid.UUID) -> bytes | None:
-    """The SHA-256 of the request's ``Admission-Token``; None when it sent none.
+def request_admission_token_hash(event_id: uuid.UUID) -> bytes | None:
+    """The SHA-256 of the current request's ``Admission-Token``; None when it sent none."""
+    return admission_token_hash(header_values(current_request(), HEADER), event_id)
+
+
+def admission_token_hash(values: list[str], event_id: uuid.UUID) -> bytes | None:
+    """The SHA-256 of the ``Admission-Token`` sent (``values``: each one sent); None for none.
 
     A header that cannot be a token (sent twice, the wrong length or
     alphabet) is refused here, ``403 admission_required``, without repeating it.
     """
-    values = header_values(request, HEADER)
     if not values:
         return None
     if len(values) != 1 or not is_token(values[0].strip()):

@@ -8,6 +8,10 @@ full counts; ``seq`` still only rises). If that is not enough — too many
 messages that cannot be collapsed — the client is too slow: the outbox drops
 what it holds and asks for a close with 1013.
 
+A ``queueUpdate`` (a queue's state, eventd.realtime.queue_updates) is no
+change: a newer one replaces the one still queued
+(:meth:`Outbox.put_state_nowait`), so a slow client holds at most one.
+
 Its consumer is told by ``on_ready`` when there is something to
 :meth:`Outbox.take_nowait` (or a close to make) and takes everything at once.
 """
