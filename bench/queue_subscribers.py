@@ -31,12 +31,36 @@ import trio
 from bench.ws_subscribers import _epoch
 
 QUEUE_AT = re.compile(rb'"type":"queueUpdate","eventId":"[^"]+","at":"([^"]+)"')
-CONNECTS_PER_PAUSE = 100  # then a short pause: don't flood the accept queue
+CONNECTS_PER_PAUSE = 100  # then a pause: a flood of connects overflows the accept queue
+PAUSE_SECONDS = 0.1
+CONNECT_ATTEMPTS = 5
 
 
 async def subscriber(
-    host: str, port: int, path: str, ready: trio.Semaphore, ats: list[float],
-    delays: list[float],
+    host: str, port: int, path: str, ready: trio.Semaphore, held: list[bool],
+    ats: list[float], delays: list[float],
+) -> None:
+    """One subscriber; a connection refused or reset before its snapshot is tried again.
+
+    One that never gets its snapshot still releases ``ready`` (it is counted as not
+    held: it records nothing); one dropped later records what it got.
+    """
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            await _subscribe(host, port, path, ready, held, ats, delays)
+            return
+        except (OSError, trio.BrokenResourceError):
+            if held:
+                return  # dropped after its snapshot: what it got is its result
+            if attempt == CONNECT_ATTEMPTS - 1:
+                ready.release()  # never held: counted as such
+                return
+            await trio.sleep(0.2 * (attempt + 1))
+
+
+async def _subscribe(
+    host: str, port: int, path: str, ready: trio.Semaphore, held: list[bool],
+    ats: list[float], delays: list[float],
 ) -> None:
     stream = await trio.open_tcp_stream(host, port)
     await stream.send_all(
@@ -49,7 +73,6 @@ async def subscriber(
         buffer += await stream.receive_some(65536)
     head, _, buffer = buffer.partition(b"\r\n\r\n")
     assert b" 101 " in head.split(b"\r\n")[0], head
-    snapshot_seen = False
     while True:
         while len(buffer) >= 2:  # whole frames from the buffer
             opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
@@ -72,8 +95,8 @@ async def subscriber(
             if opcode != 0x1:
                 continue
             arrived = time.time()
-            if not snapshot_seen:
-                snapshot_seen = True
+            if not held:
+                held.append(True)
                 ready.release()
                 continue
             match = QUEUE_AT.search(payload)
@@ -93,20 +116,22 @@ async def main(url: str, event_id: str, count: int, result_path: str) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ready = trio.Semaphore(0, max_value=count)
-    per_connection: list[tuple[list[float], list[float]]] = [([], []) for _ in range(count)]
+    per_connection: list[tuple[list[bool], list[float], list[float]]] = [
+        ([], [], []) for _ in range(count)]
     async with trio.open_nursery() as nursery:
         for n in range(count):
             nursery.start_soon(subscriber, parts.hostname, parts.port or 80,
                                f"/ws/events/{event_id}", ready, *per_connection[n])
             if n % CONNECTS_PER_PAUSE == CONNECTS_PER_PAUSE - 1:
-                await trio.sleep(0.02)
+                await trio.sleep(PAUSE_SECONDS)
         for _ in range(count):
             await ready.acquire()
         print("ready", flush=True)
         until = float(await trio.to_thread.run_sync(sys.stdin.readline))
         await trio.sleep(max(0.0, until - time.time()))
         nursery.cancel_scope.cancel()
-    result = {"connections": [{"ats": a, "delays": d} for a, d in per_connection]}
+    result = {"connections": [{"held": bool(h), "ats": a, "delays": d}
+                              for h, a, d in per_connection]}
     await trio.Path(result_path).write_text(json.dumps(result))
 
 

@@ -112,10 +112,13 @@ def run(subscribers: int, processes: int, workers: int, seconds: float, join_rat
             window_end = time.time()
             for process in clients:
                 stop_at(process, window_end + join_seconds + 4.0)
+            cpu_joins = cpu_seconds(pid)
             joins = run_open_loop(
                 daemon.url, [("POST", f"/events/{event_id}/queue", "")],
                 rate=join_rate, seconds=join_seconds, workdir=workdir,
             )
+            cpu_joins = cpu_seconds(pid) - cpu_joins
+            answered = sum(joins.statuses.values())
             for process in clients:
                 process.wait(timeout=120)
         connections = [c for path in results if path.exists()
@@ -125,10 +128,14 @@ def run(subscribers: int, processes: int, workers: int, seconds: float, join_rat
     delays = sorted(delay for c in in_window for _, delay in c)
     ticks = {at for c in in_window for at, _ in c}
     complete = sum(1 for c in in_window if _every_tick(c, window_start, window_end))
+    # The lag of the ticks sent while joins came in (the window after the moving one).
+    during_joins = sorted(d for c in connections for at, d in zip(c["ats"], c["delays"],
+                                                               strict=True)
+                          if at >= window_end)
     return {
         "subscribers": subscribers,
         "workers": workers,
-        "held": len(connections),
+        "held": sum(1 for c in connections if c["held"]),
         "kib_per_connection": (rss_all - rss_before) / max(1, subscribers),
         "ticks": len(ticks),
         "complete": complete,
@@ -136,11 +143,14 @@ def run(subscribers: int, processes: int, workers: int, seconds: float, join_rat
         "p99_ms": 1000 * percentile(delays, 0.99),
         "max_ms": 1000 * delays[-1] if delays else float("nan"),
         "cpu_ms_per_tick": 1000 * cpu_window / max(1, len(ticks)),
+        "p99_ms_during_joins": 1000 * percentile(during_joins, 0.99),
         "joins_per_s": joins.answered_in_window / joins.seconds,
         "joins_p50_ms": joins.p50_ms,
         "joins_p99_ms": joins.p99_ms,
         "join_statuses": joins.statuses,
         "generator_cpu": joins.generator_cpu,
+        # Over the whole open-loop run, warm-up included, ticks and all.
+        "cpu_us_per_join": 1e6 * cpu_joins / max(1, answered) if answered else float("nan"),
     }
 
 
@@ -164,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'subs':>6} {'wrk':>3} {'held':>6} {'KiB/conn':>8} {'ticks':>5} {'got all':>13}"
           f" {'lag p50':>8} {'p99':>7} {'max':>7} {'CPU/tick':>9} {'joins/s':>8}"
-          f" {'join p50':>8} {'p99':>7}  statuses")
+          f" {'join p50':>8} {'p99':>7} {'CPU/join':>8} {'lag p99 then':>12}  statuses")
     with postgres_admin() as admin, tempfile.TemporaryDirectory() as tmp:
         for subscribers in args.subscribers:
             r = run(subscribers, args.processes, args.workers, args.seconds, args.join_rate,
@@ -174,7 +184,8 @@ def main() -> None:
                   f" {r['complete']:>6}/{r['held']:<6} {r['p50_ms']:>6.0f}ms"
                   f" {r['p99_ms']:>5.0f}ms {r['max_ms']:>5.0f}ms {r['cpu_ms_per_tick']:>7.1f}ms"
                   f" {r['joins_per_s']:>8.0f} {r['joins_p50_ms']:>6.1f}ms"
-                  f" {r['joins_p99_ms']:>5.0f}ms  {r['join_statuses']}"
+                  f" {r['joins_p99_ms']:>5.0f}ms {r['cpu_us_per_join']:>6.0f}µs"
+                  f" {r['p99_ms_during_joins']:>10.0f}ms  {r['join_statuses']}"
                   f" (generator {r['generator_cpu']:.0%} of a core)", flush=True)
 
 
