@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import resource
 import subprocess
@@ -34,6 +35,7 @@ QUEUE_AT = re.compile(rb'"type":"queueUpdate","eventId":"[^"]+","at":"([^"]+)"')
 CONNECTS_PER_PAUSE = 100  # then a pause: a flood of connects overflows the accept queue
 PAUSE_SECONDS = 0.1
 CONNECT_ATTEMPTS = 5
+SNAPSHOT_SECONDS = 60.0  # from connect to snapshot, or the attempt is given up
 
 
 async def subscriber(
@@ -62,7 +64,24 @@ async def _subscribe(
     host: str, port: int, path: str, ready: trio.Semaphore, held: list[bool],
     ats: list[float], delays: list[float],
 ) -> None:
-    stream = await trio.open_tcp_stream(host, port)
+    with trio.CancelScope(deadline=trio.current_time() + SNAPSHOT_SECONDS) as waiting:
+        await _follow(host, port, path, ready, held, ats, delays, waiting)
+    if waiting.cancelled_caught:
+        raise TimeoutError("no snapshot in time")
+
+
+async def _follow(
+    host: str, port: int, path: str, ready: trio.Semaphore, held: list[bool],
+    ats: list[float], delays: list[float], waiting: trio.CancelScope,
+) -> None:
+    async with await trio.open_tcp_stream(host, port) as stream:
+        await _read(stream, host, port, path, ready, held, ats, delays, waiting)
+
+
+async def _read(
+    stream: trio.SocketStream, host: str, port: int, path: str, ready: trio.Semaphore,
+    held: list[bool], ats: list[float], delays: list[float], waiting: trio.CancelScope,
+) -> None:
     await stream.send_all(
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -97,6 +116,7 @@ async def _subscribe(
             arrived = time.time()
             if not held:
                 held.append(True)
+                waiting.deadline = math.inf
                 ready.release()
                 continue
             match = QUEUE_AT.search(payload)
