@@ -123,6 +123,7 @@ def run(subscribers: int, processes: int, workers: int, seconds: float, join_rat
                 process.wait(timeout=120)
         connections = [c for path in results if path.exists()
                        for c in json.loads(path.read_text())["connections"]]
+    held = sum(1 for c in connections if c["held"])
     in_window = [[(at, delay) for at, delay in zip(c["ats"], c["delays"], strict=True)
                   if window_start <= at < window_end] for c in connections]
     delays = sorted(delay for c in in_window for _, delay in c)
@@ -135,9 +136,10 @@ def run(subscribers: int, processes: int, workers: int, seconds: float, join_rat
     return {
         "subscribers": subscribers,
         "workers": workers,
-        "held": sum(1 for c in connections if c["held"]),
-        "kib_per_connection": (rss_all - rss_before) / max(1, subscribers),
+        "held": held,
+        "kib_per_connection": (rss_all - rss_before) / max(1, held),
         "ticks": len(ticks),
+        "ticks_each": statistics.median(len(c) for c in in_window) if in_window else 0,
         "complete": complete,
         "p50_ms": 1000 * statistics.median(delays) if delays else float("nan"),
         "p99_ms": 1000 * percentile(delays, 0.99),
@@ -173,7 +175,7 @@ def main() -> None:
     parser.add_argument("--join-seconds", type=float, default=3.0)
     args = parser.parse_args()
     print(f"{'subs':>6} {'wrk':>3} {'held':>6} {'KiB/conn':>8} {'ticks':>5} {'got all':>13}"
-          f" {'lag p50':>8} {'p99':>7} {'max':>7} {'CPU/tick':>9} {'joins/s':>8}"
+          f" {'each':>4} {'lag p50':>8} {'p99':>7} {'max':>7} {'CPU/tick':>9} {'joins/s':>8}"
           f" {'join p50':>8} {'p99':>7} {'CPU/join':>8} {'lag p99 then':>12}  statuses")
     with postgres_admin() as admin, tempfile.TemporaryDirectory() as tmp:
         for subscribers in args.subscribers:
@@ -181,7 +183,8 @@ def main() -> None:
                     args.join_seconds, Path(tmp), admin)
             print(f"{r['subscribers']:>6} {r['workers']:>3} {r['held']:>6}"
                   f" {r['kib_per_connection']:>8.1f} {r['ticks']:>5}"
-                  f" {r['complete']:>6}/{r['held']:<6} {r['p50_ms']:>6.0f}ms"
+                  f" {r['complete']:>6}/{r['held']:<6} {r['ticks_each']:>4.0f}"
+                  f" {r['p50_ms']:>6.0f}ms"
                   f" {r['p99_ms']:>5.0f}ms {r['max_ms']:>5.0f}ms {r['cpu_ms_per_tick']:>7.1f}ms"
                   f" {r['joins_per_s']:>8.0f} {r['joins_p50_ms']:>6.1f}ms"
                   f" {r['joins_p99_ms']:>5.0f}ms {r['cpu_us_per_join']:>6.0f}µs"
