@@ -2,7 +2,7 @@
 
     python -m bench.waiting_room [--subscribers 1000 5000] [--processes 4]
                                  [--workers 1] [--seconds 10] [--join-rate 2000]
-                                 [--join-seconds 3]
+                                 [--join-seconds 3] [--ping-seconds 20]
 
 The real daemon on a scratch database; an event with an admission queue
 (1,000 admitted a second) and 40,000 tickets joined before its opening, so it
@@ -72,10 +72,12 @@ def _prefill(db: str, event_id: str) -> None:
 
 
 def run(subscribers: int, processes: int, workers: int, seconds: float, join_rate: float,
-        join_seconds: float, workdir: Path, admin: str) -> dict[str, Any]:
+        join_seconds: float, workdir: Path, admin: str, ping_seconds: float = 20.0
+        ) -> dict[str, Any]:
     sections: dict[str, dict[str, Any]] = {
         "server": {"workers": workers, "max_connections": 0, "max_connections_per_client": 0},
         "limits": {"requests_per_second_per_client": 0},
+        "websocket": {"ping_interval_seconds": ping_seconds},
     }
     with daemon_on_scratch_database(admin, workdir, **sections) as (daemon, db):
         assert daemon.process is not None
@@ -173,6 +175,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--join-rate", type=float, default=2000.0)
     parser.add_argument("--join-seconds", type=float, default=3.0)
+    parser.add_argument("--ping-seconds", type=float, default=20.0,
+                        help="websocket.ping_interval_seconds (the default's)")
     args = parser.parse_args()
     print(f"{'subs':>6} {'wrk':>3} {'held':>6} {'KiB/conn':>8} {'ticks':>5} {'got all':>13}"
           f" {'each':>4} {'lag p50':>8} {'p99':>7} {'max':>7} {'CPU/tick':>9} {'joins/s':>8}"
@@ -180,7 +184,7 @@ def main() -> None:
     with postgres_admin() as admin, tempfile.TemporaryDirectory() as tmp:
         for subscribers in args.subscribers:
             r = run(subscribers, args.processes, args.workers, args.seconds, args.join_rate,
-                    args.join_seconds, Path(tmp), admin)
+                    args.join_seconds, Path(tmp), admin, args.ping_seconds)
             print(f"{r['subscribers']:>6} {r['workers']:>3} {r['held']:>6}"
                   f" {r['kib_per_connection']:>8.1f} {r['ticks']:>5}"
                   f" {r['complete']:>6}/{r['held']:<6} {r['ticks_each']:>4.0f}"
