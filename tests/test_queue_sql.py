@@ -376,3 +376,23 @@ async def test_metrics_count_joined_ranked_admitted_used_and_expired(db: Databas
     assert await counts(at - timedelta(seconds=9)) == [(4, 4, 2, 1, 0)]  # ranks 1, 2 by 1 s
     assert await counts(at) == [(4, 4, 4, 1, 0)]
     assert await counts(at + timedelta(minutes=2)) == [(4, 4, 4, 1, 3)]  # the others lapsed
+
+
+async def test_the_gate_answers_sales_first_then_the_admission(db: Database):
+    sales = datetime.now(UTC) + timedelta(hours=1)
+    event_id = await make_event(db, sales=sales)
+    [early] = [token()[1]]
+    await join(db, event_id, [early])
+    await states(db, event_id, sales)  # opens: the one ticket is rank 1
+
+    async def gate(at: datetime, token_hash: bytes | None) -> str:
+        answer: str = await db.fetchval(
+            "SELECT eventd_admission_gate($1, $2, $3, $4)", event_id, token_hash, uuid.uuid4(), at)
+        return answer
+
+    assert await gate(sales - timedelta(seconds=1), early) == "sales_not_open"
+    assert await gate(sales + timedelta(seconds=5), None) == "admission_required"
+    assert await gate(sales + timedelta(seconds=5), early) == "ok"
+    assert await gate(sales + timedelta(seconds=6), early) == "admission_used"
+    used_by = await db.fetchval("SELECT used_by FROM queue_tickets WHERE event_id = $1", event_id)
+    assert used_by is not None
