@@ -7,6 +7,7 @@
     ├── Writer          — group commit; started first, stopped last
     ├── Supervisor      — event actors; Relay — changes to and from other daemons
     ├── Mailer, WebhookDeliverer, Reminders
+    ├── QueueTicker     — admission queues: opened on time, states each second
     └── hypercorn       — the HTTP/WebSocket port, opened only when all above are up
 
 Stopping (SIGTERM, SIGINT, or the ``stop`` event): hypercorn stops accepting
@@ -42,12 +43,14 @@ from eventd.http.app import create_app
 from eventd.http.context import Services
 from eventd.http.server import serve_http
 from eventd.realtime.hub import Hub
+from eventd.realtime.queue_ticker import QueueTicker
 from eventd.realtime.relay import Relay
 from eventd.storage import commands, queries
 from eventd.storage.database import open_database
 from eventd.storage.embedded import start_embedded
 from eventd.storage.event_cache import EventCache
 from eventd.storage.migrations import apply_migrations
+from eventd.storage.queue import QueueTick
 from eventd.storage.redis import Redis, open_redis
 from eventd.storage.writer import Writer
 from eventd.tickets import load_or_create_key
@@ -165,6 +168,8 @@ async def serve(
                 await actor_nursery.start(mailer.run)
                 await actor_nursery.start(deliverer.run)
                 await actor_nursery.start(reminders.run)
+                ticker = QueueTicker(lambda events: writer.submit(QueueTick(events)), hub)
+                await actor_nursery.start(ticker.run)
                 owed = await queries.events_owing_reminders(db)
                 for event_id, starts_at in owed:  # a moment missed while down fires now
                     reminders.arm(event_id, starts_at, catch_up=True)

@@ -24,7 +24,11 @@ their own failures into these (the store turns a lost connection into
     │   ├── HoldExpired             confirm after the hold's or offer's expiresAt
     │   ├── NotHeld                 confirm of a waitlisted or cancelled registration
     │   ├── TicketNotValid          bad signature, or the registration is not confirmed
-    │   └── AlreadyCheckedIn        carries the first check-in's time
+    │   ├── AlreadyCheckedIn        carries the first check-in's time
+    │   ├── SalesNotOpen            before the event's salesStartAt
+    │   └── AdmissionUsed           the admission made a registration already
+    ├── AdmissionRequired           queued event, no valid Admission-Token (403)
+    ├── AdmissionExpired            the admission's expiresAt has passed (410)
     ├── RateLimited                 carries Retry-After
     ├── Unavailable                 the database cannot be reached; carries Retry-After
     └── InternalError               our fault: answered 500, details only in the log
@@ -142,6 +146,8 @@ class HoldExpired(Conflict):
 
 class NotHeld(Conflict):
     code = "not_held"
+
+
 class TicketNotValid(Conflict):
     code = "ticket_not_valid"
 
@@ -152,6 +158,22 @@ class AlreadyCheckedIn(Conflict):
     def __init__(self, detail: str, checked_in_at: datetime) -> None:
         super().__init__(detail)
         self.checked_in_at = checked_in_at
+
+
+class SalesNotOpen(Conflict):
+    code = "sales_not_open"
+
+
+class AdmissionUsed(Conflict):
+    code = "admission_used"
+
+
+class AdmissionRequired(EventdError):
+    code = "admission_required"
+
+
+class AdmissionExpired(EventdError):
+    code = "admission_expired"
 
 
 class RateLimited(EventdError):

@@ -99,11 +99,16 @@ class Event:
     # People let in at the door: only ever rises (a later cancellation does not undo
     # an entry), so of two accounts of it the larger is the newer.
     checked_in_count: int = 0
+    # Before it registrations are refused; admission: a queue admits them (both or neither).
+    sales_start_at: datetime | None = None
+    admission_rate_per_minute: int | None = None
+    admission_token_minutes: float | None = None
 
     COLUMNS = (
         "id, name, description, starts_at, duration_minutes, location, max_attendees, "
         "confirmed_count, waitlist_count, version, created_at, updated_at, timezone, "
         "held_count, hold_minutes, offer_minutes, confirmation, checked_in_count"
+        "sales_start_at, admission_rate_per_minute, admission_token_minutes"
     )
 
     @classmethod
@@ -166,6 +171,16 @@ class Event:
             "offerMinutes": self.offer_minutes,
             "confirmation": self.confirmation,
             "checkedInCount": self.checked_in_count,
+            "salesStartAt": format_time(self.sales_start_at) if self.sales_start_at else None,
+            "admission": self.admission_json(),
+        }
+
+    def admission_json(self) -> dict[str, Any] | None:
+        if self.admission_rate_per_minute is None:
+            return None
+        return {
+            "ratePerMinute": self.admission_rate_per_minute,
+            "tokenMinutes": self.admission_token_minutes,
         }
 
     @classmethod
@@ -192,6 +207,10 @@ class Event:
             offer_minutes=data.get("offerMinutes", 0.0),
             confirmation=data.get("confirmation", "instant"),
             checked_in_count=data.get("checkedInCount", 0),  # likewise, before check-in
+            # ... nor sales and admission settings.
+            sales_start_at=parse_time(data["salesStartAt"]) if data.get("salesStartAt") else None,
+            admission_rate_per_minute=(data.get("admission") or {}).get("ratePerMinute"),
+            admission_token_minutes=(data.get("admission") or {}).get("tokenMinutes"),
         )
 
     @functools.cached_property

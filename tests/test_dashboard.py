@@ -294,3 +294,24 @@ def test_an_event_page_shows_the_time_where_the_event_is(daemon: DaemonProcess, 
         expect(details).to_contain_text("Europe/Berlin")
     finally:
         context.close()
+
+
+def test_an_event_page_shows_its_admission_queue_live(daemon: DaemonProcess, browser: Browser):
+    expect.set_options(timeout=WAIT_MS)
+    created = httpx.post(f"{daemon.url}/events", timeout=30, json={
+        "name": f"Queued {uuid.uuid4().hex[:6]}", "date": "2031-07-04T16:30:00Z",
+        "location": unique_location(), "maxAttendees": 5, "salesStartAt": future(days=1),
+        "admission": {"ratePerMinute": 60, "tokenMinutes": 2},
+    })
+    assert created.status_code == 201, created.text
+    event_id = created.json()["id"]
+    for _ in range(3):
+        assert httpx.post(f"{daemon.url}/events/{event_id}/queue", timeout=30).status_code == 201
+    page = browser.new_page()
+    page.goto(f"{daemon.url}/?event={event_id}")
+    expect(page.locator("#event-details")).to_contain_text("60 a minute")
+    queue = page.get_by_role("region", name="Admission queue")
+    expect(queue).to_contain_text("Admitted through rank 0 of 0 ranked · 3 waiting")
+    httpx.post(f"{daemon.url}/events/{event_id}/queue", timeout=30)
+    expect(queue).to_contain_text("· 4 waiting")  # the next second's queueUpdate
+    expect(page.locator("#log li")).to_have_count(1)  # the snapshot; states are not logged

@@ -30,7 +30,7 @@ EVENT_KEYS = {
     "id", "name", "description", "date", "durationMinutes", "endsAt", "location",
     "maxAttendees", "registeredCount", "availableSpots", "waitlistCount", "version",
     "createdAt", "updatedAt", "timezone", "heldCount", "holdMinutes", "offerMinutes",
-    "confirmation", "checkedInCount",
+    "confirmation", "checkedInCount", "salesStartAt", "admission",
 }
 
 
@@ -87,6 +87,7 @@ async def test_create_answers_201_with_location_header_and_defaults(client: http
     # registrations.hold_minutes; offers and email confirmation are opt-in.
     assert (event["heldCount"], event["holdMinutes"], event["offerMinutes"],
             event["confirmation"]) == (0, 15.0, 0.0, "instant")
+    assert (event["salesStartAt"], event["admission"]) == (None, None)  # no sales start, no queue
     assert event["registeredCount"] == 0
     assert event["availableSpots"] == 25
     assert event["waitlistCount"] == 0

@@ -17,7 +17,9 @@ import trio.testing
 
 from eventd.realtime.hub import Hub, HubStatistics, Subscriber
 from eventd.realtime.outbox import TRY_AGAIN_LATER, Closing, Outbox
+from eventd.realtime.queue_updates import QueueUpdate
 from tests.support import (
+    AT,
     EVENT_A,
     EVENT_B,
     EVENT_C,
@@ -296,3 +298,20 @@ def test_statistics_counts_connections_once() -> None:
     stats = hub.statistics()
     assert stats.connections == 0
     assert stats.watched_events == 0
+
+
+def test_a_queue_state_reaches_only_the_events_own_subscribers_and_is_kept() -> None:
+    hub = Hub()
+    everything, watcher_a, watcher_b = Outbox(16), Outbox(16), Outbox(16)
+    state = QueueUpdate(EVENT_A, AT, 3, 7, 10)
+    with subscribed(hub, everything), subscribed(hub, watcher_a, EVENT_A), \
+            subscribed(hub, watcher_b, EVENT_B):
+        hub.publish_state(state)
+        assert watcher_a.take_nowait() == [state]
+        assert everything.take_nowait() == []  # a queueUpdate is the event's stream's
+        assert watcher_b.take_nowait() == []
+        assert hub.current_state(EVENT_A) is state
+        assert sorted(hub.watched_events()) == sorted([EVENT_A, EVENT_B])
+    assert hub.current_state(EVENT_A) is None  # nobody follows it here: forgotten
+    hub.publish_state(state)
+    assert hub.current_state(EVENT_A) is None

@@ -35,12 +35,16 @@ from referencing.jsonschema import DRAFT202012
 from eventd import errors
 from eventd.config import Config
 from eventd.http import problems, responses, schemas
+from eventd.http.admission import new_token
 from eventd.http.app import create_app
 from eventd.http.context import Services, admin_route
 from eventd.http.openapi import build_document, document_bytes
 from eventd.http.problems import PROBLEMS
+from eventd.http.queue import ticket_json
 from eventd.model import Attendee, Event, Registration
 from eventd.realtime.changes import Change
+from eventd.realtime.queue_updates import QueueUpdate
+from eventd.storage.queue import QueueTicket
 from tests.conftest import assert_problem, unique_location
 from tests.support import DaemonProcess, headless_chromium
 
@@ -64,6 +68,8 @@ CONTRACT_ROUTES = {
     ("GET", "/registrations/{}/ticket"),
     ("GET", "/.well-known/jwks.json"),
     ("POST", "/checkins"),
+    ("POST", "/events/{}/queue"),
+    ("GET", "/events/{}/queue/{}"),
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("GET", "/api"),
@@ -162,8 +168,10 @@ def test_admin_routes_are_exactly_those_behind_admin_route(
 
 
 def test_every_post_takes_an_idempotency_key(document: dict[str, Any]):
-    posts = [op for (method, _), op in document_operations(document).items() if method == "POST"]
-    assert len(posts) == 5  # events, attendees, registrations, webhooks, checkins
+    # Joining a queue takes none: its answer holds a token, which is never stored.
+    posts = [op for (method, path), op in document_operations(document).items()
+             if method == "POST" and path != "/events/{}/queue"]
+    assert len(posts) == 6  # events, attendees, registrations, confirm, webhooks, checkins
     key = document["components"]["parameters"]["IdempotencyKey"]
     assert (key["name"], key["in"], key["schema"]["maxLength"]) == (
         "Idempotency-Key",
@@ -248,7 +256,11 @@ def test_request_bodies_are_the_validating_models(document: dict[str, Any]):
     assert patch["minProperties"] == 1
     assert "required" not in patch
     assert patch["properties"].keys() == create["properties"].keys()
-    assert all("null" not in orjson.dumps(field).decode() for field in patch["properties"].values())
+    # Null is refused, except where it removes a setting.
+    nullable = {"salesStartAt", "admission"}
+    assert all("null" not in orjson.dumps(field).decode()
+               for name, field in patch["properties"].items() if name not in nullable)
+    assert all({"type": "null"} in patch["properties"][name]["anyOf"] for name in nullable)
     assert components["AttendeeCreate"]["properties"]["email"]["format"] == "email"
     assert components["RegistrationCreate"]["properties"]["eventId"]["format"] == "uuid"
 
@@ -449,6 +461,20 @@ def test_stream_frames_fit_their_schema(document: dict[str, Any], kind: str, eve
     text = Change(kind, event, event.version, NOW).encode(0.1)  # type: ignore[arg-type]
     _component(document, "StreamMessage").validate(orjson.loads(text))
     TypeAdapter(responses.StreamMessage).validate_json(text, strict=True)
+
+
+def test_queue_frames_and_tickets_fit_their_schemas(document: dict[str, Any]):
+    text = QueueUpdate(uuid.uuid4(), NOW, 3, 7, 10).encode()
+    _component(document, "StreamMessage").validate(orjson.loads(text))
+    TypeAdapter(responses.StreamMessage).validate_json(text, strict=True)
+    assert "seq" not in orjson.loads(text)
+    waiting = QueueTicket(uuid.uuid4(), uuid.uuid4(), None, "waiting", 0, NOW, None, None, NOW)
+    admitted = QueueTicket(uuid.uuid4(), uuid.uuid4(), 4, "admitted", 9, NOW, NOW, NOW, NOW)
+    for ticket in (waiting, admitted):
+        _component(document, "QueueTicket").validate(ticket_json(ticket))
+        joined = {**ticket_json(ticket), "token": new_token()}
+        _component(document, "JoinedQueueTicket").validate(joined)
+        TypeAdapter(responses.JoinedQueueTicket).validate_json(orjson.dumps(joined), strict=True)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from eventd.realtime.changes import Change
 from eventd.realtime.outbox import TRY_AGAIN_LATER, Closing, Outbox
+from eventd.realtime.queue_updates import QueueUpdate
 from tests.support import (
     AT,
     EVENT_A,
@@ -464,3 +465,38 @@ def test_an_outbox_drops_what_its_snapshot_already_covered() -> None:
     for seq in (4, 5, 6):  # 4 and 5 published late (held for another daemon's change)
         outbox.put_nowait(capacity(EVENT_A, seq))
     assert [change.seq for change in outbox.take_nowait()] == [5, 6]
+
+
+def test_a_queue_update_replaces_the_queued_one_and_keeps_the_changes() -> None:
+    outbox = Outbox(4)
+    first, second, third = (QueueUpdate(EVENT_A, AT, n, 10 - n, 10) for n in (1, 2, 3))
+    outbox.put_state_nowait(first)
+    outbox.put_nowait(capacity(EVENT_A, 1))
+    outbox.put_state_nowait(second)  # the slow client still holds the first: replaced
+    outbox.put_nowait(capacity(EVENT_A, 2))
+    outbox.put_state_nowait(third)
+    taken = outbox.take_nowait()
+    assert [c.type for c in taken] == ["eventCapacityUpdate", "eventCapacityUpdate",
+                                       "queueUpdate"]
+    assert taken[-1] is third
+    outbox.put_state_nowait(first)  # after a take: queued again, once
+    assert outbox.take_nowait() == [first]
+
+
+def test_queue_updates_never_overflow_an_outbox() -> None:
+    outbox = Outbox(2)
+    for n in range(1000):
+        outbox.put_state_nowait(QueueUpdate(EVENT_A, AT, n, 0, n))
+    assert len(outbox) == 1
+    assert not outbox.closed
+
+
+def test_a_queue_update_wakes_the_taker_when_the_outbox_was_empty() -> None:
+    woken: list[int] = []
+    outbox = Outbox(2, on_ready=lambda: woken.append(1))
+    outbox.put_state_nowait(QueueUpdate(EVENT_A, AT, 1, 1, 2))
+    assert woken == [1]
+    outbox.close_nowait(GOING_AWAY)
+    outbox.put_state_nowait(QueueUpdate(EVENT_A, AT, 2, 0, 2))  # closing: dropped
+    with pytest.raises(Closing):
+        outbox.take_nowait()

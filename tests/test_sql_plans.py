@@ -144,6 +144,10 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
              "eventd_cancel", "eventd_fill_seats", "eventd_confirm", "eventd_expire_due",
              "eventd_enqueue_email", "eventd_delete_attendee",
              "eventd_enqueue_webhooks", "eventd_enqueue_webhook",
-             "eventd_check_in", "eventd_check_in_json"],
+             "eventd_check_in", "eventd_check_in_json",
+             # the admission queue's (sql/013_admission_queue.sql)
+             "eventd_queue_admitted_through", "eventd_queue_open", "eventd_queue_open_due",
+             "eventd_queue_configure", "eventd_queue_join", "eventd_queue_states",
+             "eventd_queue_metrics", "eventd_use_admission", "eventd_admission_gate"],
             {"enable_seqscan=off", "plan_cache_mode=auto"}),
     }

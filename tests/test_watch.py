@@ -372,3 +372,22 @@ def test_follower_skips_what_it_has_shown_and_logs_a_later_snapshot():
     assert lines[-1].endswith("4/4 registered, 0 available, 0 waitlisted  FULL")
     assert follower.last_seq == 9
     assert follower.url("ws://h/ws/events/E") == "ws://h/ws/events/E?since=9"
+
+
+def test_a_queue_update_is_shown_without_seq_and_moves_no_resume_point():
+    out = io.StringIO()
+    follower = Follower(Screen(out, io.StringIO()))
+    event = {"id": "E", "name": "N", "date": "D", "endsAt": "F", "location": "L", **counts(1),
+             "salesStartAt": "2027-01-01T09:00:00Z",
+             "admission": {"ratePerMinute": 600, "tokenMinutes": 0.5}}
+    follower.receive({"type": "snapshot", "eventId": "E", "seq": 4, "at": "2027-01-01T10:00:00Z",
+                      "data": event})
+    follower.receive({"type": "queueUpdate", "eventId": "E", "at": "2027-01-01T10:00:01Z",
+                      "data": {"admittedThrough": 40, "waiting": 20, "ranked": 60}})
+    lines = out.getvalue().splitlines()
+    assert "  sales:    open 2027-01-01T09:00:00Z" in lines
+    assert "  queue:    600 admitted a minute, each admission good for 0.5 min" in lines
+    assert lines[-1] == (
+        "10:00:01Z     queueUpdate         admitted through 40 of 60 ranked, 20 waiting")
+    assert follower.last_seq == 4
+    assert follower.queue == "queue: admitted through 40 of 60 ranked, 20 waiting"

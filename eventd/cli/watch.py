@@ -1,7 +1,10 @@
 """``eventd watch EVENT_ID``: follow one event's stream in the terminal.
 
 Prints the event's snapshot, then one line per change (time, type, seq,
-counts, warning); on a terminal a capacity bar stays on the last line. When
+counts, warning); on a terminal a capacity bar stays on the last line. An
+event with an admission queue also gets a line per ``queueUpdate`` (no seq:
+how far admission has got, how many are ranked and waiting), and the queue
+joins the bar on the last line. When
 the connection drops — the daemon restarting — it reconnects with backoff
 and resumes with ``?since=<last seq>``, so nothing in between is missed (or
 a fresh snapshot says where things stand), and says so in one line. Exits 0
@@ -96,6 +99,12 @@ def status_line(counts: dict[str, Any]) -> str:
     return f"{bar} {counts_text(counts)}"
 
 
+def queue_text(data: dict[str, Any]) -> str:
+    """A queueUpdate's counts: how far admission has got, and who waits."""
+    return (f"admitted through {data['admittedThrough']} of {data['ranked']} ranked,"
+            f" {data['waiting']} waiting")
+
+
 def _moment(text: Any) -> datetime | None:
     try:
         moment = datetime.fromisoformat(str(text))
@@ -126,13 +135,20 @@ def snapshot_lines(message: dict[str, Any]) -> list[str]:
     when = when_text(event)
     if _moment(event.get("date")) is not None:
         when += f" ({zone}; starts {event['date']})"
-    return [
+    lines = [
         f"{event['name']}",
         f"  when:     {when}",
         f"  where:    {event['location']}",
         f"  event:    {event['id']}",
         f"  capacity: {status_line(event)}",
     ]
+    if event.get("salesStartAt"):
+        lines.append(f"  sales:    open {event['salesStartAt']}")
+    if event.get("admission"):
+        admission = event["admission"]
+        lines.append(f"  queue:    {admission['ratePerMinute']} admitted a minute, each"
+                     f" admission good for {admission['tokenMinutes']:g} min")
+    return lines
 
 
 def log_line(message: dict[str, Any]) -> str:
@@ -147,6 +163,8 @@ def log_line(message: dict[str, Any]) -> str:
         detail = f"{data['name']} | {when_text(data)} | {data['location']} | {counts_text(data)}"
     elif "registeredCount" in data:
         detail = counts_text(data)
+    elif kind == "queueUpdate":
+        return f"{clock:<13} {kind:<19} {queue_text(data)}"  # a state: it has no seq
     else:
         detail = json.dumps(data, separators=(",", ":"))
     return f"{clock:<13} {kind:<19} seq {message.get('seq')}  {detail}"
@@ -209,12 +227,19 @@ class Follower:
     screen: Screen
     last_seq: int | None = None
     deleted: bool = False
+    capacity: str = ""  # the last line's parts: the capacity bar, and the queue's counts
+    queue: str = ""
 
     def url(self, base_url: str) -> str:
         return base_url if self.last_seq is None else f"{base_url}?since={self.last_seq}"
 
     def receive(self, message: dict[str, Any]) -> None:
         kind, seq = message.get("type"), message.get("seq")
+        if kind == "queueUpdate" and isinstance(message.get("data"), dict):
+            self.screen.line(log_line(message))
+            self.queue = "queue: " + queue_text(message["data"])
+            self._show_status()
+            return
         if not isinstance(seq, int):
             return
         if kind != "snapshot" and self.last_seq is not None and seq <= self.last_seq:
@@ -232,7 +257,11 @@ class Follower:
             return
         data = message.get("data") or {}
         if "registeredCount" in data:
-            self.screen.set_status(status_line(data))
+            self.capacity = status_line(data)
+            self._show_status()
+
+    def _show_status(self) -> None:
+        self.screen.set_status("  |  ".join(part for part in (self.capacity, self.queue) if part))
 
 
 async def follow(

@@ -20,6 +20,7 @@ from eventd.http import (
     health,
     openapi,
     problems,
+    queue,
     registrations,
     streams,
     swagger_ui,
@@ -55,7 +56,7 @@ def create_app(services: Services) -> EventdApp:
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
     for module in (events, attendees, registrations, exports, health, streams, dashboard,
-                   openapi, swagger_ui, tickets, webhooks):
+                   openapi, swagger_ui, queue, tickets, webhooks):
         app.register_blueprint(module.blueprint)
     checkins.install(app)
 

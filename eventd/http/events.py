@@ -17,7 +17,7 @@ from eventd.http.context import (
     services,
 )
 from eventd.http.idempotency import idempotent
-from eventd.http.schemas import EventCreate, EventPatch, Query
+from eventd.http.schemas import EventCreate, EventPatch, Query, admission_columns
 from eventd.model import Event
 from eventd.storage import commands, queries
 
@@ -44,6 +44,8 @@ async def create_event() -> Response:
         ),
         offer_minutes=body.offer_minutes,
         confirmation=body.confirmation,
+        sales_start_at=body.sales_start_at,
+        **admission_columns(body.admission),
     )
     event = await s.supervisor.create_event(uuid.uuid4(), fields)
     return json_response(event.json_bytes, 201, location=f"/events/{event.id}")

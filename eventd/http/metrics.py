@@ -37,6 +37,7 @@ from eventd.http.rate_limits import (
     ConnectionLimiter,
     ConnectionLimiterStatistics,
 )
+from eventd.storage.queue import QueueCounts, queue_counts
 from eventd.webhooks.deliverer import WebhookStatus
 
 blueprint = Blueprint("metrics", __name__)
@@ -94,6 +95,10 @@ async def metrics() -> Response:
         metrics.daemon.webhooks = await s.webhooks.status() if s.webhooks is not None else None
     except Unavailable:
         metrics.daemon.webhooks = None
+    try:
+        metrics.daemon.queues = await queue_counts(s.db)
+    except Unavailable:
+        metrics.daemon.queues = []
     limiter: ConnectionLimiter | None = current_app.extensions.get(CONNECTIONS_EXTENSION)
     metrics.daemon.connections = limiter.statistics() if limiter is not None else None
     metrics.daemon.check_ins = dict(current_app.extensions.get(CHECKIN_OUTCOMES, {}))
@@ -110,6 +115,7 @@ class _DaemonCollector:
         self.connections: ConnectionLimiterStatistics | None = None  # None: not served by eventd
         self.webhooks: WebhookStatus | None = None
         self.check_ins: Mapping[str, int] = {}
+        self.queues: list[QueueCounts] = []
 
     def describe(self) -> list[Metric]:
         return []  # collected fresh on every scrape
@@ -196,6 +202,7 @@ class _DaemonCollector:
 
         if s.webhooks is not None:
             yield from _webhook_metrics(s, self.webhooks)
+        yield from _queue_metrics(self.queues)
 
         if s.redis is not None:
             yield GaugeMetricFamily("eventd_redis_up", "1 while Redis answers.",
@@ -237,6 +244,26 @@ def _webhook_metrics(s: Services, status: WebhookStatus | None) -> Iterator[Metr
         yield GaugeMetricFamily("eventd_webhook_oldest_pending_seconds",
                                 "Age of the oldest pending webhook message (0: none).",
                                 value=status.oldest_pending_seconds or 0.0)
+
+
+_QUEUE_SERIES = (
+    ("joined", "Tickets that joined the event's admission queue."),
+    ("ranked", "Tickets given a rank."),
+    ("admitted", "Ranks admitted so far (admittedThrough)."),
+    ("admissions_used", "Admissions that made their registration."),
+    ("admissions_expired", "Admissions whose token expired unused."),
+)
+
+
+def _queue_metrics(queues: list[QueueCounts]) -> Iterator[Metric]:
+    """Each queued event's totals, from the database: every daemon reports the same."""
+    for name, documentation in _QUEUE_SERIES:
+        family = GaugeMetricFamily(f"eventd_queue_{name}", documentation + " By event; from"
+                                   " the database, the same on every daemon.", labels=("event",))
+        field = name.removeprefix("admissions_")
+        for queue in queues:
+            family.add_metric((str(queue.event_id),), getattr(queue, field))
+        yield family
 
 
 def _histogram(name: str, documentation: str, counts: Mapping[float, int],

@@ -61,6 +61,8 @@ COMPONENTS: dict[str, Any] = {
     "Problem": responses.Problem,
     "Health": responses.Health,
     "StreamMessage": responses.StreamMessage,
+    "QueueTicket": responses.QueueTicket,
+    "JoinedQueueTicket": responses.JoinedQueueTicket,
 }
 
 DESCRIPTION = """\
@@ -125,6 +127,7 @@ def build_document() -> dict[str, Any]:
              " endpoints (Standard Webhooks)."},
             {"name": "tickets", "description": "Signed tickets, their keys, and check-in at"
              " the door."},
+            {"name": "queue", "description": "Admission queues (waiting rooms)."},
             {"name": "streams", "description": "WebSocket streams of changes."},
             {"name": "operations", "description": "Health and metrics."},
             {"name": "pages", "description": "This document, Swagger UI, the dashboard."},

@@ -37,6 +37,8 @@ EVENT: Example = {
     "offerMinutes": 0.0,
     "confirmation": "instant",
     "checkedInCount": 0,
+    "salesStartAt": None,
+    "admission": None,
 }
 ATTENDEE: Example = {
     "id": ATTENDEE_ID,
@@ -85,6 +87,31 @@ TICKET_KEYS: Example = {"keys": [{
 }]}
 CHECK_IN_BODY: Example = {"ticket": TICKET_JWS}
 CHECKED_IN: Example = {**REGISTRATION, "checkedInAt": "2030-06-01T06:42:17.503Z"}
+
+
+# --- the admission queue ---------------------------------------------------------------
+
+TICKET_ID = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
+TICKET_TOKEN = "Q2xhc3NpY2FsIG11c2ljIGlzIHRoZSBiZXN0IG11c2l"
+QUEUE_SETTINGS: Example = {"ratePerMinute": 600, "tokenMinutes": 10}
+PATCH_ADMISSION: Example = {"salesStartAt": "2030-03-01T09:00:00Z", "admission": QUEUE_SETTINGS}
+QUEUE_TICKET_WAITING: Example = {
+    "ticketId": TICKET_ID,
+    "token": TICKET_TOKEN,
+    "rank": None,
+    "status": "waiting",
+    "admittedThrough": 0,
+    "opensAt": "2030-03-01T09:00:00Z",
+    "expiresAt": None,
+}
+QUEUE_TICKET_ADMITTED: Example = {
+    "ticketId": TICKET_ID,
+    "rank": 4211,
+    "status": "admitted",
+    "admittedThrough": 4380,
+    "opensAt": "2030-03-01T09:00:00Z",
+    "expiresAt": "2030-03-01T09:17:01.100Z",
+}
 
 # --- exports -----------------------------------------------------------------------
 
@@ -227,6 +254,12 @@ PROBLEM_DETAILS = {
     " an offer can be confirmed.",
     "idempotency_key_reused": "The Idempotency-Key 'k-1' was already used with a different"
     " request; use a new key for a new request.",
+    "sales_not_open": f"Sales for event {EVENT_ID} open at 2030-03-01T09:00:00Z.",
+    "admission_required": f"Event {EVENT_ID} admits through its queue: send the"
+    " Admission-Token of an admitted ticket.",
+    "admission_used": "This admission has made its registration already.",
+    "admission_expired": "This admission expired at 2030-03-01T09:17:01.100Z; join the"
+    " queue again.",
     "payload_too_large": "The body is over the limit of 65536 bytes.",
     "unsupported_media_type": "Send the body as application/json, not text/plain.",
     "rate_limited": "More than 50 requests per second from this address; retry in 1 s.",

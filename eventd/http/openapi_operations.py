@@ -33,7 +33,8 @@ UUID: JsonSchema = {"type": "string", "format": "uuid"}
 TEXT: JsonSchema = {"type": "string"}
 # The ids a path can hold -> their parameters in components.
 _PATH_IDS = {"eventId": "EventId", "attendeeId": "AttendeeId", "registrationId": "RegistrationId",
-             "webhookId": "WebhookId"}
+             "webhookId": "WebhookId",
+             "ticketId": "TicketId"}
 
 
 def ref(name: str) -> JsonSchema:
@@ -63,6 +64,7 @@ PARAMETERS: dict[str, JsonSchema] = {
     "AttendeeId": _path_id("attendeeId", "attendee"),
     "RegistrationId": _path_id("registrationId", "registration"),
     "WebhookId": _path_id("webhookId", "webhook endpoint"),
+    "TicketId": _path_id("ticketId", "queue ticket"),
     "Page": {
         "name": "page",
         "in": "query",
@@ -260,6 +262,7 @@ def operation(
     parameters: Iterable[JsonSchema] = (),
     body: tuple[str, dict[str, JsonSchema]] | None = None,
     admin: bool = False,
+    idempotent: bool = True,
 ) -> tuple[str, str, JsonSchema]:
     """One operation, as (path, method, its description).
 
@@ -267,12 +270,13 @@ def operation(
     (and, for a ``POST``, an idempotency key's), a query's, a path id's
     ``not_found`` and an admin lock's ``unauthorized``; ``busy`` are those
     of a loaded daemon. ``body`` is (its schema, its examples by name).
+    ``idempotent`` False: a ``POST`` that takes no idempotency key.
     """
     parameters = list(parameters)
     implied: list[str] = []
     if body is not None:
         implied += BODY
-    if method == "POST":
+    if method == "POST" and idempotent:
         implied.append("idempotency_key_reused")
         parameters.insert(0, param("IdempotencyKey"))
     if any(p.get("in") == "query" or p == param("Page") for p in parameters):
@@ -281,7 +285,8 @@ def operation(
         implied.append("not_found")
     if admin:
         implied.append("unauthorized")
-    problems = problem_responses([*implied, *codes, *busy], replayable=method == "POST")
+    problems = problem_responses([*implied, *codes, *busy],
+                                 replayable=method == "POST" and idempotent)
     responses = {**{str(status): a for status, a in answers.items()}, **problems}
     described: JsonSchema = {"operationId": operation_id, "tags": [tag], "summary": summary}
     if description:

@@ -136,13 +136,16 @@ def document_paths() -> dict[str, JsonSchema]:
         operation(
             "PATCH", "/events/{eventId}", "updateEvent", "events", "Edit an event",
             {200: answer("Event", "The event as changed.", x.EVENT)},
-            body=("EventPatch", {"capacity": x.PATCH_CAPACITY, "move": x.PATCH_MOVE}),
+            body=("EventPatch", {"capacity": x.PATCH_CAPACITY, "move": x.PATCH_MOVE,
+                                 "queue": x.PATCH_ADMISSION}),
             codes=["event_overlap", "capacity_below_registrations"],
             admin=True,
             description="Any non-empty subset of the fields, validated as on create; null"
-            " is refused. The overlap is re-checked. Raising `maxAttendees` promotes"
-            " waitlisted registrations in order. Broadcasts `eventUpdated`, and"
-            " `eventCapacityUpdate` when the counts change.",
+            " is refused, except for `salesStartAt` and `admission`, where it removes the"
+            " setting. A new `admission.ratePerMinute` applies from this moment: nobody"
+            " admitted is moved back, and ranks never change. The overlap is re-checked."
+            " Raising `maxAttendees` promotes waitlisted registrations in order. Broadcasts"
+            " `eventUpdated`, and `eventCapacityUpdate` when the counts change.",
         ),
         operation(
             "DELETE", "/events/{eventId}", "deleteEvent", "events", "Delete an event",
@@ -371,6 +374,40 @@ def document_paths() -> dict[str, JsonSchema]:
             " confirmed. Broadcasts `eventCapacityUpdate` with the event's new"
             " `checkedInCount`.",
         ),
+        # --- the admission queue ---
+        operation(
+            "POST", "/events/{eventId}/queue", "joinQueue", "queue",
+            "Join an event's admission queue",
+            {201: {
+                "description": "Created: the ticket, with its token (shown only here).",
+                "headers": {"Location": header("Location")},
+                "content": {"application/json": {
+                    "schema": ref("JoinedQueueTicket"),
+                    "examples": {"waiting": {"value": x.QUEUE_TICKET_WAITING}},
+                }},
+            }},
+            idempotent=False,
+            description="Public; rate limits apply. `404` for an event without `admission`."
+            " Before the opening (`opensAt`: `salesStartAt`) a ticket gets no rank; at the"
+            " opening everyone who joined before is ranked in a uniformly random order"
+            " drawn from a CSPRNG, so arriving first buys nothing; later joiners are ranked"
+            " in arrival order. From the opening, `floor(minutes × ratePerMinute)` ranks"
+            " are admitted (`admittedThrough`), whichever daemons run; an admitted"
+            " ticket's token works for `tokenMinutes` for exactly one registration"
+            " (`Admission-Token`). Takes no `Idempotency-Key`: the token is never stored.",
+        ),
+        operation(
+            "GET", "/events/{eventId}/queue/{ticketId}", "getQueueTicket", "queue",
+            "Read a queue ticket",
+            {200: answer("QueueTicket", "The ticket now.", x.QUEUE_TICKET_ADMITTED)},
+            parameters=[
+                query("token", {"type": "string", "maxLength": 100},
+                      "The ticket's token from its join (required)."),
+            ],
+            codes=["admission_required"],
+            description="`403 admission_required` when the token is not the ticket's;"
+            " `404` when the ticket is not in this event's queue.",
+        ),
         # --- operations ---
         operation(
             "GET", "/health", "health", "operations", "Is the daemon able to serve?",
@@ -419,7 +456,9 @@ def document_paths() -> dict[str, JsonSchema]:
             ],
             codes=["bad_request"],
             busy=PAGES,
-            description="The first message is a `snapshot` of the whole event. `?since=SEQ`"
+            description="The first message is a `snapshot` of the whole event; for an event"
+            " with an admission queue, the latest `queueUpdate` follows it (and comes once"
+            " a second while the queue moves). `?since=SEQ`"
             " resumes: every message with `seq` > SEQ still in the event's replay buffer"
             " (at least the last 256) comes first, or a fresh `snapshot` if the gap is"
             " older. After `eventDeleted` the stream closes with 1000. An unknown event"

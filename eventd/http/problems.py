@@ -95,6 +95,20 @@ PROBLEMS: dict[str, ProblemType] = {
         "Already checked in",
         "the ticket was checked in before; `checkedInAt` says when",
     ),
+    "sales_not_open": ProblemType(
+        409, "Sales not open", "before the event's `salesStartAt`"
+    ),
+    "admission_required": ProblemType(
+        403,
+        "Admission required",
+        "a queued event without a valid `Admission-Token`, or a ticket's wrong `token`",
+    ),
+    "admission_used": ProblemType(
+        409, "Admission used", "the admission already made a registration"
+    ),
+    "admission_expired": ProblemType(
+        410, "Admission expired", "the admission's `expiresAt` passed"
+    ),
     "payload_too_large": ProblemType(
         413, "Payload too large", "the body is over `limits.max_body_bytes`"
     ),

@@ -47,6 +47,14 @@ Seq = Annotated[
 
 
 @with_config(CLOSED)
+class AdmissionSettings(TypedDict):
+    ratePerMinute: Annotated[int, Field(ge=1, le=100_000)]
+    """Ranks admitted per minute from the opening."""
+    tokenMinutes: Annotated[float, Field(ge=0.05, le=120)]
+    """How long an admission's token works."""
+
+
+@with_config(CLOSED)
 class Event(TypedDict):
     """An event. `endsAt`, the counts and `version` are read-only."""
 
@@ -80,6 +88,10 @@ class Event(TypedDict):
     checkedInCount: Count
     """Tickets checked in at the door (`POST /checkins`); a later cancellation does not
     lower it."""
+    salesStartAt: Timestamp | None
+    """Before it, registrations are refused (`sales_not_open`); null: no such moment."""
+    admission: AdmissionSettings | None
+    """The admission queue's settings; null: the event has no queue."""
 
 
 @with_config(CLOSED)
@@ -471,7 +483,53 @@ class EventCapacityUpdateMessage(TypedDict):
     data: CapacityCounts
 
 
+@with_config(CLOSED)
+class QueueCounts(TypedDict):
+    admittedThrough: Count
+    """Ranks up to this are admitted; a client's position is `rank` − this."""
+    waiting: Count
+    """Tickets not admitted yet, ranked or not."""
+    ranked: Count
+    """Ranks given so far."""
+
+
+@with_config(CLOSED)
+class QueueUpdateMessage(TypedDict):
+    """An admission queue's state, once a second while it moves, and right after a
+    subscriber's snapshot or replay. A state, not a change: no `seq`; a slow client's
+    queued ones collapse into the newest."""
+
+    type: Literal["queueUpdate"]
+    eventId: uuid.UUID
+    at: Annotated[Timestamp, Field(description="The database's clock when computed.")]
+    data: QueueCounts
+
+
+@with_config(CLOSED)
+class QueueTicket(TypedDict):
+    """A ticket of an event's admission queue."""
+
+    ticketId: uuid.UUID
+    rank: Annotated[int, Field(ge=1)] | None
+    """Null until ranked: a joiner before the opening is ranked at the opening, in a
+    uniformly random order; later joiners in arrival order. Never changes after."""
+    status: Literal["waiting", "admitted", "used", "expired"]
+    admittedThrough: Count
+    """Ranks up to this are admitted."""
+    opensAt: Timestamp | None
+    """When the queue opens (or opened)."""
+    expiresAt: Timestamp | None
+    """Once admitted: when its token stops working (admission + `tokenMinutes`)."""
+
+
+@with_config(CLOSED)
+class JoinedQueueTicket(QueueTicket):
+    token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+    """The ticket's secret, shown only here: `?token=` to read the ticket, and
+    `Admission-Token` to register once admitted. Stored only as a hash."""
+
+
 StreamMessage = Annotated[
-    EventMessage | EventDeletedMessage | EventCapacityUpdateMessage,
+    EventMessage | EventDeletedMessage | EventCapacityUpdateMessage | QueueUpdateMessage,
     Field(discriminator="type", description="One JSON text frame of a stream."),
 ]

@@ -227,11 +227,41 @@ class Body(BaseModel):
     )
 
 
+class AdmissionSettings(Body):
+    """An admission queue: everyone registering needs an admission from it."""
+
+    rate_per_minute: int = Field(
+        ge=1, le=100_000,
+        description="Ranks admitted per minute from the opening." + _INTEGER_LITERAL,
+    )
+    token_minutes: float = Field(
+        ge=0.05, le=120, allow_inf_nan=False,
+        description="How long an admission's token works, in minutes (a JSON number;"
+        " 0.05 = 3 s).",
+    )
+
+
+SalesStartAt = Annotated[
+    Timestamp,
+    Field(description="Before it, registrations are refused (`409 sales_not_open`); an"
+          " admission queue opens then. RFC 3339, any UTC offset; null: no such moment."),
+]
+Admission = Annotated[
+    AdmissionSettings,
+    Field(description="An admission queue (`POST /events/{id}/queue`); null: none."),
+]
+# Fields a PATCH may set to null: the setting is then removed.
+NULLABLE_ON_PATCH = ("sales_start_at", "admission")
+_NULLABLE_NAMES = frozenset(to_camel(name) for name in NULLABLE_ON_PATCH)
+
+
 def _only_what_is_sent(schema: dict[str, Any]) -> None:
     """A partial update's JSON Schema: its fields are typed ``X | None`` only to tell which
     were sent; null is refused (``EventPatch.changes``), and so is an empty object."""
-    for field in schema["properties"].values():
+    for name, field in schema["properties"].items():
         del field["default"]
+        if name in _NULLABLE_NAMES:  # null removes the setting
+            continue
         (sent,) = [option for option in field.pop("anyOf") if option != {"type": "null"}]
         field.update(sent)
     schema["minProperties"] = 1
@@ -250,6 +280,8 @@ class EventCreate(Body):
     hold_minutes: HoldMinutes | None = None
     offer_minutes: OfferMinutes = 0.0
     confirmation: ConfirmationMode = "instant"
+    sales_start_at: SalesStartAt | None = None
+    admission: Admission | None = None
 
 
 class Patch(Body):
@@ -260,7 +292,8 @@ class Patch(Body):
     def sent(self) -> dict[str, Any]:
         """The fields sent, by storage name."""
         sent = {name: getattr(self, name) for name in self.model_fields_set}
-        nulls = [to_camel(name) for name, value in sent.items() if value is None]
+        nulls = [to_camel(name) for name, value in sent.items()
+                 if value is None and name not in NULLABLE_ON_PATCH]
         if nulls:
             raise ValidationFailed([FieldError(f, "must not be null") for f in sorted(nulls)])
         if not sent:
@@ -279,13 +312,25 @@ class EventPatch(Patch):
     hold_minutes: HoldMinutes | None = None
     offer_minutes: OfferMinutes | None = None
     confirmation: ConfirmationMode | None = None
+    sales_start_at: SalesStartAt | None = None
+    admission: Admission | None = None
 
     def changes(self) -> dict[str, Any]:
         """The fields sent, by storage name; ``date`` is the event's start."""
         sent = self.sent()
         if "date" in sent:
             sent["starts_at"] = sent.pop("date")
+        if "admission" in sent:
+            sent.update(admission_columns(sent.pop("admission")))
         return sent
+
+
+def admission_columns(admission: AdmissionSettings | None) -> dict[str, Any]:
+    """An admission setting as the event's storage fields (both None: no queue)."""
+    return {
+        "admission_rate_per_minute": admission.rate_per_minute if admission else None,
+        "admission_token_minutes": admission.token_minutes if admission else None,
+    }
 
 
 class AttendeeCreate(Body):
@@ -417,6 +462,8 @@ _MESSAGES = {
     "int_type": "must be an integer",
     "string_type": "must be a string",
     "bool_type": "must be true or false",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
     "uuid_type": "must be a UUID",
     "uuid_parsing": "must be a UUID",
     "datetime_type": _NOT_A_TIMESTAMP,

@@ -2,7 +2,8 @@
 
 A per-event stream starts with a ``snapshot`` — or, with ``?since=SEQ``, with
 the changes after SEQ from the event actor's replay buffer — taken in the
-same step as the subscription, so nothing falls between them. While Redis is
+same step as the subscription, so nothing falls between them; an event with
+an admission queue then gets its latest ``queueUpdate``. While Redis is
 away the actor may have missed other daemons' changes: the snapshot is then
 the event's row when that is newer, and a resume gets a snapshot too. The
 hub fills each connection's outbox without waiting; the fan-out
@@ -129,6 +130,9 @@ async def _event_stream(event_id: str) -> Stream:
         first = replay if replay is not None else [Change.snapshot(actor.state)]
     stream = _subscribed_stream(eid, first)
     stream.outbox.floor = first[-1].seq if first else actor.state.version
+    queue = s.hub.current_state(eid)
+    if queue is not None:  # the queue where it stands, right after the snapshot or replay
+        stream.outbox.put_state_nowait(queue)
     return stream
 
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 
 from eventd.realtime.changes import Change
+from eventd.realtime.queue_updates import QueueUpdate
 
 
 class Subscriber:
@@ -22,6 +23,10 @@ class Subscriber:
     __slots__ = ()
 
     def put_nowait(self, change: Change) -> None:
+        raise NotImplementedError
+
+    def put_state_nowait(self, update: QueueUpdate) -> None:
+        """A queueUpdate: a state, which replaces any queued one."""
         raise NotImplementedError
 
     @property
@@ -46,6 +51,8 @@ class Hub:
         self._closing_code: int | None = None
         self._listeners: list[Callable[[Change], None]] = []
         self._dropped_slow_clients = 0
+        # The last queueUpdate of each watched event with a queue: a new subscriber's first.
+        self._states: dict[uuid.UUID, QueueUpdate] = {}
 
     def add_listener(self, listener: Callable[[Change], None]) -> None:
         """Something inside the daemon (reminder timers) that follows every change."""
@@ -66,6 +73,28 @@ class Hub:
                     self.unsubscribe(subscriber)
                     self._dropped_slow_clients += 1
 
+    def publish_state(self, update: QueueUpdate) -> None:
+        """An event's queue state to its stream's subscribers here; kept as the current one.
+
+        Not to the all-events streams: a queueUpdate belongs to the event's own stream.
+        """
+        watchers = self._by_event.get(update.event_id)
+        if watchers is None:
+            self._states.pop(update.event_id, None)
+            return
+        self._states[update.event_id] = update
+        for subscriber in tuple(watchers):
+            if not subscriber.closed:
+                subscriber.put_state_nowait(update)
+
+    def current_state(self, event_id: uuid.UUID) -> QueueUpdate | None:
+        """The event's last queueUpdate, while its stream has subscribers here."""
+        return self._states.get(event_id)
+
+    def watched_events(self) -> list[uuid.UUID]:
+        """The events whose own stream has a subscriber here."""
+        return list(self._by_event)
+
     def add_subscriber(self, subscriber: Subscriber, event_id: uuid.UUID | None = None) -> None:
         """Deliver every change (``event_id`` None) or one event's, until :meth:`unsubscribe`."""
         if self._closing_code is not None:  # opened during shutdown: closed at once
@@ -80,6 +109,7 @@ class Hub:
             group.discard(subscriber)
             if not group:
                 del self._by_event[event_id]
+                self._states.pop(event_id, None)
 
     def is_watched(self, event_id: uuid.UUID) -> bool:
         return event_id in self._by_event

@@ -28,6 +28,7 @@ from eventd.errors import (
 from eventd.model import Attendee, Event, EventCounts
 from eventd.storage import webhooks
 from eventd.storage.database import Connection
+from eventd.storage.queue import configure_queue
 from eventd.storage.writer import WriteCommand
 
 # --- registrations -----------------------------------------------------------
@@ -182,6 +183,10 @@ class EventFields:
     hold_minutes: float = 15.0
     offer_minutes: float = 0.0
     confirmation: str = "instant"
+    # Sales and admission (eventd.storage.queue): both admission fields or neither.
+    sales_start_at: datetime | None = None
+    admission_rate_per_minute: int | None = None
+    admission_token_minutes: float | None = None
 
     @property
     def ends_at(self) -> datetime:
@@ -243,8 +248,9 @@ class CreateEvent(WriteCommand[Event]):
         await _check_overlap(conn, f)
         row = await conn.fetchrow(
             "INSERT INTO events (id, name, description, starts_at, duration_minutes, ends_at,"
-            " location, max_attendees, timezone, hold_minutes, offer_minutes, confirmation)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            " location, max_attendees, timezone, hold_minutes, offer_minutes, confirmation,"
+            " sales_start_at, admission_rate_per_minute, admission_token_minutes)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             f" RETURNING {Event.COLUMNS}",
             self.event_id,
             f.name,
@@ -258,10 +264,19 @@ class CreateEvent(WriteCommand[Event]):
             f.hold_minutes,
             f.offer_minutes,
             f.confirmation,
+            f.sales_start_at,
+            f.admission_rate_per_minute,
+            f.admission_token_minutes,
         )
         assert row is not None
         await webhooks.enqueue_event_change(conn, "created", Event.from_row(row))
+        if f.admission_rate_per_minute is not None:
+            await configure_queue(conn, self.event_id)
         return Event.from_row(row)
+
+
+def _queue_settings(event: Event) -> tuple[Any, ...]:
+    return (event.sales_start_at, event.admission_rate_per_minute)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,7 +335,9 @@ class UpdateEvent(WriteCommand[EventUpdated]):
             " duration_minutes = $5, ends_at = $6, location = $7, max_attendees = $8,"
             " version = version + 1, edited_version = version + 1, updated_at = now(),"
             " timezone = $9, calendar_sequence = calendar_sequence + $10::int,"
-            " hold_minutes = $11, offer_minutes = $12, confirmation = $13"
+            " hold_minutes = $11, offer_minutes = $12, confirmation = $13,"
+            " sales_start_at = $14, admission_rate_per_minute = $15,"
+            " admission_token_minutes = $16"
             f" WHERE id = $1 RETURNING {Event.COLUMNS}",
             self.event_id,
             merged.name,
@@ -335,10 +352,15 @@ class UpdateEvent(WriteCommand[EventUpdated]):
             merged.hold_minutes,
             merged.offer_minutes,
             merged.confirmation,
+            merged.sales_start_at,
+            merged.admission_rate_per_minute,
+            merged.admission_token_minutes,
         )
         assert row is not None
         updated = Event.from_row(row)
         await webhooks.enqueue_event_change(conn, "updated", updated)
+        if _queue_settings(updated) != _queue_settings(old):
+            await configure_queue(conn, self.event_id)
         if moved:
             await _email_everyone(conn, "event_changed", self.event_id)
         if updated.starts_at != old.starts_at:  # a new date: its reminder is due anew

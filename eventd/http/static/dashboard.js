@@ -350,6 +350,11 @@
         ["Where", event.location],
         ["About", event.description || "—"],
       ];
+      if (event.salesStartAt) rows.push(["Sales open", localTime(event.salesStartAt, event.timezone)]);
+      if (event.admission) {
+        const { ratePerMinute, tokenMinutes } = event.admission;
+        rows.push(["Admission", `queue: ${ratePerMinute} a minute, each admission good for ${tokenMinutes} min`]);
+      }
       $("event-details").replaceChildren(...rows.flatMap(([term, text]) => [h("dt", {}, term), h("dd", {}, text)]));
       showCapacity(parts, event);
     }
@@ -370,7 +375,19 @@
       return countsText(event) + warning;
     }
 
+    // A queueUpdate is a state, once a second while the queue moves: shown, not logged
+    // or announced (a screen reader would hear it every second); it has no seq.
+    function showQueue(data) {
+      $("event-queue").hidden = false;
+      $("queue-counts").textContent =
+        `Admitted through rank ${data.admittedThrough} of ${data.ranked} ranked · ${data.waiting} waiting`;
+    }
+
     function apply(message) {
+      if (message.type === "queueUpdate") {
+        showQueue(message.data);
+        return;
+      }
       if (message.type !== "snapshot" && lastSeq !== null && message.seq <= lastSeq) return;
       lastSeq = message.seq;
       switch (message.type) {

@@ -1,0 +1,87 @@
+"""Admission tokens: made, hashed, read from a request, and the gate's answers as errors.
+
+A queue ticket's token is 256 bits from :mod:`secrets`, URL-safe base64
+without padding (43 characters). Only its SHA-256 is stored; a ticket read
+by id compares hashes with :func:`hmac.compare_digest`, and a registration
+finds its admission by the hash (``eventd_use_admission``), so the token
+itself is never in the database, a log line or a problem's detail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+
+from eventd.errors import (
+    AdmissionExpired,
+    AdmissionRequired,
+    AdmissionUsed,
+    EventdError,
+    SalesNotOpen,
+)
+from eventd.http.context import current_request, header_values
+
+TOKEN_BYTES = 32
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{43}$"
+_TOKEN = re.compile(TOKEN_PATTERN[1:-1])
+HEADER = b"admission-token"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def is_token(text: str) -> bool:
+    return _TOKEN.fullmatch(text) is not None
+
+
+def token_matches(token: str, stored_hash: bytes) -> bool:
+    """Does ``token`` hash to ``stored_hash``? Constant-time in what is compared."""
+    presented = token_hash(token) if is_token(token) else b"\0" * len(stored_hash)
+    return hmac.compare_digest(presented, stored_hash) and is_token(token)
+
+
+def request_admission_token_hash(event_id: uuid.UUID) -> bytes | None:
+    """The SHA-256 of the current request's ``Admission-Token``; None when it sent none."""
+    return admission_token_hash(header_values(current_request(), HEADER), event_id)
+
+
+def admission_token_hash(values: list[str], event_id: uuid.UUID) -> bytes | None:
+    """The SHA-256 of the ``Admission-Token`` sent (``values``: each one sent); None for none.
+
+    A header that cannot be a token (sent twice, the wrong length or
+    alphabet) is refused here, ``403 admission_required``, without repeating it.
+    """
+    if not values:
+        return None
+    if len(values) != 1 or not is_token(values[0].strip()):
+        raise AdmissionRequired(
+            f"Event {event_id} admits through its queue: the Admission-Token sent is not"
+            " a ticket's token."
+        )
+    return token_hash(values[0].strip())
+
+
+def gate_refusal(answer: str, event_id: uuid.UUID) -> EventdError | None:
+    """``eventd_sales_open``'s or ``eventd_use_admission``'s answer as the error to send."""
+    if answer == "ok":
+        return None
+    if answer == "sales_not_open":
+        return SalesNotOpen(f"Sales for event {event_id} have not opened yet.")
+    if answer == "admission_required":
+        return AdmissionRequired(
+            f"Event {event_id} admits through its queue: send the Admission-Token of an"
+            " admitted ticket (POST /events/{id}/queue)."
+        )
+    if answer == "admission_used":
+        return AdmissionUsed("This admission has made its registration already.")
+    if answer == "admission_expired":
+        return AdmissionExpired("This admission has expired; join the queue again.")
+    raise ValueError(f"not a gate's answer: {answer!r}")
