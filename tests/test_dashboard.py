@@ -5,12 +5,11 @@ system binary — nothing is downloaded. Plain sync tests (Playwright's sync
 API); every wait is Playwright's own bounded wait for a state, never a timed
 assertion. The browser test's daemon has an admin token, so the page proves
 it needs none. Screenshots go to ``$EVENTD_TEST_ARTIFACTS`` (default:
-``test-artifacts/`` at the repository root).
+``test-artifacts/`` at the repository root); axe-core checks the page.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -22,14 +21,15 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from tests.conftest import future, unique_location
-from tests.support import DaemonProcess, headless_chromium
+from tests.support import (
+    DaemonProcess,
+    headless_chromium,
+    screenshot,
+    serious_accessibility_violations,
+)
 
 WAIT_MS = 10_000
 TOKEN = "dashboard-test-token"
-ARTIFACTS = Path(
-    os.environ.get("EVENTD_TEST_ARTIFACTS")
-    or Path(__file__).resolve().parent.parent / "test-artifacts"
-)
 
 
 # --- plain HTTP -------------------------------------------------------------------------
@@ -139,14 +139,6 @@ def api(daemon_with_token: DaemonProcess) -> Iterator[Api]:
         yield organizer
 
 
-def screenshot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True, animations="disabled")
-    print(f"screenshot: {path}")
-    return path
-
-
 def progress_of(page: Page, event_id: str) -> Any:
     return page.locator(f'li[data-event-id="{event_id}"]').get_by_role("progressbar")
 
@@ -209,6 +201,10 @@ def test_dashboard_follows_registrations_live_and_survives_a_restart(
     expect(items).to_have_count(3)
     expect(items.nth(1)).to_have_attribute("data-event-id", created["id"])
     screenshot(page, "dashboard-list.png")
+    assert serious_accessibility_violations(page) == []
+    # Each event links to its signup page.
+    signup = item.get_by_role("link", name=f"Sign-up page of {name}")
+    expect(signup).to_have_attribute("href", f"/e/{small['id']}")
 
     # The daemon goes away and comes back on the same port and database.
     assert daemon.stop() == 0, daemon.log()
@@ -222,7 +218,7 @@ def test_dashboard_follows_registrations_live_and_survives_a_restart(
     expect(items).to_have_count(3)
 
     # One event's own page: its stream, snapshot first, then each change in the log.
-    page.get_by_role("link", name="Created while watching").click()
+    page.get_by_role("link", name="Created while watching", exact=True).click()
     expect(page).to_have_url(re.compile(rf"\?event={created['id']}$"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Created while watching")
     expect(status).to_have_text("Live")
@@ -248,6 +244,9 @@ def test_dashboard_follows_registrations_live_and_survives_a_restart(
     expect(log.get_by_role("listitem").first).to_contain_text("2 / 5 registered")
     expect(log.get_by_role("listitem").first).to_contain_text("#3")
     screenshot(page, "dashboard-event.png")
+    assert serious_accessibility_violations(page) == []
+    expect(page.get_by_role("link", name="Open the sign-up page")).to_have_attribute(
+        "href", f"/e/{created['id']}")
 
     api.delete(created["id"])
     expect(page.get_by_text("This event was cancelled.")).to_be_visible()

@@ -94,8 +94,12 @@
   const WARNING_TEXT = { almostFull: "Almost full", full: "Full" };
 
   function countsText(event) {
+    // Held seats and check-ins are shown when the daemon reports them.
+    const held = typeof event.heldCount === "number" ? ` · ${event.heldCount} held` : "";
+    const checkedIn = typeof event.checkedInCount === "number"
+      ? ` · ${event.checkedInCount} checked in` : "";
     return `${event.registeredCount} / ${event.maxAttendees} registered · ` +
-      `${event.availableSpots} available · ${event.waitlistCount} on waitlist`;
+      `${event.availableSpots} available · ${event.waitlistCount} on waitlist${held}${checkedIn}`;
   }
 
   /** A capacity block: a progressbar (registered of max), the counts and the warning. */
@@ -126,7 +130,7 @@
 
   /** Counts from an eventCapacityUpdate merged into the event, with the server's warning. */
   function withCounts(event, data) {
-    return {
+    const counts = {
       ...event,
       maxAttendees: data.maxAttendees,
       registeredCount: data.registeredCount,
@@ -134,6 +138,9 @@
       waitlistCount: data.waitlistCount,
       warning: data.warning,
     };
+    if ("heldCount" in data) counts.heldCount = data.heldCount;
+    if ("checkedInCount" in data) counts.checkedInCount = data.checkedInCount;
+    return counts;
   }
 
   const withWarning = (event) => ({ ...event, warning: warningFor(event) });
@@ -192,6 +199,7 @@
 
   const byDate = (a, b) => (a.date < b.date ? -1 : a.date > b.date ? 1 : a.id < b.id ? -1 : 1);
   const eventLink = (id) => `/?event=${encodeURIComponent(id)}`;
+  const signupLink = (id) => `/e/${encodeURIComponent(id)}`;
 
   // --- the list of upcoming events ------------------------------------------------
 
@@ -206,10 +214,12 @@
       const link = h("a", { href: eventLink(event.id) });
       const time = h("time");
       const place = h("span");
+      const signup = h("a", { class: "signup", href: signupLink(event.id) }, "Sign-up page");
       const parts = capacityBlock("Registered");
       const item = h("li", { class: "event", "data-event-id": event.id },
-        h("h2", {}, link), h("p", { class: "meta" }, time, " · ", place), parts.block);
-      return { event, item, parts, link, time, place };
+        h("h2", {}, link), h("p", { class: "meta" }, time, " · ", place, " · ", signup),
+        parts.block);
+      return { event, item, parts, link, time, place, signup };
     }
 
     function paint(entry) {
@@ -219,6 +229,7 @@
       entry.time.textContent = localTime(event.date, event.timezone);
       entry.place.textContent = event.location;
       entry.parts.bar.setAttribute("aria-label", `Registered for ${event.name}`);
+      entry.signup.setAttribute("aria-label", `Sign-up page of ${event.name}`);
       showCapacity(entry.parts, event);
     }
 
@@ -341,6 +352,8 @@
         ["About", event.description || "—"],
       ];
       $("event-details").replaceChildren(...rows.flatMap(([term, text]) => [h("dt", {}, term), h("dd", {}, text)]));
+      $("event-signup").href = signupLink(event.id);
+      $("event-signup").hidden = false;
       showCapacity(parts, event);
     }
 
