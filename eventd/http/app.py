@@ -18,6 +18,7 @@ from eventd.http import (
     exports,
     health,
     openapi,
+    pages,
     problems,
     registrations,
     streams,
@@ -52,7 +53,7 @@ def create_app(services: Services) -> EventdApp:
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
     for module in (events, attendees, registrations, exports, health, streams, dashboard,
-                   openapi, swagger_ui):
+                   openapi, swagger_ui, pages):
         app.register_blueprint(module.blueprint)
 
     @app.before_request
