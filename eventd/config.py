@@ -44,6 +44,8 @@ class ServerConfig:
     max_connections_per_client: int = 1024
     # Origins whose pages may call the public routes from a browser (CORS).
     cors_origins: tuple[str, ...] = ()
+    # The base of the links in emails (manage pages): how people reach the daemon.
+    public_url: str = "http://127.0.0.1:3000"
 
     @property
     def host(self) -> str:
@@ -77,6 +79,12 @@ class ServerConfig:
                 f"{origin!r} is not an origin such as https://example.org or"
                 " http://localhost:8080 (a scheme and a host, no path, no trailing slash)",
             )
+        _require(
+            _PUBLIC_URL.fullmatch(self.public_url) is not None,
+            "server.public_url",
+            f"{self.public_url!r} is not a base URL such as https://events.example.org"
+            " (http or https, no query, no trailing slash)",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +146,18 @@ class EventsConfig:
             is_timezone(self.default_timezone),
             "events.default_timezone",
             f"{self.default_timezone!r} is not an IANA time zone (e.g. Europe/Berlin)",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationsConfig:
+    hold_minutes: float = 15.0  # an event's holdMinutes when it is made without one
+
+    def validate(self) -> None:
+        _require(
+            0.05 <= self.hold_minutes <= 1440,
+            "registrations.hold_minutes",
+            "must be between 0.05 and 1440",
         )
 
 
@@ -214,6 +234,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     auth: AuthConfig = AuthConfig()
     log: LogConfig = LogConfig()
+    registrations: RegistrationsConfig = RegistrationsConfig()
     source: str = "defaults"  # the file the values came from, for the start-up banner
     # The EVENTD_* variables that set a value, by name only: a value may be a secret.
     overrides: tuple[str, ...] = ()
@@ -238,6 +259,9 @@ class Config:
 
 # What a browser sends as Origin: scheme://host[:port], lower case, nothing after.
 _ORIGIN = re.compile(r"https?://([a-z0-9.\-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
+
+# A base URL for links: http(s), a host, maybe a port and a path, no trailing slash.
+_PUBLIC_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*[^\s?#/])?")
 
 # TOML key -> dataclass field, where a key is not a valid Python name.
 _FIELD_ALIASES = {("email", "from"): "sender"}

@@ -133,6 +133,7 @@ async def serve(
             is_watched=hub.is_watched,
             is_followed=hub.is_followed,
             peers=Peers(relay.share, cache.store, cache.store_gone) if relay else None,
+            pending_expiries=functools.partial(queries.pending_expiries, db),
         )
         reads = EventReads(supervisor, functools.partial(queries.load_event, db),
                            cache if relay else None, relay)

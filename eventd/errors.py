@@ -11,6 +11,7 @@ their own failures into these (the store turns a lost connection into
     ├── UnsupportedMediaType        body is not application/json
     ├── PayloadTooLarge             body over limits.max_body_bytes
     ├── Unauthorized                admin route without a valid token
+    ├── Forbidden                   owner action without the registration's token
     ├── NotFound                    no such resource
     ├── Conflict
     │   ├── EventFull
@@ -19,7 +20,9 @@ their own failures into these (the store turns a lost connection into
     │   ├── EventOverlap            carries the conflicting event's id
     │   ├── CapacityBelowRegistrations
     │   ├── EventStarted
-    │   └── IdempotencyKeyReused
+    │   ├── IdempotencyKeyReused
+    │   ├── HoldExpired             confirm after the hold's or offer's expiresAt
+    │   └── NotHeld                 confirm of a waitlisted or cancelled registration
     ├── RateLimited                 carries Retry-After
     ├── Unavailable                 the database cannot be reached; carries Retry-After
     └── InternalError               our fault: answered 500, details only in the log
@@ -86,6 +89,10 @@ class Unauthorized(EventdError):
     code = "unauthorized"
 
 
+class Forbidden(EventdError):
+    code = "forbidden"
+
+
 class NotFound(EventdError):
     code = "not_found"
 
@@ -124,6 +131,14 @@ class EventStarted(Conflict):
 
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
+
+
+class HoldExpired(Conflict):
+    code = "hold_expired"
+
+
+class NotHeld(Conflict):
+    code = "not_held"
 
 
 class RateLimited(EventdError):

@@ -19,7 +19,14 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-RegistrationStatus = Literal["confirmed", "waitlisted"]
+RegistrationStatus = Literal[
+    "held", "offered", "confirmed", "waitlisted", "cancelled", "expired"
+]
+# The states that take a seat or a place in the queue; cancelled and expired are history.
+ACTIVE_STATUSES: tuple[RegistrationStatus, ...] = ("held", "offered", "confirmed", "waitlisted")
+# The states whose seat is released at expiresAt.
+EXPIRING_STATUSES: tuple[RegistrationStatus, ...] = ("held", "offered")
+Confirmation = Literal["instant", "email"]
 
 
 def format_time(moment: datetime) -> str:
@@ -51,6 +58,7 @@ class EventCounts(NamedTuple):
     # The version of the event's last edit of its fields (name, time, place…):
     # a version past the actor's own means its fields are stale, not just its counts.
     edited_version: int = 0
+    held_count: int = 0  # held and offered: seats taken until confirmed or expired
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> EventCounts:
@@ -62,6 +70,7 @@ class EventCounts(NamedTuple):
             row["version"],
             row["updated_at"],
             row["edited_version"],
+            row["held_count"],
         )
 
 
@@ -80,15 +89,24 @@ class Event:
     created_at: datetime
     updated_at: datetime
     timezone: str = "UTC"  # IANA name: how people read its times (eventd.timezones)
+    held_count: int = 0  # held and offered registrations: seats taken, not yet confirmed
+    hold_minutes: float = 15.0
+    offer_minutes: float = 0.0  # 0: a freed seat is confirmed at once
+    confirmation: Confirmation = "instant"
+    # When its next hold or offer expires, as last read from the database (not
+    # in its JSON): its actor arms a timer for it on hydration.
+    next_expiry: datetime | None = None
 
     COLUMNS = (
         "id, name, description, starts_at, duration_minutes, location, max_attendees, "
-        "confirmed_count, waitlist_count, version, created_at, updated_at, timezone"
+        "confirmed_count, waitlist_count, version, created_at, updated_at, timezone, "
+        "held_count, hold_minutes, offer_minutes, confirmation"
     )
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Event:
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)
+                      if f.name != "next_expiry" or "next_expiry" in row})
 
     @property
     def ends_at(self) -> datetime:
@@ -96,7 +114,7 @@ class Event:
 
     @property
     def available_spots(self) -> int:
-        return self.max_attendees - self.confirmed_count
+        return self.max_attendees - self.confirmed_count - self.held_count
 
     def with_counts(self, counts: EventCounts) -> Event:
         """This event with newer counts; older news is ignored."""
@@ -118,6 +136,7 @@ class Event:
         state["max_attendees"] = counts.max_attendees
         state["confirmed_count"] = counts.confirmed_count
         state["waitlist_count"] = counts.waitlist_count
+        state["held_count"] = counts.held_count
         state["version"] = counts.version
         state["updated_at"] = counts.updated_at
         return fresh
@@ -139,6 +158,10 @@ class Event:
             "createdAt": format_time(self.created_at),
             "updatedAt": format_time(self.updated_at),
             "timezone": self.timezone,
+            "heldCount": self.held_count,
+            "holdMinutes": self.hold_minutes,
+            "offerMinutes": self.offer_minutes,
+            "confirmation": self.confirmation,
         }
 
     @classmethod
@@ -159,6 +182,11 @@ class Event:
             updated_at=parse_time(data["updatedAt"]),
             # JSON cached or relayed by a daemon from before time zones has none.
             timezone=data.get("timezone", "UTC"),
+            # Likewise for the registration flow's fields.
+            held_count=data.get("heldCount", 0),
+            hold_minutes=data.get("holdMinutes", 15.0),
+            offer_minutes=data.get("offerMinutes", 0.0),
+            confirmation=data.get("confirmation", "instant"),
         )
 
     @functools.cached_property
@@ -205,13 +233,25 @@ class Registration(NamedTuple):
     status: RegistrationStatus
     waitlist_position: int | None
     created_at: datetime
+    expires_at: datetime | None = None  # while held or offered
+    updated_at: datetime | None = None  # None: not changed since created_at
+    checked_in_at: datetime | None = None
+    # Only on the answer to the request that made it, and never in its JSON:
+    # the secret the HTTP layer answers once as manageToken.
+    manage_token: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        expires_at = self.expires_at if self.status in EXPIRING_STATUSES else None
         return {
             "id": str(self.id),
             "eventId": str(self.event_id),
             "attendeeId": str(self.attendee_id),
             "status": self.status,
             "waitlistPosition": self.waitlist_position,
+            "expiresAt": format_time(expires_at) if expires_at is not None else None,
+            "checkedInAt": (
+                format_time(self.checked_in_at) if self.checked_in_at is not None else None
+            ),
             "createdAt": format_time(self.created_at),
+            "updatedAt": format_time(self.updated_at or self.created_at),
         }

@@ -4,8 +4,8 @@ An actor holds its event's state (fields, counts, version) and is the only
 code that changes it. A dormant actor is its state and nothing else, so
 memory follows the number of live events, not the number of tasks.
 
-Registrations and cancellations take one path, whatever else is configured:
-when they are first in the mailbox, the supervisor puts the actor in the next
+Registrations, cancellations, confirmations and expiries take one path,
+whatever else is configured: when they are first in the mailbox, the supervisor puts the actor in the next
 round (``eventd.actors.rounds``). The round takes the actor's turn
 (:meth:`EventActor.registration_turn`: plain ops for the writer), sends one
 command for every actor in it, and hands each actor the writer's plain results
@@ -19,6 +19,12 @@ mailbox is empty or registrations are first in it again.
 The actor's own check (has the event started?) is the fast path that spares
 the database a round trip; the database checks everything under the event's
 row lock, and its answer is the one the client gets.
+
+Holds and offers expire at their ``expiresAt``: the actor keeps the moment
+its event's next one is due (``next_expiry``, from the database's answers)
+and hands it to its timer (``arm_expiry``, the supervisor's
+``eventd.actors.expiries``), which sends the actor an :class:`~m.Expire` then;
+the expiry takes the registration path like any other change.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ from eventd.errors import (
     EventdError,
     EventFull,
     EventStarted,
+    HoldExpired,
     NotFound,
+    NotHeld,
     Unavailable,
 )
 from eventd.model import Event, EventCounts, Registration, utc_now
@@ -62,16 +70,30 @@ GAP_WAIT_SECONDS = 0.5
 Offer = Callable[[WriteCommand[Any]], None]  # queue a command; its reply settles after COMMIT
 Publish = Callable[[Change], None]
 Load = Callable[[uuid.UUID], Awaitable[Event | None]]
+# Tell the timer when the event's next hold or offer expires (None: none is pending).
+ArmExpiry = Callable[[uuid.UUID, datetime | None], None]
 
 # Outcomes that are a change of this event: one version each.
-_CHANGES = frozenset({"confirmed", "waitlisted", "cancelled"})
+_CHANGES = frozenset({
+    "confirmed", "held", "waitlisted", "cancelled", "confirmed_hold", "confirmed_offer",
+    "hold_expired", "expired",
+})
+# Outcomes of a cancel, confirm or expire: their next_expiry is the database's word.
+_KNOWS_NEXT_EXPIRY = frozenset({
+    "cancelled", "unchanged", "confirmed_hold", "confirmed_offer", "already_confirmed",
+    "hold_expired", "not_held", "expired", "not_found",
+})
+
+
+def _no_timer(event_id: uuid.UUID, at: datetime | None) -> None:
+    pass
 
 
 class RegistrationTurn(NamedTuple):
     """Registrations and cancellations on their way to the writer, as one part of a command."""
 
     ops: c.EventOps
-    asked: list[m.Register | m.Cancel]  # in the order of ops.ops
+    asked: list[m.RegistrationRequest]  # in the order of ops.ops
 
     def fail(self, error: BaseException) -> None:
         for request in self.asked:
@@ -113,6 +135,8 @@ class EventActor:
         "_published",
         "_held",
         "_held_since",
+        "_arm_expiry",
+        "next_expiry",
     )
 
     def __init__(
@@ -125,6 +149,7 @@ class EventActor:
         *,
         published: int | None = None,
         outcomes: collections.Counter[str] | None = None,
+        arm_expiry: ArmExpiry = _no_timer,
     ) -> None:
         self.state = event
         self.deleted = False
@@ -142,6 +167,10 @@ class EventActor:
         self._published = event.version if published is None else published
         self._held: dict[int, Change] = {}
         self._held_since = math.inf
+        self._arm_expiry = arm_expiry
+        # When the event's next hold or offer expires, as the database last said.
+        self.next_expiry: datetime | None = None
+        self._expect_expiry(event.next_expiry)
 
     def changes_since(self, seq: int) -> list[Change] | None:
         """Every change after ``seq``, or None when they are not all held."""
@@ -208,7 +237,7 @@ class EventActor:
     # --- registrations and cancellations -------------------------------------
 
     def registration_turn(
-        self, requests: list[m.Register | m.Cancel], now: datetime, clock: float
+        self, requests: list[m.RegistrationRequest], now: datetime, clock: float
     ) -> RegistrationTurn | None:
         """The writer's command for these requests; None when none is left for it.
 
@@ -221,7 +250,7 @@ class EventActor:
                 _fail_gone(request, self.state)
             return None
         ops: list[c.RegistrationOp] = []
-        asked: list[m.Register | m.Cancel] = []
+        asked: list[m.RegistrationRequest] = []
         for request in requests:
             if request.deadline <= clock:
                 self._outcomes["timed_out"] += 1
@@ -239,11 +268,16 @@ class EventActor:
                 # already_registered, not event_full.
                 ops.append(
                     c.RegistrationOp(
-                        "register", request.registration_id, request.attendee_id, request.waitlist
+                        "register", request.registration_id, request.attendee_id,
+                        request.waitlist, request.hold, request.by_email,
                     )
                 )
-            else:
+            elif isinstance(request, m.Cancel):
                 ops.append(c.RegistrationOp("cancel", request.registration_id))
+            elif isinstance(request, m.Confirm):
+                ops.append(c.RegistrationOp("confirm", request.registration_id))
+            else:
+                ops.append(c.RegistrationOp("expire", None))
             asked.append(request)
         if not ops:
             return None
@@ -281,6 +315,27 @@ class EventActor:
             for result in results:
                 if result.counts is not None:
                     self._adopt(result.counts)
+        self._take_expiries(results)
+
+    def _take_expiries(self, results: list[c.OpResult]) -> None:
+        """Follow the event's next expiry through the results, in their order."""
+        next_expiry = self.next_expiry
+        changed = False
+        for result in results:
+            if result.outcome in _KNOWS_NEXT_EXPIRY:
+                next_expiry, changed = result.next_expiry, True
+            elif result.expires_at is not None:  # a new hold
+                if next_expiry is None or result.expires_at < next_expiry:
+                    next_expiry, changed = result.expires_at, True
+        if changed:
+            self._expect_expiry(next_expiry, always=True)
+
+    def _expect_expiry(self, at: datetime | None, *, always: bool = False) -> None:
+        """The event's next hold or offer expires ``at``: (re-)arm the timer."""
+        if at is None and not always:
+            return
+        self.next_expiry = at
+        self._arm_expiry(self.state.id, at)
 
     def _answer_turn(self, turn: RegistrationTurn, results: list[c.OpResult]) -> None:
         for request, result in zip(turn.asked, results, strict=True):
@@ -369,12 +424,15 @@ class EventActor:
             self.deleted = True
             self._emit("eventDeleted", self.state, self.state.version + 1)
 
-    def _answer(self, request: m.Register | m.Cancel, result: c.OpResult) -> None:
+    def _answer(self, request: m.RegistrationRequest, result: c.OpResult) -> None:
         event = self.state
         self._outcomes[result.outcome] += 1
+        if result.promoted:
+            self._outcomes["offered" if event.offer_minutes > 0 else "promoted"] += len(
+                result.promoted
+            )
         match result.outcome:
-            case "confirmed" | "waitlisted":
-                assert isinstance(request, m.Register)
+            case "confirmed" | "held" | "waitlisted" if isinstance(request, m.Register):
                 assert result.created_at is not None
                 assert result.counts is not None
                 request.reply.set(
@@ -389,10 +447,26 @@ class EventActor:
                             else None
                         ),
                         created_at=result.created_at,
+                        expires_at=result.expires_at,
+                        manage_token=result.token,
                     )
                 )
-            case "cancelled":
+            case "cancelled" | "unchanged" | "expired":
                 request.reply.set(result.promoted)
+            case "confirmed_hold" | "confirmed_offer" | "already_confirmed":
+                request.reply.set(result.outcome)
+            case "hold_expired":
+                assert isinstance(request, m.Confirm)
+                request.reply.fail(HoldExpired(
+                    f"Registration {request.registration_id} was not confirmed before it"
+                    " expired; its seat is released."
+                ))
+            case "not_held":
+                assert isinstance(request, m.Confirm)
+                request.reply.fail(NotHeld(
+                    f"Registration {request.registration_id} is not held or offered: only"
+                    " a held seat or an offer can be confirmed."
+                ))
             case "event_full":
                 request.reply.fail(_event_full(event))
             case "event_started":
@@ -409,6 +483,7 @@ class EventActor:
                 assert isinstance(request, m.Register)
                 request.reply.fail(NotFound(f"Attendee {request.attendee_id} does not exist."))
             case "not_found":
+                assert isinstance(request, m.Cancel | m.Confirm)
                 request.reply.fail(
                     NotFound(f"Registration {request.registration_id} does not exist.")
                 )
@@ -456,6 +531,7 @@ class EventActor:
         self._emit("eventUpdated", result.updated, result.updated.version)
         if result.counts_changed:
             self._emit("eventCapacityUpdate", result.current, result.current.version)
+            self._expect_expiry(result.current.next_expiry, always=True)  # offers made
         await self._store()
         request.reply.set(result.current)
 
@@ -535,7 +611,7 @@ class EventActor:
 def _event_full(event: Event) -> EventFull:
     return EventFull(
         f"Event {event.id} has no spots left"
-        f" ({event.confirmed_count}/{event.max_attendees})."
+        f" ({event.confirmed_count + event.held_count}/{event.max_attendees})."
     )
 
 

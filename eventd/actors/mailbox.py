@@ -21,7 +21,7 @@ import trio
 
 from eventd.actors import messages as m
 
-_REGISTRATIONS = (m.Register, m.Cancel)
+_REGISTRATIONS = (m.Register, m.Cancel, m.Confirm, m.Expire)
 
 
 class MailboxClosed(Exception):
@@ -66,7 +66,7 @@ class Mailbox:
             raise MailboxClosed
         self._append(notice)
 
-    def put_back(self, messages: list[m.Register | m.Cancel]) -> None:
+    def put_back(self, messages: list[m.RegistrationRequest]) -> None:
         """Return taken messages to the front, in their order (over the bound if need be):
         the writer could not lock their event, and they go again in a later round."""
         if not messages:
@@ -76,15 +76,15 @@ class Mailbox:
         self._messages.extendleft(reversed(messages))
 
     def registrations_first(self) -> bool:
-        """Is the oldest message a registration or a cancellation?"""
+        """Is the oldest message a registration request (register, cancel, confirm, expire)?"""
         messages = self._messages
         return messages is not None and isinstance(messages[0], _REGISTRATIONS)
 
-    def take_registrations(self, most: int) -> list[m.Register | m.Cancel]:
+    def take_registrations(self, most: int) -> list[m.RegistrationRequest]:
         """The oldest ``most`` messages at most, in order, up to the first that is not a
         registration or cancellation; waiting senders get their room."""
         messages = self._messages
-        taken: list[m.Register | m.Cancel] = []
+        taken: list[m.RegistrationRequest] = []
         while messages and len(taken) < most and isinstance(messages[0], _REGISTRATIONS):
             taken.append(messages.popleft())  # type: ignore[arg-type]
         self._taken()

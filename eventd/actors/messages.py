@@ -1,8 +1,9 @@
 """The closed vocabulary of an event actor's mailbox.
 
 Requests carry a :class:`Reply` the sender awaits; notices carry none.
-:class:`Register` and :class:`Cancel`, made once per request on the
-registration path, are named tuples (cheaper to make than frozen dataclasses).
+:class:`Register`, :class:`Cancel`, :class:`Confirm` and :class:`Expire` take
+the registration path (a round, ``eventd.actors.rounds``); made once per
+request, they are named tuples (cheaper to make than frozen dataclasses).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from eventd.model import EventCounts
 from eventd.realtime.changes import Change
 from eventd.reply import Reply
 
-__all__ = ["Cancel", "CountsChanged", "DeleteEvent", "Message", "Notice", "Register", "Reload",
-           "Remote", "Reply", "Request", "UpdateEvent"]
+__all__ = ["Cancel", "Confirm", "CountsChanged", "DeleteEvent", "Expire", "Message", "Notice",
+           "Register", "RegistrationRequest", "Reload", "Remote", "Reply", "Request",
+           "UpdateEvent"]
 
 
 class Register(NamedTuple):
@@ -26,10 +28,27 @@ class Register(NamedTuple):
     waitlist: bool
     reply: Reply[Any]
     deadline: float = math.inf  # trio's clock: past it, the asker is gone; never written then
+    hold: bool = False  # start held, even when the event confirms at once
+    by_email: bool = False  # the attendee was found by email: held, its token mailed
 
 
 class Cancel(NamedTuple):
     registration_id: uuid.UUID
+    reply: Reply[Any]
+    deadline: float = math.inf
+
+
+class Confirm(NamedTuple):
+    """Confirm a held or offered registration (the asker showed its token)."""
+
+    registration_id: uuid.UUID
+    reply: Reply[Any]
+    deadline: float = math.inf
+
+
+class Expire(NamedTuple):
+    """The actor's expiry timer fired: expire the event's due holds and offers."""
+
     reply: Reply[Any]
     deadline: float = math.inf
 
@@ -70,6 +89,7 @@ class Remote:
     change: Change
 
 
-Request = Register | Cancel | UpdateEvent | DeleteEvent | Reload
+RegistrationRequest = Register | Cancel | Confirm | Expire
+Request = Register | Cancel | Confirm | Expire | UpdateEvent | DeleteEvent | Reload
 Notice = CountsChanged | Remote
 Message = Request | Notice

@@ -160,7 +160,7 @@ class Rounds:
         now, clock = utc_now(), trio.current_time()  # one reading for the round's actors
         turns: list[tuple[Member, RegistrationTurn]] = []
         for member in members:
-            requests: list[m.Register | m.Cancel] = member.mailbox.take_registrations(
+            requests: list[m.RegistrationRequest] = member.mailbox.take_registrations(
                 MAX_MESSAGES_PER_TURN
             )
             member.actor.in_hand = requests

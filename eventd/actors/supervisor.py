@@ -12,6 +12,14 @@ turn under way at most. A crashed actor is logged, answered for, reloaded
 from the database and started again on the same mailbox, and nothing else
 notices. One sweep, not a timer per actor, retires the actors dormant for
 ``idle_seconds``, so memory follows the working set.
+
+The events' hold and offer timers (``eventd.actors.expiries``) are the
+supervisor's too: an actor arms its event's, and when one fires the
+supervisor sends the actor (hydrated again if it was retired) an
+``Expire``. At start, and every ``EXPIRY_RESCAN_SECONDS`` after, it reads
+which events have holds pending (``pending_expiries``) and arms their
+timers: holds overdue while no daemon ran are expired at once, and holds
+made through another daemon expire here too should that daemon stop.
 """
 
 from __future__ import annotations
@@ -25,12 +33,14 @@ import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TypeVar
 
 import trio
 
 from eventd.actors import messages as m
 from eventd.actors.event_actor import EventActor, Offer, Peers, Publish
+from eventd.actors.expiries import Expiries
 from eventd.actors.mailbox import Mailbox, MailboxClosed
 from eventd.actors.rounds import Member, Rounds, RoundStatistics
 from eventd.errors import EventdError, InternalError, NotFound, Unavailable
@@ -55,7 +65,13 @@ SWEEP_SPACING = 0.1
 # Actors looked at between two checkpoints of a sweep.
 SWEEP_CHUNK = 1000
 
+# How often the events with pending holds are read again (see the module docstring).
+EXPIRY_RESCAN_SECONDS = 30.0
+# How long a timer whose expiry failed (the database away) waits to try again.
+EXPIRY_RETRY_SECONDS = 1.0
+
 LoadEvent = Callable[[uuid.UUID], Awaitable[Event | None]]
+PendingExpiries = Callable[[], Awaitable[list[tuple[uuid.UUID, datetime]]]]
 
 
 class ActorCrashed(InternalError):
@@ -109,8 +125,11 @@ class Supervisor:
         is_watched: Callable[[uuid.UUID], bool] = lambda event_id: False,
         is_followed: Callable[[uuid.UUID], bool] = lambda event_id: False,
         peers: Peers | None = None,
+        pending_expiries: PendingExpiries | None = None,
     ) -> None:
         self._load_event = load_event
+        self._pending_expiries = pending_expiries
+        self.expiries = Expiries(self._expiry_due)
         self._offer = offer
         self._publish = publish
         self._is_followed = is_followed
@@ -134,6 +153,9 @@ class Supervisor:
             self._nursery = nursery
             self._context = contextvars.copy_context()
             await nursery.start(self._rounds.run)
+            await nursery.start(self.expiries.run)
+            if self._pending_expiries is not None:
+                await nursery.start(self._rescan_expiries)
             task_status.started()
             await self._retire_idle_actors()
 
@@ -206,8 +228,10 @@ class Supervisor:
 
     async def _delete_attendee(self, attendee_id: uuid.UUID) -> None:
         result: c.AttendeeDeleted = await self._submit(c.DeleteAttendee(attendee_id))
-        for counts, _promoted in result.changes:
+        for counts, _promoted, next_expiry in result.changes:
             self.tell(counts.event_id, m.CountsChanged(counts))
+            if next_expiry is not None:  # seats offered
+                self.expiries.arm(counts.event_id, next_expiry, earlier_only=True)
 
     async def _submit(self, command: WriteCommand[T]) -> T:
         self._offer(command)
@@ -244,6 +268,42 @@ class Supervisor:
         async with limiter:
             with contextlib.suppress(Exception):
                 await self.ask(event_id, lambda reply: m.Reload(reply))
+
+    # --- expiries ----------------------------------------------------------------
+
+    def _expiry_due(self, event_id: uuid.UUID) -> None:
+        self._start(self._expire, event_id, name=f"expire {event_id}")
+
+    async def _expire(self, event_id: uuid.UUID) -> None:
+        """Send the event's actor an Expire; it arms its next timer from the answer."""
+        try:
+            await self.ask(event_id, lambda reply: m.Expire(reply))
+        except NotFound:
+            self.expiries.arm(event_id, None)  # the event is gone, and its holds with it
+        except EventdError as exc:
+            log.warning("holds of event %s not expired yet: %s", event_id, exc.detail)
+            self.expiries.arm_at(event_id, trio.current_time() + EXPIRY_RETRY_SECONDS,
+                                 earlier_only=True)
+
+    async def _rescan_expiries(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Arm every event with a pending hold, at start and every EXPIRY_RESCAN_SECONDS."""
+        assert self._pending_expiries is not None
+        first = True
+        while True:
+            try:
+                pending = await self._pending_expiries()
+            except EventdError as exc:
+                log.warning("pending holds not read: %s", exc.detail)
+                pending = []
+            for event_id, at in pending:
+                self.expiries.arm(event_id, at, earlier_only=True)
+            if first:
+                log.info("hold and offer timers armed for %d event(s)", len(pending))
+                task_status.started()
+                first = False
+            await trio.sleep(EXPIRY_RESCAN_SECONDS)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -372,6 +432,7 @@ class Supervisor:
             self._peers,
             published=published,
             outcomes=self._outcomes,
+            arm_expiry=self.expiries.arm,
         )
 
     async def _retire_idle_actors(self) -> None:

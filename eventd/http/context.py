@@ -117,21 +117,31 @@ def no_content() -> Response:
     return Response(b"", status=204)
 
 
+def presents_admin_token() -> bool:
+    """Does the request carry one of ``auth.admin_tokens`` (``Authorization: Bearer``)?
+
+    False when none are configured: then admin routes are open to all, and
+    an open route proves nobody an admin.
+    """
+    tokens = services().config.auth.admin_tokens
+    if not tokens:
+        return False
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    presented = given.strip().encode()
+    # Compare against every token, so timing tells nothing about which matched.
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(presented, token.encode())
+    return scheme.lower() == "bearer" and matched
+
+
 def admin_route(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Require ``Authorization: Bearer <token>`` when admin tokens are configured."""
 
     @functools.wraps(handler)
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        tokens = services().config.auth.admin_tokens
-        if tokens:
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            presented = given.strip().encode()
-            # Compare against every token, so timing tells nothing about which matched.
-            matched = False
-            for token in tokens:
-                matched |= hmac.compare_digest(presented, token.encode())
-            if scheme.lower() != "bearer" or not matched:
-                raise Unauthorized("This route needs a valid admin bearer token.")
+        if services().config.auth.admin_tokens and not presents_admin_token():
+            raise Unauthorized("This route needs a valid admin bearer token.")
         return await handler(*args, **kwargs)
 
     return guarded

@@ -38,6 +38,12 @@ async def create_event() -> Response:
         location=body.location,
         max_attendees=body.max_attendees,
         timezone=body.timezone or s.config.events.default_timezone,
+        hold_minutes=(
+            body.hold_minutes if body.hold_minutes is not None
+            else s.config.registrations.hold_minutes
+        ),
+        offer_minutes=body.offer_minutes,
+        confirmation=body.confirmation,
     )
     event = await s.supervisor.create_event(uuid.uuid4(), fields)
     return json_response(event.json_bytes, 201, location=f"/events/{event.id}")

@@ -41,6 +41,12 @@ PROBLEMS: dict[str, ProblemType] = {
         "Unauthorized",
         "no valid `Authorization: Bearer` token (only when tokens are configured)",
     ),
+    "forbidden": ProblemType(
+        403,
+        "Forbidden",
+        "an owner action without the registration's manage token (`?token=` or"
+        " `Registration-Token`) or an admin token",
+    ),
     "not_found": ProblemType(
         404, "Not found", "no such resource (also for ids that are not UUIDs)"
     ),
@@ -67,6 +73,15 @@ PROBLEMS: dict[str, ProblemType] = {
         409,
         "Idempotency key reused",
         "this `Idempotency-Key` was sent with a different request",
+    ),
+    "hold_expired": ProblemType(
+        409, "Hold expired", "confirm after the hold's or offer's `expiresAt`"
+    ),
+    "not_held": ProblemType(
+        409,
+        "Not held",
+        "confirm of a registration that is waitlisted or cancelled: only a held seat or an"
+        " offer can be confirmed",
     ),
     "payload_too_large": ProblemType(
         413, "Payload too large", "the body is over `limits.max_body_bytes`"

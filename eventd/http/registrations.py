@@ -1,47 +1,75 @@
-"""/registrations: register (or join the waitlist), read, list an event's, cancel.
+"""/registrations: register (or hold, or join the waitlist), read, list, confirm, cancel.
 
 A registration's path: :func:`register` asks the event's actor
 (``eventd.actors.event_actor``), which batches it with its neighbours into one
 command for the writer (``eventd.storage.writer``); the writer commits, the
 actor adopts the counts and publishes the change, and the reply comes back
-here as the 201.
+here as the 201 — with the registration's manage token, once, unless the
+token went by email (the event confirms by email, or the attendee was found
+by an address the asker has not shown they own).
+
+Acting on a registration (confirm, cancel) needs its manage token, as
+``?token=`` or the ``Registration-Token`` header, or an admin token: the id
+alone, which lists, exports and webhooks show, is no capability. Tokens are
+stored as SHA-256 hashes and compared in constant time.
 """
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
 
 import trio
 from quart import Blueprint, Response, request
 
 from eventd.actors import messages as m
-from eventd.errors import NotFound
+from eventd.errors import Forbidden, NotFound
 from eventd.http.context import (
     admin_route,
     json_response,
     no_content,
     parse_id,
+    presents_admin_token,
     read_body,
     services,
 )
 from eventd.http.idempotency import idempotent
 from eventd.http.schemas import Query, RegistrationCreate
-from eventd.model import Registration
-from eventd.storage import queries
+from eventd.model import ACTIVE_STATUSES, Registration
+from eventd.storage import commands, queries
 
 blueprint = Blueprint("registrations", __name__)
+
+TOKEN_HEADER = "Registration-Token"
+# The statuses a list may ask for.
+STATUSES = ("held", "offered", "confirmed", "waitlisted", "cancelled", "expired")
 
 
 @blueprint.post("/registrations")
 @idempotent
 async def register() -> Response:
     body = read_body(RegistrationCreate)
+    s = services()
+    attendee_id, by_email = body.attendee_id, False
+    if body.attendee is not None:
+        await s.supervisor.get_event(body.event_id)  # 404 before anyone is made
+        attendee, by_email = await s.writer.submit(
+            commands.FindOrCreateAttendee(uuid.uuid4(), body.attendee.name, body.attendee.email)
+        )
+        attendee_id = attendee.id
+    assert attendee_id is not None
     # No id yet: the database makes it in the same statement that registers.
-    registration: Registration = await services().supervisor.ask(
+    registration: Registration = await s.supervisor.ask(
         body.event_id,
         lambda reply: m.Register(
-            None, body.attendee_id, body.waitlist, reply, trio.current_effective_deadline()
+            None, attendee_id, body.waitlist, reply, trio.current_effective_deadline(),
+            body.hold, by_email,
         ),
     )
     answer = registration.to_json()
+    if registration.manage_token is not None:
+        answer["manageToken"] = registration.manage_token
     return json_response(answer, 201, location=f"/registrations/{answer['id']}")
 
 
@@ -58,7 +86,7 @@ async def get_registration(registration_id: str) -> Response:
 @admin_route
 async def event_registrations(event_id: str) -> Response:
     q = Query(request.args, {"status", "page", "limit"})
-    status = q.choice("status", ("confirmed", "waitlisted"))
+    status = q.choice("status", STATUSES)
     page, limit = q.page(default_limit=100, max_limit=1000)
     q.check()
     s = services()
@@ -84,14 +112,57 @@ async def event_registrations(event_id: str) -> Response:
     )
 
 
-@blueprint.delete("/registrations/<registration_id>")
-async def cancel_registration(registration_id: str) -> Response:
+@blueprint.post("/registrations/<registration_id>/confirm")
+async def confirm_registration(registration_id: str) -> Response:
+    """Held or offered → confirmed; confirming a confirmed one again changes nothing (200).
+
+    Not idempotent by key: it is idempotent by nature, and a stored answer
+    must not be replayed to a request without the token.
+    """
     rid = parse_id(registration_id, "Registration")
     s = services()
-    event_id = await queries.registration_event_id(s.db, rid)
-    if event_id is None:
-        raise NotFound(f"Registration {rid} does not exist.")
+    keys = await _authorized(rid)
     await s.supervisor.ask(
-        event_id, lambda reply: m.Cancel(rid, reply, trio.current_effective_deadline())
+        keys.event_id, lambda reply: m.Confirm(rid, reply, trio.current_effective_deadline())
     )
+    registration = await queries.get_registration(s.db, rid)
+    if registration is None:  # its event was deleted meanwhile
+        raise NotFound(f"Registration {rid} does not exist.")
+    return json_response(registration.to_json())
+
+
+@blueprint.delete("/registrations/<registration_id>")
+async def cancel_registration(registration_id: str) -> Response:
+    """Cancel an active registration; a cancelled or expired one stays as it is (204)."""
+    rid = parse_id(registration_id, "Registration")
+    keys = await _authorized(rid)
+    if keys.status in ACTIVE_STATUSES:
+        await services().supervisor.ask(
+            keys.event_id, lambda reply: m.Cancel(rid, reply, trio.current_effective_deadline())
+        )
     return no_content()
+
+
+async def _authorized(rid: uuid.UUID) -> queries.RegistrationKeys:
+    """The registration's keys, if the request may act on it: its token, or an admin's."""
+    keys = await queries.registration_keys(services().db, rid)
+    if keys is None:
+        raise NotFound(f"Registration {rid} does not exist.")
+    if presents_admin_token():
+        return keys
+    token = request.args.get("token") or request.headers.get(TOKEN_HEADER)
+    if not token or not _matches(token, keys.token_hashes):
+        raise Forbidden(
+            f"Acting on registration {rid} needs its manage token (?token= or the"
+            f" {TOKEN_HEADER} header) or an admin token."
+        )
+    return keys
+
+
+def _matches(token: str, hashes: list[bytes]) -> bool:
+    """Is ``token`` one of the registration's? Every hash is compared, in constant time."""
+    presented = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    matched = False
+    for stored in hashes:
+        matched |= hmac.compare_digest(presented, stored)
+    return matched

@@ -14,7 +14,7 @@ import unicodedata
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import email_validator
 import pydantic
@@ -185,6 +185,40 @@ Email = Annotated[
 ]
 
 
+def _offer_window(value: float) -> float:
+    if 0 < value < 0.05:
+        raise ValueError("must be 0 (no offers) or between 0.05 and 10080")
+    return value
+
+
+HoldMinutes = Annotated[
+    float,
+    Field(
+        ge=0.05,
+        le=1440,
+        description="How long a hold lasts, in minutes (fractions allowed: 0.05 = 3 s)."
+        " Absent on create: `registrations.hold_minutes` (15).",
+    ),
+]
+OfferMinutes = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=10080,
+        description="The claim window of a waitlist offer, in minutes: 0, or 0.05–10080."
+        " 0 (the default): a freed seat is confirmed at once.",
+    ),
+    AfterValidator(_offer_window),
+]
+ConfirmationMode = Annotated[
+    Literal["instant", "email"],
+    Field(
+        description='`"email"`: every registration starts `held` and only the link in its'
+        ' email confirms it. Default `"instant"`.'
+    ),
+]
+
+
 class Body(BaseModel):
     model_config = ConfigDict(
         extra="forbid", strict=True, alias_generator=to_camel, frozen=True
@@ -211,6 +245,9 @@ class EventCreate(Body):
     timezone: TimezoneName | None = Field(
         None, description="Absent or null: `events.default_timezone` (`UTC` unless set)."
     )
+    hold_minutes: HoldMinutes | None = None
+    offer_minutes: OfferMinutes = 0.0
+    confirmation: ConfirmationMode = "instant"
 
 
 class EventPatch(Body):
@@ -223,6 +260,9 @@ class EventPatch(Body):
     location: Location | None = None
     max_attendees: Capacity | None = None
     timezone: TimezoneName | None = None
+    hold_minutes: HoldMinutes | None = None
+    offer_minutes: OfferMinutes | None = None
+    confirmation: ConfirmationMode | None = None
 
     def changes(self) -> dict[str, Any]:
         """The fields sent, by storage name; ``date`` is the event's start."""
@@ -242,12 +282,44 @@ class AttendeeCreate(Body):
     email: Email
 
 
+class InlineAttendee(Body):
+    """Who registers, found by email (ignoring case) or made now."""
+
+    name: Name
+    email: Email
+
+
+def _one_attendee(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = [{"required": ["attendeeId"]}, {"required": ["attendee"]}]
+
+
 class RegistrationCreate(Body):
+    model_config = ConfigDict(json_schema_extra=_one_attendee)
+
     event_id: uuid.UUID
-    attendee_id: uuid.UUID
+    attendee_id: uuid.UUID | None = Field(
+        None, description="An existing attendee; or send `attendee` instead (exactly one)."
+    )
+    attendee: InlineAttendee | None = Field(
+        None,
+        description="Instead of `attendeeId`: found by email, or made. When the email"
+        " already belongs to an attendee, the registration starts `held` and its token"
+        " goes only to that address.",
+    )
     waitlist: bool = Field(
         False, description="Join the waitlist when the event is full (else 409)."
     )
+    hold: bool = Field(
+        False,
+        description="Start `held` (confirm with `POST /registrations/{id}/confirm` before"
+        " `expiresAt`), even when the event confirms at once.",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one_attendee(self) -> RegistrationCreate:
+        if (self.attendee_id is None) == (self.attendee is None):
+            raise ValueError("send exactly one of attendeeId and attendee")
+        return self
 
 
 # --- turning pydantic's errors into ours ----------------------------------------

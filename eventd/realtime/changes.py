@@ -66,6 +66,7 @@ class Change:
                 "availableSpots": event.available_spots,
                 "waitlistCount": event.waitlist_count,
                 "warning": capacity_warning(event, almost_full_ratio),
+                "heldCount": event.held_count,
             }
         else:
             data = event.to_json()

@@ -33,6 +33,7 @@ from eventd.storage.writer import WriteCommand
 
 OpOutcome = Literal[
     "confirmed",
+    "held",
     "waitlisted",
     "event_full",
     "already_registered",
@@ -40,25 +41,44 @@ OpOutcome = Literal[
     "attendee_not_found",
     "event_started",
     "cancelled",
+    "confirmed_hold",  # a confirm: the hold is confirmed now
+    "confirmed_offer",  # a confirm: the offer is claimed
+    "already_confirmed",
+    "hold_expired",  # a confirm after expiresAt: the due holds were expired now
+    "not_held",  # a confirm of a waitlisted or cancelled registration
+    "expired",  # an expire: due holds and offers were expired
+    "unchanged",  # a cancel of a cancelled or expired one, an expire with nothing due
     "not_found",
     "busy",  # the event was locked by another transaction: nothing was done, send it again
 ]
 
 
+OpKind = Literal["register", "cancel", "confirm", "expire"]
+
+
 class RegistrationOp(NamedTuple):
-    kind: Literal["register", "cancel"]
-    # The registration to cancel; for a new one, None: the database makes its id.
+    kind: OpKind
+    # The registration to cancel or confirm; for a new one, None: the database
+    # makes its id; for an expire (the event's due holds), None.
     registration_id: uuid.UUID | None
     attendee_id: uuid.UUID | None = None
     waitlist: bool = False
+    hold: bool = False  # start held even under "instant" confirmation
+    # The attendee was found by an email address the asker has not proved: the
+    # registration starts held and its token goes only to that address.
+    by_email: bool = False
 
 
 class OpResult(NamedTuple):
-    registration_id: uuid.UUID  # the one registered (its id made now) or cancelled
+    registration_id: uuid.UUID  # the one registered (its id made now), cancelled, confirmed
     outcome: OpOutcome
     created_at: datetime | None
-    promoted: tuple[uuid.UUID, ...]
+    promoted: tuple[uuid.UUID, ...]  # offered or confirmed from the waitlist
     counts: EventCounts | None  # None when the event is gone
+    token: str | None = None  # a new registration's manage token, unless it went by email
+    expires_at: datetime | None = None  # a new hold's deadline
+    # After a cancel, confirm or expire: the event's next pending expiry (None: none).
+    next_expiry: datetime | None = None
 
 
 class EventOps(NamedTuple):
@@ -91,7 +111,11 @@ class RegistrationOps(WriteCommand[list[list[OpResult]]]):
         each = [c.parts for c in commands if isinstance(c, RegistrationOps)]
         ordered = sorted((part for parts in each for part in parts), key=_event_order)
         batch = [
-            (op.kind, op.registration_id, event_id, op.attendee_id, op.waitlist)
+            # The flags only when set: a plain registration's entry stays short.
+            (op.kind, op.registration_id, event_id, op.attendee_id, op.waitlist, op.hold,
+             op.by_email)
+            if op.hold or op.by_email
+            else (op.kind, op.registration_id, event_id, op.attendee_id, op.waitlist)
             for event_id, ops in ordered
             for op in ops
         ]
@@ -99,7 +123,8 @@ class RegistrationOps(WriteCommand[list[list[OpResult]]]):
             # A registration made now was made at the event's new updated_at (the
             # transaction's now()): that timestamp is sent, and decoded, once.
             "SELECT registration_id, outcome, NULLIF(created_at, updated_at), promoted, event_id,"
-            " max_attendees, confirmed_count, waitlist_count, version, updated_at, edited_version"
+            " max_attendees, confirmed_count, waitlist_count, version, updated_at, edited_version,"
+            " held_count, token, expires_at, next_expiry"
             " FROM eventd_registration_json($1) ORDER BY idx",  # the order of the ops
             # default=str: ids read from the database are asyncpg's own UUID type.
             orjson.dumps(batch, default=str).decode(),
@@ -117,7 +142,7 @@ def _event_order(part: EventOps) -> int:
 
 
 # Outcomes that made a registration: it has a created_at.
-_MADE = frozenset({"confirmed", "waitlisted"})
+_MADE = frozenset({"confirmed", "held", "waitlisted"})
 
 
 def _op_result(row: Any) -> OpResult:  # an asyncpg Record, read by position
@@ -130,7 +155,10 @@ def _op_result(row: Any) -> OpResult:  # an asyncpg Record, read by position
         op_outcome,
         created_at,
         tuple(promoted) if promoted else (),
-        EventCounts._make(row[4:11]) if row[4] is not None else None,
+        EventCounts._make(row[4:12]) if row[4] is not None else None,
+        row[12],
+        row[13],
+        row[14],
     )
 
 
@@ -146,6 +174,9 @@ class EventFields:
     location: str
     max_attendees: int
     timezone: str = "UTC"
+    hold_minutes: float = 15.0
+    offer_minutes: float = 0.0
+    confirmation: str = "instant"
 
     @property
     def ends_at(self) -> datetime:
@@ -186,9 +217,10 @@ async def _check_overlap(
 
 
 async def _email_everyone(conn: Connection, kind: str, event_id: uuid.UUID) -> None:
-    """Queue a message of ``kind`` to every confirmed and waitlisted attendee."""
+    """Queue a message of ``kind`` to every attendee with an active registration."""
     await conn.execute(
-        "SELECT eventd_enqueue_email($1, id) FROM registrations WHERE event_id = $2",
+        "SELECT eventd_enqueue_email($1, id) FROM registrations WHERE event_id = $2"
+        " AND status IN ('held', 'offered', 'confirmed', 'waitlisted')",
         kind,
         event_id,
     )
@@ -206,7 +238,8 @@ class CreateEvent(WriteCommand[Event]):
         await _check_overlap(conn, f)
         row = await conn.fetchrow(
             "INSERT INTO events (id, name, description, starts_at, duration_minutes, ends_at,"
-            " location, max_attendees, timezone) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " location, max_attendees, timezone, hold_minutes, offer_minutes, confirmation)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             f" RETURNING {Event.COLUMNS}",
             self.event_id,
             f.name,
@@ -217,6 +250,9 @@ class CreateEvent(WriteCommand[Event]):
             f.location,
             f.max_attendees,
             f.timezone,
+            f.hold_minutes,
+            f.offer_minutes,
+            f.confirmation,
         )
         assert row is not None
         return Event.from_row(row)
@@ -258,10 +294,12 @@ class UpdateEvent(WriteCommand[EventUpdated]):
         if all(getattr(merged, f.name) == getattr(old, f.name)
                for f in dataclasses.fields(EventFields)):
             return EventUpdated(old, old, (), edited=False)  # no version, no email
-        if merged.max_attendees < old.confirmed_count:
+        taken = old.confirmed_count + old.held_count
+        if merged.max_attendees < taken:
             raise CapacityBelowRegistrations(
-                f"maxAttendees {merged.max_attendees} is below the {old.confirmed_count}"
-                " confirmed registrations of this event."
+                f"maxAttendees {merged.max_attendees} is below the {taken} seats taken"
+                f" ({old.confirmed_count} confirmed, {old.held_count} held or offered)"
+                " of this event."
             )
         moved = (merged.location, merged.starts_at, merged.ends_at) != (
             old.location,
@@ -275,7 +313,8 @@ class UpdateEvent(WriteCommand[EventUpdated]):
             "UPDATE events SET name = $2, description = $3, starts_at = $4,"
             " duration_minutes = $5, ends_at = $6, location = $7, max_attendees = $8,"
             " version = version + 1, edited_version = version + 1, updated_at = now(),"
-            " timezone = $9, calendar_sequence = calendar_sequence + $10::int"
+            " timezone = $9, calendar_sequence = calendar_sequence + $10::int,"
+            " hold_minutes = $11, offer_minutes = $12, confirmation = $13"
             f" WHERE id = $1 RETURNING {Event.COLUMNS}",
             self.event_id,
             merged.name,
@@ -287,6 +326,9 @@ class UpdateEvent(WriteCommand[EventUpdated]):
             merged.max_attendees,
             merged.timezone,
             int(moved),  # a new time or place: calendars take the next invitation (RFC 5546)
+            merged.hold_minutes,
+            merged.offer_minutes,
+            merged.confirmation,
         )
         assert row is not None
         updated = Event.from_row(row)
@@ -299,10 +341,10 @@ class UpdateEvent(WriteCommand[EventUpdated]):
         if updated.max_attendees == old.max_attendees:
             return EventUpdated(updated, updated, ())
         # The capacity changed: a second version, for the eventCapacityUpdate.
-        promoted = await conn.fetchval("SELECT eventd_promote($1)", self.event_id)
+        promoted = await conn.fetchval("SELECT eventd_fill_seats($1)", self.event_id)
         row = await conn.fetchrow(
             "UPDATE events SET version = version + 1, updated_at = now()"
-            f" WHERE id = $1 RETURNING {Event.COLUMNS}",
+            f" WHERE id = $1 RETURNING {Event.COLUMNS}, eventd_next_expiry(id) AS next_expiry",
             self.event_id,
         )
         assert row is not None
@@ -358,10 +400,43 @@ class CreateAttendee(WriteCommand[Attendee]):
         return Attendee.from_row(row)
 
 
+class FindOrCreateAttendee(WriteCommand[tuple[Attendee, bool]]):
+    """The attendee with this email (ignoring case), made now if there is none.
+
+    Answers the attendee and whether it existed already: then the asker has
+    not shown they own the address, and what is made for it goes by email.
+    """
+
+    def __init__(self, attendee_id: uuid.UUID, name: str, email: str) -> None:
+        super().__init__()
+        self.attendee_id = attendee_id
+        self.name = name
+        self.email = email
+
+    async def run(self, conn: Connection) -> tuple[Attendee, bool]:
+        while True:
+            row = await conn.fetchrow(
+                "INSERT INTO attendees (id, name, email) VALUES ($1, $2, $3)"
+                f" ON CONFLICT ((lower(email))) DO NOTHING RETURNING {Attendee.COLUMNS}",
+                self.attendee_id,
+                self.name,
+                self.email,
+            )
+            if row is not None:
+                return Attendee.from_row(row), False
+            row = await conn.fetchrow(
+                f"SELECT {Attendee.COLUMNS} FROM attendees WHERE lower(email) = lower($1)",
+                self.email,
+            )
+            if row is not None:  # else deleted in between: make it after all
+                return Attendee.from_row(row), True
+
+
 @dataclasses.dataclass(frozen=True)
 class AttendeeDeleted:
-    # One entry per event whose registration was cancelled.
-    changes: tuple[tuple[EventCounts, tuple[uuid.UUID, ...]], ...]
+    # One entry per event whose registration was cancelled: its counts, the
+    # registrations offered or promoted, and its next pending expiry.
+    changes: tuple[tuple[EventCounts, tuple[uuid.UUID, ...], datetime | None], ...]
 
 
 class DeleteAttendee(WriteCommand[AttendeeDeleted]):
@@ -373,13 +448,15 @@ class DeleteAttendee(WriteCommand[AttendeeDeleted]):
 
     async def run(self, conn: Connection) -> AttendeeDeleted:
         rows = await conn.fetch(
-            "SELECT existed, promoted, counts FROM eventd_delete_attendee($1)", self.attendee_id
+            "SELECT existed, promoted, counts, next_expiry FROM eventd_delete_attendee($1)",
+            self.attendee_id,
         )
         if rows and not rows[0]["existed"]:
             raise NotFound(f"Attendee {self.attendee_id} does not exist.")
         return AttendeeDeleted(
             tuple(
-                (EventCounts.from_row(r["counts"]), tuple(r["promoted"] or ())) for r in rows
+                (EventCounts.from_row(r["counts"]), tuple(r["promoted"] or ()), r["next_expiry"])
+                for r in rows
             )
         )
 

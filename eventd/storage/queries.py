@@ -36,8 +36,26 @@ def _like_pattern(text: str) -> str:
 
 
 async def load_event(db: Database, event_id: uuid.UUID) -> Event | None:
-    row = await db.fetchrow(f"SELECT {Event.COLUMNS} FROM events WHERE id = $1", event_id)
+    """The event, with when its next hold or offer expires (for its actor's timer)."""
+    row = await db.fetchrow(
+        f"SELECT {Event.COLUMNS}, eventd_next_expiry(id) AS next_expiry FROM events"
+        " WHERE id = $1",
+        event_id,
+    )
     return Event.from_row(row) if row else None
+
+
+async def pending_expiries(db: Database) -> list[tuple[uuid.UUID, datetime]]:
+    """Every event with a hold or offer pending, and when its first one expires.
+
+    Read at start (holds overdue while no daemon ran are expired at once)
+    and now and then after, for holds made through another daemon.
+    """
+    rows = await db.fetch(
+        "SELECT event_id, min(expires_at) AS next_expiry FROM registrations"
+        " WHERE status IN ('held', 'offered') GROUP BY event_id"
+    )
+    return [(r["event_id"], r["next_expiry"]) for r in rows]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +149,14 @@ _POSITION = (
 )
 
 
+# Which statuses a list shows when none is asked for.
+_ACTIVE = "('held', 'offered', 'confirmed', 'waitlisted')"
+_REGISTRATION_COLUMNS = (
+    "r.id, r.event_id, r.attendee_id, r.status, r.created_at, r.expires_at, r.updated_at,"
+    " r.checked_in_at"
+)
+
+
 def _registration(row: Row) -> Registration:
     return Registration(
         id=row["id"],
@@ -139,16 +165,38 @@ def _registration(row: Row) -> Registration:
         status=row["status"],
         waitlist_position=row["position"],
         created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        updated_at=row["updated_at"],
+        checked_in_at=row["checked_in_at"],
     )
 
 
 async def get_registration(db: Database, registration_id: uuid.UUID) -> Registration | None:
     row = await db.fetchrow(
-        f"SELECT r.id, r.event_id, r.attendee_id, r.status, r.created_at, {_POSITION} AS position"
+        f"SELECT {_REGISTRATION_COLUMNS}, {_POSITION} AS position"
         " FROM registrations r WHERE r.id = $1",
         registration_id,
     )
     return _registration(row) if row else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationKeys:
+    """What deciding who may act on a registration needs: its event and token hashes."""
+
+    event_id: uuid.UUID
+    status: str
+    token_hashes: list[bytes]
+
+
+async def registration_keys(db: Database, registration_id: uuid.UUID) -> RegistrationKeys | None:
+    row = await db.fetchrow(
+        "SELECT event_id, status, token_hashes FROM registrations WHERE id = $1",
+        registration_id,
+    )
+    if row is None:
+        return None
+    return RegistrationKeys(row["event_id"], row["status"], list(row["token_hashes"]))
 
 
 async def registration_event_id(db: Database, registration_id: uuid.UUID) -> uuid.UUID | None:
@@ -167,7 +215,7 @@ class EventRegistration:
 async def list_event_registrations(
     db: Database, event_id: uuid.UUID, status: str | None, page: int, limit: int
 ) -> Page[EventRegistration]:
-    condition = "event_id = $1" + (" AND status = $2" if status else "")
+    condition = "event_id = $1" + (" AND status = $2" if status else f" AND status IN {_ACTIVE}")
     args: list[Any] = [event_id] + ([status] if status else [])
     n = len(args)
     async with db.connection() as conn:
@@ -179,12 +227,16 @@ async def list_event_registrations(
         rows = await conn.fetch(
             "SELECT r.*, a.name AS attendee_name, a.email AS attendee_email,"
             " a.created_at AS attendee_created_at FROM ("
-            "  SELECT id, event_id, attendee_id, status, created_at, seq,"
+            "  SELECT id, event_id, attendee_id, status, created_at, seq, expires_at,"
+            "   updated_at, checked_in_at,"
             "   CASE WHEN status = 'waitlisted' THEN row_number() OVER ("
             "    PARTITION BY status ORDER BY seq) END AS position"
             f"  FROM registrations WHERE {condition}"
             " ) r JOIN attendees a ON a.id = r.attendee_id"
-            " ORDER BY r.status = 'waitlisted', r.seq"
+            # Seats first (confirmed, held, offered) in registration order, then the
+            # waitlist in queue order, then the history.
+            " ORDER BY CASE r.status WHEN 'waitlisted' THEN 1 WHEN 'cancelled' THEN 2"
+            " WHEN 'expired' THEN 2 ELSE 0 END, r.seq"
             f" LIMIT ${n + 1} OFFSET ${n + 2}",
             *args,
             limit,
@@ -213,13 +265,16 @@ async def list_attendee_registrations(
     event_columns = ", ".join(f"e.{c.strip()} AS e_{c.strip()}" for c in Event.COLUMNS.split(","))
     async with db.connection() as conn:
         total = await conn.fetchval(
-            "SELECT count(*) FROM registrations WHERE attendee_id = $1", attendee_id
+            "SELECT count(*) FROM registrations WHERE attendee_id = $1"
+            f" AND status IN {_ACTIVE}",
+            attendee_id,
         )
         rows = await conn.fetch(
-            f"SELECT r.id, r.event_id, r.attendee_id, r.status, r.created_at,"
+            f"SELECT {_REGISTRATION_COLUMNS},"
             f" {_POSITION} AS position, {event_columns}"
             " FROM registrations r JOIN events e ON e.id = r.event_id"
-            " WHERE r.attendee_id = $1 ORDER BY r.created_at, r.id LIMIT $2 OFFSET $3",
+            f" WHERE r.attendee_id = $1 AND r.status IN {_ACTIVE}"
+            " ORDER BY r.created_at, r.id LIMIT $2 OFFSET $3",
             attendee_id,
             limit,
             (page - 1) * limit,
@@ -245,10 +300,9 @@ REGISTRATION_EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("attendeeName", "a.name"),
     ("attendeeEmail", "a.email"),
     ("createdAt", "r.created_at"),
-    # Columns registrations do not have yet: empty until they do, then the column.
-    ("updatedAt", "NULL::timestamptz"),  # r.updated_at
-    ("expiresAt", "NULL::timestamptz"),  # r.expires_at
-    ("checkedInAt", "NULL::timestamptz"),  # r.checked_in_at
+    ("updatedAt", "r.updated_at"),
+    ("expiresAt", "CASE WHEN r.status IN ('held', 'offered') THEN r.expires_at END"),
+    ("checkedInAt", "r.checked_in_at"),
 )
 ATTENDEE_EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "id"),

@@ -11,18 +11,27 @@
 -- registration (the figures are in sql/008_registration_runs.sql).
 --
 -- The rules are eventd_register's, applied in the run's order: an event's
--- k-th registration that passes the checks is confirmed while k fits in the
--- spots left when the run began; past them, it joins the waitlist if asked
--- to, or the event is full. tests/test_registration_runs.py holds every
--- batch to answering, counting and writing exactly what registering one at a
--- time would.
+-- k-th registration that passes the checks takes a seat while k fits in the
+-- seats free when the run began (max_attendees - confirmed - held); past
+-- them, it joins the waitlist if asked to, or the event is full. A seat is
+-- held (expires_at = now + hold_minutes) when the registration asks for a
+-- hold, comes by email (an address that already had an attendee), or the
+-- event confirms by email; else it is confirmed. Each registration gets a
+-- manage token (its hash stored); the token is answered unless it went by
+-- email (then only the 'held' email carries it). tests/test_registration_runs.py
+-- holds every batch to answering, counting and writing exactly what
+-- registering one at a time would.
+
+DROP FUNCTION IF EXISTS eventd_register_run(uuid[], uuid[], uuid[], boolean[]);
 
 CREATE OR REPLACE FUNCTION eventd_register_run(
-    p_ids uuid[], p_events uuid[], p_attendees uuid[], p_waitlist boolean[]
+    p_ids uuid[], p_events uuid[], p_attendees uuid[], p_waitlist boolean[],
+    p_hold boolean[], p_by_email boolean[]
 ) RETURNS TABLE (
-    n integer, registration_id uuid, outcome text, created_at timestamptz,
+    n integer, registration_id uuid, outcome text, created_at timestamptz, token text,
+    expires_at timestamptz,
     event_id uuid, max_attendees integer, confirmed_count integer, waitlist_count integer,
-    version bigint, updated_at timestamptz, edited_version bigint
+    version bigint, updated_at timestamptz, edited_version bigint, held_count integer
 ) LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = auto AS $$
 #variable_conflict use_column
 BEGIN
@@ -31,14 +40,19 @@ BEGIN
     -- A statement of its own, after the locks: it sees the events as they are now.
     RETURN QUERY
     WITH op AS (
-        SELECT o.n::integer AS n, coalesce(o.id, gen_random_uuid()) AS id, o.ev, o.att, o.wl
-        FROM unnest(p_ids, p_events, p_attendees, p_waitlist) WITH ORDINALITY
-            AS o(id, ev, att, wl, n)
+        SELECT o.n::integer AS n, coalesce(o.id, gen_random_uuid()) AS id, o.ev, o.att, o.wl,
+               coalesce(o.hold, false) AS hold, coalesce(o.by_email, false) AS by_email,
+               eventd_new_token() AS token
+        FROM unnest(p_ids, p_events, p_attendees, p_waitlist, p_hold, p_by_email)
+            WITH ORDINALITY AS o(id, ev, att, wl, hold, by_email, n)
     ), checked AS MATERIALIZED (  -- once: the checks below read ``refused`` three times
         SELECT op.*, e AS event_row, a AS attendee_row, e.id AS known,
-               e.max_attendees AS cap, e.confirmed_count AS conf0,
+               e.max_attendees AS cap, e.confirmed_count AS conf0, e.held_count AS held0,
                e.waitlist_count AS wait0, e.version AS v0, e.updated_at AS u0,
                e.edited_version AS ev0, e.registration_seq AS seq0,
+               (op.by_email OR e.confirmation = 'email') AS mailed,
+               (op.hold OR op.by_email OR e.confirmation = 'email') AS holds,
+               now() + e.hold_minutes * interval '1 minute' AS hold_until,
                CASE
                    WHEN e.id IS NULL THEN 'event_not_found'
                    WHEN e.starts_at <= now() THEN 'event_started'
@@ -49,11 +63,13 @@ BEGIN
         LEFT JOIN events e ON e.id = op.ev
         LEFT JOIN attendees a ON a.id = op.att
         LEFT JOIN registrations r ON r.event_id = op.ev AND r.attendee_id = op.att
+            AND r.status IN ('held', 'offered', 'confirmed', 'waitlisted')
     ), decided AS (
         SELECT c.*, coalesce(c.refused, CASE
                    -- k: this registration's place among the event's that passed the checks
-                   WHEN count(*) FILTER (WHERE c.refused IS NULL) OVER w <= c.cap - c.conf0
-                       THEN 'confirmed'
+                   WHEN count(*) FILTER (WHERE c.refused IS NULL) OVER w
+                        <= c.cap - c.conf0 - c.held0
+                       THEN CASE WHEN c.holds THEN 'held' ELSE 'confirmed' END
                    WHEN c.wl THEN 'waitlisted'
                    ELSE 'event_full'
                END) AS result
@@ -61,36 +77,47 @@ BEGIN
     ), counted AS (
         SELECT d.*,
                sum((d.result = 'confirmed')::integer) OVER w AS conf_n,
+               sum((d.result = 'held')::integer) OVER w AS held_n,
                sum((d.result = 'waitlisted')::integer) OVER w AS wait_n
         FROM decided d WINDOW w AS (PARTITION BY d.ev ORDER BY d.n)
     ), added AS (
-        INSERT INTO registrations (id, event_id, attendee_id, status, seq, confirmed_at)
-        SELECT c.id, c.ev, c.att, c.result, c.seq0 + c.conf_n + c.wait_n,
-               CASE WHEN c.result = 'confirmed' THEN now() END
-        FROM counted c WHERE c.result IN ('confirmed', 'waitlisted')
+        INSERT INTO registrations (id, event_id, attendee_id, status, seq, confirmed_at,
+                                   expires_at, token_hashes, updated_at)
+        SELECT c.id, c.ev, c.att, c.result, c.seq0 + c.conf_n + c.held_n + c.wait_n,
+               CASE WHEN c.result = 'confirmed' THEN now() END,
+               CASE WHEN c.result = 'held' THEN c.hold_until END,
+               ARRAY[sha256(convert_to(c.token, 'UTF8'))], now()
+        FROM counted c WHERE c.result IN ('confirmed', 'held', 'waitlisted')
     ), emailed AS (
         INSERT INTO email_outbox (kind, recipient, payload)
-        SELECT CASE c.result WHEN 'confirmed' THEN 'registration_confirmed' ELSE 'waitlisted' END,
+        SELECT CASE c.result WHEN 'confirmed' THEN 'registration_confirmed'
+                             WHEN 'held' THEN 'held' ELSE 'waitlisted' END,
                (c.attendee_row).email,
-               eventd_email_payload(c.attendee_row, c.event_row, c.id, c.result)
-        FROM counted c WHERE c.result IN ('confirmed', 'waitlisted')
+               eventd_email_payload(c.attendee_row, c.event_row, c.id, c.result, c.token,
+                                    CASE WHEN c.result = 'held' THEN c.hold_until END)
+        FROM counted c
+        WHERE c.result IN ('confirmed', 'waitlisted') OR (c.result = 'held' AND c.mailed)
     ), moved AS (
         UPDATE events e SET
             confirmed_count = e.confirmed_count + t.conf,
+            held_count = e.held_count + t.held,
             waitlist_count = e.waitlist_count + t.wait,
-            registration_seq = e.registration_seq + t.conf + t.wait,
-            version = e.version + t.conf + t.wait,
+            registration_seq = e.registration_seq + t.conf + t.held + t.wait,
+            version = e.version + t.conf + t.held + t.wait,
             updated_at = now()
-        FROM (SELECT c.ev, max(c.conf_n) AS conf, max(c.wait_n) AS wait
+        FROM (SELECT c.ev, max(c.conf_n) AS conf, max(c.held_n) AS held, max(c.wait_n) AS wait
               FROM counted c GROUP BY c.ev
-              HAVING max(c.conf_n) + max(c.wait_n) > 0) AS t
+              HAVING max(c.conf_n) + max(c.held_n) + max(c.wait_n) > 0) AS t
         WHERE e.id = t.ev
     )
     SELECT c.n, c.id, c.result,
-           CASE WHEN c.result IN ('confirmed', 'waitlisted') THEN now() END,
+           CASE WHEN c.result IN ('confirmed', 'held', 'waitlisted') THEN now() END,
+           CASE WHEN c.result IN ('confirmed', 'held', 'waitlisted') AND NOT c.mailed
+                THEN c.token END,
+           CASE WHEN c.result = 'held' THEN c.hold_until END,
            c.known, c.cap, (c.conf0 + c.conf_n)::integer, (c.wait0 + c.wait_n)::integer,
-           c.v0 + c.conf_n + c.wait_n,
-           CASE WHEN c.conf_n + c.wait_n > 0 THEN now() ELSE c.u0 END,
-           c.ev0
+           c.v0 + c.conf_n + c.held_n + c.wait_n,
+           CASE WHEN c.conf_n + c.held_n + c.wait_n > 0 THEN now() ELSE c.u0 END,
+           c.ev0, (c.held0 + c.held_n)::integer
     FROM counted c ORDER BY c.n;
 END $$;

@@ -1,9 +1,14 @@
 -- A batch of registration operations, applied in the order given, in the
--- writer's one transaction. Answers one row per operation (idx its place in
--- the batch): the outcome, the registration's id (one is made here,
--- gen_random_uuid(), for a registration sent without), promoted ids (NULL
--- when nobody was), and the event's counts after the operation as columns of
--- their own, in the order of EventCounts.
+-- writer's one transaction. Kinds: 'register' (with waitlist, hold and
+-- by_email flags), 'cancel', 'confirm' and 'expire' (the event's due holds
+-- and offers; its registration id is NULL). Answers one row per operation
+-- (idx its place in the batch): the outcome, the registration's id (one is
+-- made here, gen_random_uuid(), for a registration sent without), the
+-- registrations offered or promoted (NULL when none), a new registration's
+-- manage token (NULL when it went by email) and hold deadline, the event's
+-- next pending expiry after a cancel, confirm or expire, and the event's
+-- counts after the operation as columns of their own, in the order of
+-- EventCounts.
 --
 -- The batch never waits for an event another transaction holds (an admin's
 -- transaction, another daemon's batch): it locks its events first, in id
@@ -11,18 +16,22 @@
 -- event 'busy', with no counts and nothing written. The caller sends those
 -- again in a later batch; the rest commit now.
 --
--- The batch is cut into runs of registrations: a cancellation, an operation
--- on a busy event, or a pair of event and attendee the run holds already,
--- ends a run. Each run goes to eventd_register_run whole; each cancellation
--- to eventd_cancel, one at a time. The answers are what registering one at a
--- time would give.
+-- The batch is cut into runs of registrations: any other operation, an
+-- operation on a busy event, or a pair of event and attendee the run holds
+-- already, ends a run. Each run goes to eventd_register_run whole; each
+-- other operation to its function, one at a time. The answers are what
+-- registering one at a time would give.
+
+DROP FUNCTION IF EXISTS eventd_registration_batch(text[], uuid[], uuid[], uuid[], boolean[]);
 
 CREATE OR REPLACE FUNCTION eventd_registration_batch(
-    p_kinds text[], p_ids uuid[], p_events uuid[], p_attendees uuid[], p_waitlist boolean[]
+    p_kinds text[], p_ids uuid[], p_events uuid[], p_attendees uuid[], p_waitlist boolean[],
+    p_hold boolean[], p_by_email boolean[]
 ) RETURNS TABLE (
     idx integer, registration_id uuid, outcome text, created_at timestamptz, promoted uuid[],
+    token text, expires_at timestamptz, next_expiry timestamptz,
     event_id uuid, max_attendees integer, confirmed_count integer, waitlist_count integer,
-    version bigint, updated_at timestamptz, edited_version bigint
+    version bigint, updated_at timestamptz, edited_version bigint, held_count integer
 ) LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = auto AS $$
 DECLARE
     total integer := coalesce(cardinality(p_kinds), 0);
@@ -31,6 +40,7 @@ DECLARE
     pair text;
     locked uuid[];
     busy uuid[];
+    r record;
 BEGIN
     locked := ARRAY(SELECT e.id FROM events e WHERE e.id = ANY (p_events)
                     ORDER BY e.id FOR UPDATE SKIP LOCKED);
@@ -44,11 +54,13 @@ BEGIN
         IF (pair IS NULL OR pair = ANY (run_pairs)) AND run_from < i THEN
             RETURN QUERY
             SELECT run_from - 1 + x.n, x.registration_id, x.outcome, x.created_at, NULL::uuid[],
+                   x.token, x.expires_at, NULL::timestamptz,
                    x.event_id, x.max_attendees, x.confirmed_count, x.waitlist_count, x.version,
-                   x.updated_at, x.edited_version
+                   x.updated_at, x.edited_version, x.held_count
             FROM eventd_register_run(
                 p_ids[run_from:i - 1], p_events[run_from:i - 1], p_attendees[run_from:i - 1],
-                p_waitlist[run_from:i - 1]) AS x;
+                p_waitlist[run_from:i - 1], p_hold[run_from:i - 1],
+                p_by_email[run_from:i - 1]) AS x;
             run_from := i;
             run_pairs := '{}';
         END IF;
@@ -59,15 +71,26 @@ BEGIN
         END IF;
         IF p_events[i] = ANY (busy) THEN
             RETURN QUERY
-            SELECT i, p_ids[i], 'busy'::text, NULL::timestamptz, NULL::uuid[], NULL::uuid,
+            SELECT i, p_ids[i], 'busy'::text, NULL::timestamptz, NULL::uuid[], NULL::text,
+                   NULL::timestamptz, NULL::timestamptz, NULL::uuid,
                    NULL::integer, NULL::integer, NULL::integer, NULL::bigint,
-                   NULL::timestamptz, NULL::bigint;
+                   NULL::timestamptz, NULL::bigint, NULL::integer;
             run_from := i + 1;
             CONTINUE;
         END IF;
+        IF p_kinds[i] = 'cancel' THEN
+            SELECT c.outcome, c.promoted, c.counts, c.next_expiry INTO r
+            FROM eventd_cancel(p_ids[i], p_events[i]) AS c;
+        ELSIF p_kinds[i] = 'confirm' THEN
+            SELECT c.outcome, c.promoted, c.counts, c.next_expiry INTO r
+            FROM eventd_confirm(p_ids[i], p_events[i]) AS c;
+        ELSE
+            SELECT c.outcome, c.promoted, c.counts, c.next_expiry INTO r
+            FROM eventd_expire_due(p_events[i]) AS c;
+        END IF;
         RETURN QUERY
-        SELECT i, p_ids[i], x.outcome, NULL::timestamptz, nullif(x.promoted, '{}'), (x.counts).*
-        FROM eventd_cancel(p_ids[i], p_events[i]) AS x;
+        SELECT i, p_ids[i], r.outcome, NULL::timestamptz, nullif(r.promoted, '{}'), NULL::text,
+               NULL::timestamptz, r.next_expiry, (r.counts).*;
         run_from := i + 1;
     END LOOP;
 END $$;
