@@ -127,6 +127,12 @@
       const answer = await P.api("GET", path);
       if (answer.ok && answer.body) {
         queue = { ...answer.body, ticketId, token };
+        if (queue.status === "expired" || queue.status === "used") {
+          forgetTicket(); // a spent place: this browser may join again
+          show("queue-error", queue.status === "expired"
+            ? "Your turn passed before you registered. Join the queue again to get a new place."
+            : "This place in the queue has already been used to register.");
+        }
       } else if (answer.status === 404 || answer.status === 403) {
         forgetTicket();
       }
@@ -177,8 +183,10 @@
       "to register", () => {
         hide("admission");
         forgetTicket();
-        show("notice", "Your turn has passed. Join the queue again to get a new place.");
+        show("queue-error", "Your turn passed before you registered. " +
+          "Join the queue again to get a new place.");
         arrange();
+        focusOn("queue-title");
       });
   }
 
