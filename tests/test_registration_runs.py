@@ -2,14 +2,16 @@
 
 ``eventd_registration_batch`` (``sql/008_registration_runs.sql``) hands each
 run of registrations to ``eventd_register_run``, which decides a whole run in
-one statement. ``eventd_register`` and ``eventd_cancel`` are the rules one
-operation at a time. hypothesis makes batches of registrations and
-cancellations over events that fill up, one that has started and one that
-does not exist, with attendees who register twice and one who does not
-exist; each case runs once through the batch and once operation by
-operation, each in a transaction rolled back afterwards, and every answer,
-every count and every row written — registrations and queued emails — must
-be the same.
+one statement. ``eventd_register``, ``eventd_cancel``, ``eventd_confirm`` and
+``eventd_expire_due`` are the rules one operation at a time. hypothesis makes
+batches of registrations (plain, holds, by email), cancellations,
+confirmations and expiries over events that fill up (one of them offers freed
+seats, one confirms by email), one that has started and one that does not
+exist, with attendees who register twice and one who does not exist; each
+case runs once through the batch and once operation by operation, each in a
+transaction rolled back afterwards, and every answer, every count and every
+row written — registrations and queued emails — must be the same. Manage
+tokens are random: only whether one was answered is compared.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from eventd.storage.database import Connection, open_database
 from eventd.storage.migrations import apply_migrations
 
 CAPACITIES = (1, 2, 3)  # the open events' capacities; then the started one, then a missing one
+OFFERING = 1  # the open event whose freed seats are offered (offerMinutes > 0)
+BY_EMAIL = 2  # the open event that confirms by email
 PEOPLE = 5  # attendees; index PEOPLE is one who does not exist
 
 EVENTS = [uuid.UUID(int=0xE0 + n) for n in range(len(CAPACITIES) + 2)]
@@ -41,6 +45,8 @@ class Register:
     event: int
     person: int
     waitlist: bool
+    hold: bool = False
+    by_email: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +54,17 @@ class Cancel:
     nth: int  # the nth registration asked for so far, modulo their count
 
 
-Op = Register | Cancel
+@dataclasses.dataclass(frozen=True)
+class Confirm:
+    nth: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Expire:
+    event: int
+
+
+Op = Register | Cancel | Confirm | Expire
 
 OPERATIONS = st.lists(
     st.lists(
@@ -56,8 +72,10 @@ OPERATIONS = st.lists(
             st.builds(Register, st.integers(0, len(EVENTS) - 1), st.integers(0, PEOPLE),
                       st.booleans()),
             st.builds(Register, st.integers(0, len(CAPACITIES) - 1), st.integers(0, PEOPLE - 1),
-                      st.booleans()),  # more of the ones that count
+                      st.booleans(), st.booleans(), st.booleans()),  # more of the ones that count
             st.builds(Cancel, st.integers(0, 50)),
+            st.builds(Confirm, st.integers(0, 50)),
+            st.builds(Expire, st.integers(0, len(EVENTS) - 1)),
         ),
         min_size=1, max_size=14,
     ),
@@ -75,17 +93,22 @@ def _batches(cases: list[list[Op]]) -> list[list[list[Any]]]:
             if isinstance(op, Register):
                 rid = uuid.UUID(int=len(registered) + 1)
                 registered.append((rid, EVENTS[op.event]))
-                ops.append(["register", rid, EVENTS[op.event], ATTENDEES[op.person], op.waitlist])
+                ops.append(["register", rid, EVENTS[op.event], ATTENDEES[op.person], op.waitlist,
+                            op.hold, op.by_email])
+            elif isinstance(op, Expire):
+                ops.append(["expire", None, EVENTS[op.event], None, False])
             elif registered:
                 rid, event = registered[op.nth % len(registered)]
-                ops.append(["cancel", rid, event, None, False])
+                kind = "cancel" if isinstance(op, Cancel) else "confirm"
+                ops.append([kind, rid, event, None, False])
         if ops:
             batches.append(ops)
     return batches
 
 
-ANSWER = ("outcome, registration_id, created_at, promoted, event_id, max_attendees,"
-          " confirmed_count, waitlist_count, version, updated_at, edited_version")
+ANSWER = ("outcome, registration_id, created_at, promoted, token IS NOT NULL, expires_at,"
+          " next_expiry, event_id, max_attendees, confirmed_count, waitlist_count, version,"
+          " updated_at, edited_version, held_count")
 
 
 async def _in_batches(conn: Connection, batches: list[list[list[Any]]]) -> list[tuple[Any, ...]]:
@@ -100,24 +123,40 @@ async def _in_batches(conn: Connection, batches: list[list[list[Any]]]) -> list[
 
 async def _one_by_one(conn: Connection, batches: list[list[list[Any]]]) -> list[tuple[Any, ...]]:
     answers = []
-    for kind, rid, event, attendee, waitlist in (op for ops in batches for op in ops):
+    for kind, rid, event, attendee, waitlist, *flags in (op for ops in batches for op in ops):
         if kind == "register":
+            hold, by_email = flags
             row = await conn.fetchrow(
-                "SELECT outcome, created_at, NULL::uuid[] AS promoted, (counts).*"
-                " FROM eventd_register($1, $2, $3, $4)", rid, event, attendee, waitlist)
+                "SELECT outcome, created_at, NULL::uuid[] AS promoted, token IS NOT NULL,"
+                " expires_at, NULL::timestamptz, (counts).*"
+                " FROM eventd_register($1, $2, $3, $4, $5, $6)",
+                rid, event, attendee, waitlist, hold, by_email)
         else:
+            function, args = {
+                "cancel": ("eventd_cancel($1, $2)", (rid, event)),
+                "confirm": ("eventd_confirm($1, $2)", (rid, event)),
+                "expire": ("eventd_expire_due($1)", (event,)),
+            }[kind]
             row = await conn.fetchrow(
                 "SELECT outcome, NULL::timestamptz AS created_at,"
-                " nullif(promoted, '{}') AS promoted, (counts).*"
-                " FROM eventd_cancel($1, $2)", rid, event)
+                " nullif(promoted, '{}') AS promoted, false, NULL::timestamptz, next_expiry,"
+                f" (counts).* FROM {function}", *args)
         assert row is not None
         answers.append((row[0], rid, *row[1:]))
     return answers
 
 
 def _plain(row: Any, now: datetime) -> tuple[Any, ...]:
-    """The row with its transaction's timestamps shown as "now": each run has its own."""
-    return tuple("now" if value == now else value for value in row)
+    """The row with its transaction's timestamps shown relative to "now": each run has its
+    own (a hold's deadline is now + its minutes)."""
+    return tuple(
+        f"now+{value - now}" if isinstance(value, datetime) and now <= value < now + DAY
+        else value
+        for value in row
+    )
+
+
+DAY = timedelta(days=1)
 
 
 async def _state(conn: Connection, now: datetime) -> dict[str, Any]:
@@ -128,13 +167,17 @@ async def _state(conn: Connection, now: datetime) -> dict[str, Any]:
 
     return {
         "events": [plain(r) for r in await conn.fetch(
-            "SELECT id, confirmed_count, waitlist_count, registration_seq, version, updated_at"
-            " FROM events ORDER BY id")],
+            "SELECT id, confirmed_count, held_count, waitlist_count, registration_seq, version,"
+            " updated_at FROM events ORDER BY id")],
         "registrations": [plain(r) for r in await conn.fetch(
-            "SELECT id, event_id, attendee_id, status, seq, created_at, confirmed_at"
+            "SELECT id, event_id, attendee_id, status, seq, created_at, confirmed_at,"
+            " expires_at, updated_at, cardinality(token_hashes)"
             " FROM registrations ORDER BY id")],
+        # Without the tokens (random) and deadlines (each run has its own now).
         "emails": sorted(plain(r) for r in await conn.fetch(
-            "SELECT kind, recipient, payload::text FROM email_outbox")),
+            "SELECT kind, recipient, (payload #- '{registration,token}'"
+            " #- '{registration,expiresAt}')::text,"
+            " payload #> '{registration,token}' IS NOT NULL FROM email_outbox")),
     }
 
 
@@ -167,9 +210,11 @@ async def _set_up(url: str) -> None:
                 starts = past if event == STARTED else soon
                 await conn.execute(
                     "INSERT INTO events (id, name, starts_at, duration_minutes, ends_at,"
-                    " location, max_attendees) VALUES ($1, $2, $3, 60, $4, $5, $6)",
+                    " location, max_attendees, offer_minutes, confirmation)"
+                    " VALUES ($1, $2, $3, 60, $4, $5, $6, $7, $8)",
                     event, f"Event {n}", starts, starts + timedelta(hours=1), f"Room {n}",
-                    capacity)
+                    capacity, 30.0 if n == OFFERING else 0.0,
+                    "email" if n == BY_EMAIL else "instant")
             await conn.execute(
                 "INSERT INTO attendees (id, name, email)"
                 " SELECT id, 'Person ' || n, 'person' || n || '@example.org'"

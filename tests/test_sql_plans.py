@@ -126,12 +126,12 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
         rows = await db.fetch(
             "SELECT proname, proconfig FROM pg_proc"
             " WHERE proname LIKE 'eventd\\_%' AND prolang = (SELECT oid FROM pg_language"
-            " WHERE lanname = 'plpgsql') AND proname <> 'eventd_registration_ops'")
+            " WHERE lanname = 'plpgsql')")
     settings = {row["proname"]: set(row["proconfig"] or ()) for row in rows}
     assert settings == {
         **dict.fromkeys(
             ["eventd_registration_batch", "eventd_register", "eventd_register_run",
-             "eventd_cancel", "eventd_promote",
+             "eventd_cancel", "eventd_fill_seats", "eventd_confirm", "eventd_expire_due",
              "eventd_enqueue_email", "eventd_delete_attendee"],
             {"enable_seqscan=off", "plan_cache_mode=auto"}),
     }

@@ -40,6 +40,7 @@ COMPONENTS: dict[str, Any] = {
     "Attendee": responses.Attendee,
     "AttendeeSummary": responses.AttendeeSummary,
     "Registration": responses.Registration,
+    "NewRegistration": responses.NewRegistration,
     "AttendeeRegistration": responses.AttendeeRegistration,
     "EventRegistration": responses.EventRegistration,
     "EventPage": responses.EventPage,

@@ -32,6 +32,10 @@ EVENT: Example = {
     "createdAt": "2029-11-02T10:15:00Z",
     "updatedAt": "2030-02-14T08:01:12.250Z",
     "timezone": "Europe/Berlin",
+    "heldCount": 0,
+    "holdMinutes": 15.0,
+    "offerMinutes": 0.0,
+    "confirmation": "instant",
 }
 ATTENDEE: Example = {
     "id": ATTENDEE_ID,
@@ -45,9 +49,16 @@ REGISTRATION: Example = {
     "attendeeId": ATTENDEE_ID,
     "status": "confirmed",
     "waitlistPosition": None,
+    "expiresAt": None,
+    "checkedInAt": None,
     "createdAt": "2030-01-05T09:30:00.125Z",
+    "updatedAt": "2030-01-05T09:30:00.125Z",
 }
 WAITLISTED: Example = {**REGISTRATION, "status": "waitlisted", "waitlistPosition": 3}
+HELD: Example = {**REGISTRATION, "status": "held", "expiresAt": "2030-01-05T09:45:00.125Z"}
+MANAGE_TOKEN = "q3Jx0vN6bS1dQ2k9wYtL4m8ZpR7cE5hUaGfVn0oKxI8"
+NEW_REGISTRATION: Example = {**REGISTRATION, "manageToken": MANAGE_TOKEN}
+NEW_HOLD: Example = {**HELD, "manageToken": MANAGE_TOKEN}
 ATTENDEE_REGISTRATION: Example = {
     **REGISTRATION,
     "event": {key: EVENT[key] for key in ("id", "name", "date", "location")},
@@ -92,6 +103,11 @@ PATCH_CAPACITY: Example = {"maxAttendees": 150}
 PATCH_MOVE: Example = {"date": "2030-06-02T09:00:00Z", "location": "Main Hall"}
 CREATE_ATTENDEE: Example = {"name": "John Doe", "email": "john.doe@example.com"}
 REGISTER: Example = {"eventId": EVENT_ID, "attendeeId": ATTENDEE_ID, "waitlist": True}
+HOLD: Example = {
+    "eventId": EVENT_ID,
+    "attendee": {"name": "John Doe", "email": "john.doe@example.com"},
+    "hold": True,
+}
 
 # --- operations --------------------------------------------------------------------
 
@@ -143,6 +159,12 @@ PROBLEM_DETAILS = {
     "capacity_below_registrations": "98 registrations are confirmed; maxAttendees cannot"
     " be 50.",
     "event_started": f"Event {EVENT_ID} has already started.",
+    "forbidden": f"Acting on registration {REGISTRATION_ID} needs its manage token (?token="
+    " or the Registration-Token header) or an admin token.",
+    "hold_expired": f"Registration {REGISTRATION_ID} was not confirmed before it expired;"
+    " its seat is released.",
+    "not_held": f"Registration {REGISTRATION_ID} is not held or offered: only a held seat or"
+    " an offer can be confirmed.",
     "idempotency_key_reused": "The Idempotency-Key 'k-1' was already used with a different"
     " request; use a new key for a new request.",
     "payload_too_large": "The body is over the limit of 65536 bytes.",

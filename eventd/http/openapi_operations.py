@@ -66,6 +66,22 @@ PARAMETERS: dict[str, JsonSchema] = {
         "in": "query",
         "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
     },
+    "ManageToken": {
+        "name": "token",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 200},
+        "description": "The registration's manage token (the `manageToken` of its `201`, or"
+        " the one in its email's link); or send it as `Registration-Token`, or an admin"
+        " token as `Authorization: Bearer`. Without any: `403 forbidden`.",
+    },
+    "RegistrationToken": {
+        "name": "Registration-Token",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 200},
+        "description": "The registration's manage token, as a header instead of `?token=`.",
+    },
     # No example: Swagger UI would send it with every "Try it out", and every POST after
     # the first would be refused as the key reused.
     "IdempotencyKey": {

@@ -196,15 +196,31 @@ def document_paths() -> dict[str, JsonSchema]:
         # --- registrations ---
         operation(
             "POST", "/registrations", "register", "registrations", "Register for an event",
-            {201: created("Registration", "registration", _REGISTRATION_LINKS,
-                          confirmed=x.REGISTRATION, waitlisted=x.WAITLISTED)},
-            body=("RegistrationCreate", {"register": x.REGISTER}),
+            {201: created("NewRegistration", "registration", _REGISTRATION_LINKS,
+                          confirmed=x.NEW_REGISTRATION, held=x.NEW_HOLD,
+                          waitlisted=x.WAITLISTED)},
+            body=("RegistrationCreate", {"register": x.REGISTER, "hold": x.HOLD}),
             codes=["not_found", "event_full", "already_registered", "event_started"],
-            description="`201` with a `confirmed` registration while spots remain. When"
-            ' the event is full: `409 event_full`, or with `"waitlist": true` a'
-            " `waitlisted` registration at the end of the queue. Sent only once the"
-            " registration is committed. Emails the attendee; broadcasts"
+            description="`201` with a `confirmed` registration while seats remain — or"
+            ' `held` until `expiresAt`, with `"hold": true`, under `"confirmation":'
+            ' "email"`, or when `attendee` names an email that already has an attendee.'
+            ' When the event is full: `409 event_full`, or with `"waitlist": true` a'
+            " `waitlisted` registration at the end of the queue. The body carries"
+            " `manageToken`, this once, unless the token went by email. Sent only once"
+            " the registration is committed. Emails the attendee; broadcasts"
             " `eventCapacityUpdate`.",
+        ),
+        operation(
+            "POST", "/registrations/{registrationId}/confirm", "confirmRegistration",
+            "registrations", "Confirm a hold or an offer",
+            {200: {**answer("Registration", "The registration, confirmed.", x.REGISTRATION),
+                   "headers": {"Idempotent-Replayed": header("IdempotentReplayed")}}},
+            parameters=[param("ManageToken"), param("RegistrationToken")],
+            codes=["forbidden", "not_found", "hold_expired", "not_held"],
+            description="`held` or `offered` → `confirmed`, before `expiresAt` (after it:"
+            " `409 hold_expired`, even if the seat has not been released yet). Confirming"
+            " a confirmed registration again is `200`. Needs the manage token or an admin"
+            " token. Broadcasts `eventCapacityUpdate`.",
         ),
         operation(
             "GET", "/registrations/{registrationId}", "getRegistration", "registrations",
@@ -215,17 +231,24 @@ def document_paths() -> dict[str, JsonSchema]:
             "DELETE", "/registrations/{registrationId}", "cancelRegistration",
             "registrations", "Cancel a registration",
             {204: NO_CONTENT},
-            description="A freed spot goes to the first waitlisted registration, which"
-            " is confirmed and emailed. Broadcasts `eventCapacityUpdate`.",
+            parameters=[param("ManageToken"), param("RegistrationToken")],
+            codes=["forbidden", "not_found"],
+            description="Any active registration; it stays as history (`cancelled`). A"
+            " freed seat goes to the first waitlisted registration: offered for"
+            " `offerMinutes`, or confirmed at once when that is 0, and emailed. A"
+            " cancelled or expired registration: `204`, nothing changes. Needs the manage"
+            " token or an admin token. Broadcasts `eventCapacityUpdate`.",
         ),
         operation(
             "GET", "/registrations/event/{eventId}", "listEventRegistrations",
             "registrations", "An event's registrations",
-            {200: page("EventRegistrationPage", "Confirmed first in registration order, then"
-                       " the waitlist in queue order; each with its attendee. An event with"
-                       " none gives an empty page.", x.EVENT_REGISTRATION, page_limit=100)},
+            {200: page("EventRegistrationPage", "Seats first (confirmed, held, offered) in"
+                       " registration order, then the waitlist in queue order; each with its"
+                       " attendee. Without `status`, the active ones only (not cancelled or"
+                       " expired). An event with none gives an empty page.",
+                       x.EVENT_REGISTRATION, page_limit=100)},
             parameters=[
-                query("status", {"type": "string", "enum": ["confirmed", "waitlisted"]},
+                query("status", {"type": "string", "enum": list(STATUSES)},
                       "Only registrations with this status."),
                 _PAGE,
                 limit(100, 1000),

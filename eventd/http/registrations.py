@@ -116,12 +116,17 @@ async def event_registrations(event_id: str) -> Response:
 async def confirm_registration(registration_id: str) -> Response:
     """Held or offered → confirmed; confirming a confirmed one again changes nothing (200).
 
-    Not idempotent by key: it is idempotent by nature, and a stored answer
-    must not be replayed to a request without the token.
+    The token is checked before ``Idempotency-Key`` is looked at: a stored
+    answer is replayed only to a request that may act on the registration.
     """
     rid = parse_id(registration_id, "Registration")
-    s = services()
     keys = await _authorized(rid)
+    return await _confirm(rid, keys)
+
+
+@idempotent
+async def _confirm(rid: uuid.UUID, keys: queries.RegistrationKeys) -> Response:
+    s = services()
     await s.supervisor.ask(
         keys.event_id, lambda reply: m.Confirm(rid, reply, trio.current_effective_deadline())
     )

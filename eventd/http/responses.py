@@ -34,7 +34,9 @@ Timestamp = Annotated[
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Capacity = Annotated[int, Field(ge=1, le=1_000_000)]
-RegistrationStatus = Literal["confirmed", "waitlisted"]
+RegistrationStatus = Literal[
+    "held", "offered", "confirmed", "waitlisted", "cancelled", "expired"
+]
 Seq = Annotated[
     int,
     Field(
@@ -59,7 +61,7 @@ class Event(TypedDict):
     registeredCount: Count
     """Confirmed registrations."""
     availableSpots: Count
-    """`maxAttendees` − `registeredCount`."""
+    """`maxAttendees` − `registeredCount` − `heldCount`."""
     waitlistCount: Count
     version: Annotated[int, Field(ge=1)]
     """Rises by one on every change; the `seq` of its stream."""
@@ -67,6 +69,14 @@ class Event(TypedDict):
     updatedAt: Timestamp
     timezone: Annotated[str, Field(min_length=1, max_length=64)]
     """The IANA time zone people read its times in (emails, pages, calendars)."""
+    heldCount: Count
+    """Held and offered registrations: seats taken until confirmed or expired."""
+    holdMinutes: Annotated[float, Field(ge=0.05, le=1440)]
+    """How long a hold lasts."""
+    offerMinutes: Annotated[float, Field(ge=0, le=10080)]
+    """The claim window of a waitlist offer; 0: a freed seat is confirmed at once."""
+    confirmation: Literal["instant", "email"]
+    """`email`: every registration starts `held`; only the emailed link confirms it."""
 
 
 @with_config(CLOSED)
@@ -98,7 +108,20 @@ class Registration(TypedDict):
     status: RegistrationStatus
     waitlistPosition: Annotated[int, Field(ge=1)] | None
     """1-based place in the queue while `waitlisted`, else null."""
+    expiresAt: Timestamp | None
+    """While `held` or `offered`: when the seat is released; else null."""
+    checkedInAt: Timestamp | None
     createdAt: Timestamp
+    updatedAt: Timestamp
+
+
+@with_config(CLOSED)
+class NewRegistration(Registration):
+    """The registration just made, with its manage token — shown this once, and not
+    when it went by email (the event confirms by email, or the attendee was found by
+    an address)."""
+
+    manageToken: NotRequired[Annotated[str, Field(min_length=22)]]
 
 
 @with_config(CLOSED)
@@ -301,6 +324,8 @@ class CapacityCounts(TypedDict):
     warning: Literal["almostFull", "full"] | None
     """`full` at 0 spots; `almostFull` at or under `websocket.almost_full_ratio`
     × `maxAttendees` (at least 1 spot)."""
+    heldCount: Count
+    """Held and offered registrations."""
 
 
 @with_config(CLOSED)
