@@ -285,3 +285,36 @@ def test_an_event_page_shows_the_time_where_the_event_is(daemon: DaemonProcess, 
         expect(details).to_contain_text("Europe/Berlin")
     finally:
         context.close()
+
+
+def test_the_dashboard_shows_held_seats_and_check_ins(api: Api, browser: Browser):
+    """Needs the holds (branch flow) and check-in (branch tickets)."""
+    expect.set_options(timeout=WAIT_MS)
+    event = api.event(f"Door test {uuid.uuid4().hex[:6]}", max_attendees=5, days=12)
+
+    def register(**fields: Any) -> dict[str, Any]:
+        attendee = {"name": "Bea", "email": f"b.{uuid.uuid4().hex[:12]}@example.com"}
+        response = api.http.post("/registrations", json={
+            "eventId": event["id"], "attendee": attendee, **fields})
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    page = browser.new_page()
+    page.goto(f"{api.http.base_url}/")
+    item = page.locator(f'li[data-event-id="{event["id"]}"]')
+    expect(item).to_contain_text("0 / 5 registered · 5 available · 0 on waitlist · 0 held")
+
+    register(hold=True)
+    expect(item).to_contain_text("0 / 5 registered · 4 available · 0 on waitlist · 1 held")
+    confirmed = register()
+    ticket = api.http.get(f"/registrations/{confirmed['id']}/ticket")
+    assert ticket.status_code == 200, ticket.text
+    checked_in = api.http.post("/checkins", json={"ticket": ticket.json()["ticket"]})
+    assert checked_in.status_code == 201, checked_in.text
+    expect(item).to_contain_text("1 / 5 registered · 3 available · 0 on waitlist · 1 held"
+                                 " · 1 checked in")
+
+    # One event's page says the same.
+    page.goto(f"{api.http.base_url}/?event={event['id']}")
+    expect(page.get_by_role("progressbar")).to_have_attribute(
+        "aria-valuetext", re.compile(r"1 held · 1 checked in$"))
