@@ -364,6 +364,31 @@ def test_email_confirmation_goes_through_the_emailed_manage_page(
     screenshot(page, "manage-cancelled.png")
 
 
+def test_the_manage_page_acts_only_with_the_registrations_token(
+    daemon_with_token: DaemonProcess, organizer: Organizer, page: Page
+):
+    created = organizer.event(f"Seminar {uuid.uuid4().hex[:6]}", max_attendees=3)
+    held = organizer.register(created["id"], hold=True)
+    assert held["status"] == "held"
+
+    page.goto(f"{daemon_with_token.url}/r/{held['id']}")  # no token: the status only
+    expect(page.get_by_role("heading", name="Confirm your seat")).to_be_visible()
+    expect(page.get_by_text("This link has no token")).to_be_visible()
+    expect(page.get_by_role("button", name="Confirm my seat")).to_be_hidden()
+    expect(page.get_by_role("button", name="Cancel registration…")).to_be_hidden()
+
+    page.goto(f"{daemon_with_token.url}/r/{held['id']}?token=not-the-token")
+    page.get_by_role("button", name="Confirm my seat").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "This link's token does not match the registration. Use the link from your email.")
+    assert organizer.registration(held["id"])["status"] == "held"
+
+    page.goto(f"{daemon_with_token.url}/r/{held['id']}?token={held['manageToken']}")
+    page.get_by_role("button", name="Confirm my seat").click()
+    expect(page.get_by_role("heading", name="You're registered")).to_be_focused()
+    assert organizer.registration(held["id"])["status"] == "confirmed"
+
+
 def test_an_address_already_known_gets_check_your_email(
     daemon_with_token: DaemonProcess, organizer: Organizer, page: Page
 ):

@@ -78,11 +78,16 @@
     shownStatus = status;
   }
 
+  const WRONG_TOKEN = "This link's token does not match the registration. " +
+    "Use the link from your email.";
+
   async function loadTicket() {
-    const qr = await P.ticketQr(registrationId, token);
+    const { qr, status } = await P.ticketQr(registrationId, token);
     if (qr) {
       $("ticket-qr").src = qr;
       show("ticket");
+    } else if (status === 403) {
+      show("status-error", WRONG_TOKEN);
     }
   }
 
@@ -125,9 +130,7 @@
       focusOn("status-title");
       return;
     }
-    show("status-error", answer.status === 403
-      ? "This link's token does not match the registration. Use the link from your email."
-      : P.problemText(answer));
+    show("status-error", answer.status === 403 ? WRONG_TOKEN : P.problemText(answer));
     await refresh();
   }
 
@@ -152,9 +155,7 @@
     $("cancel-yes").disabled = false;
     closeCancelStep(false);
     if (!answer.ok) {
-      show("status-error", answer.status === 403
-        ? "This link's token does not match the registration. Use the link from your email."
-        : P.problemText(answer));
+      show("status-error", answer.status === 403 ? WRONG_TOKEN : P.problemText(answer));
     }
     await refresh(true);
   }

@@ -168,12 +168,13 @@
 
   const ticketHeaders = (token) => (token ? { "Registration-Token": token } : {});
 
-  /** The ticket's QR (a data: URL), or null when there is none to show. */
+  /** {qr, status}: the ticket's QR (a data: URL, or null when there is none to show). */
   async function ticketQr(registrationId, token) {
     const answer = await api("GET", `/registrations/${encodeURIComponent(registrationId)}/ticket`,
       { headers: ticketHeaders(token) });
-    return answer.ok && answer.body && typeof answer.body.qr === "string" &&
+    const qr = answer.ok && answer.body && typeof answer.body.qr === "string" &&
       answer.body.qr.startsWith("data:image/") ? answer.body.qr : null;
+    return { qr, status: answer.status };
   }
 
   // --- an event's stream, kept open --------------------------------------------------

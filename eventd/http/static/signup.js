@@ -142,6 +142,9 @@
     return refreshing;
   }
 
+  // At most one ask a second, however often the stream says the queue moved.
+  const refreshTicketSoon = P.throttled(() => refreshTicket());
+
   function paintQueue() {
     if (!queue) {
       show("queue-join");
@@ -157,14 +160,14 @@
         ? `When sales open (${P.localTime(queue.opensAt, event.timezone)}), everyone in the ` +
           "queue gets a place in a random order, so there is no need to hurry."
         : "Your place is being given out.";
-      if (streamRanked > 0) refreshTicket(); // the queue opened: learn the place drawn
+      if (streamRanked > 0) refreshTicketSoon(); // the queue opened: learn the place drawn
       return;
     }
     const position = queue.rank - through;
     if (position <= 0) {
       $("queue-position").textContent = "It is your turn…";
       $("queue-detail").textContent = "";
-      refreshTicket(); // admitted: get the admission's deadline
+      refreshTicketSoon(); // admitted: get the admission's deadline
       return;
     }
     $("queue-position").textContent = `You are number ${position} in the queue.`;
@@ -340,7 +343,7 @@
   }
 
   async function loadTicket() {
-    const qr = await P.ticketQr(registration.id, manageToken);
+    const { qr } = await P.ticketQr(registration.id, manageToken);
     if (qr) {
       $("ticket-qr").src = qr;
       show("ticket");
@@ -440,7 +443,7 @@
     onMessage,
     onGone,
     onOpen() {
-      if (queue) refreshTicket(); // missed updates while away: ask once
+      if (queue) refreshTicketSoon(); // missed updates while away: ask once
     },
   });
 })();
