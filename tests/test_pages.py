@@ -447,7 +447,9 @@ def test_the_waiting_room_admits_the_page_in_turn(
 
     signup_title = page.get_by_role("heading", name="Register")
     expect(signup_title).to_be_focused(timeout=WAIT_MS + rank * 2_000)  # 30 a minute
-    expect(page.get_by_text("It is your turn.")).to_be_visible()
+    expect(page.locator("#admission")).to_contain_text("It is your turn. Register within")
+    expect(page.locator("#admission").get_by_role("timer")).to_have_text(
+        re.compile(r"^0[45]:\d\d$"))
     said = [int(n) for n in re.findall(r"number (\d+)", " ".join(page.evaluate(
         "() => window.positionsSaid")))]
     assert said, "no position was said"

@@ -10,6 +10,7 @@
   const queueKey = `eventd.queue.${eventId}`; // this browser's queue ticket, kept across reloads
 
   let event = null; // the event as its stream last told it
+  let salesTimer = null;
   let gone = false;
   let queue = null; // {ticketId, token, rank, status, admittedThrough, opensAt, expiresAt}
   let streamAdmittedThrough = 0;
@@ -32,8 +33,11 @@
     else hide("event-description");
     paintSeats();
     const sales = event.salesStartAt ? Date.parse(event.salesStartAt) : null;
+    clearTimeout(salesTimer);
     if (sales !== null && sales > Date.now()) {
       show("sales-note", `Registration opens ${P.localTime(event.salesStartAt, event.timezone)}.`);
+      // Gone at the opening (a timer can wait at most about 24 days: check again then).
+      salesTimer = setTimeout(paintEvent, Math.min(sales - Date.now() + 500, 2 ** 31 - 1));
     } else {
       hide("sales-note");
     }
