@@ -124,7 +124,8 @@ async def serve(
         )
         transport = await stack.enter_async_context(_open_transport(config))
         log.info("email: %s transport", transport.name)
-        mailer = Mailer(db, transport, config.email.sender)
+        mailer = Mailer(db, transport, config.email.sender,
+                        public_url=config.server.public_url)
         writer = Writer(db, on_commit=mailer.wake)
         supervisor = Supervisor(
             functools.partial(queries.load_event, db),

@@ -7,11 +7,44 @@ One of ``server.workers`` processes marks each line with its number (text:
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import orjson
 
 from eventd.config import LogConfig
+
+
+# Secrets a log line must never carry, whoever logs it (a library's message, an
+# exception's text): a ``token`` query parameter and the credential headers.
+_SECRETS = re.compile(
+    r"(?P<name>(?:[?&]|\b)token=|"
+    r"\b(?:Registration-Token|Admission-Token|Authorization)\b[\"']?\s*[:=,]\s*[\"']?"
+    r"(?:Bearer\s+)?)(?P<secret>[^\s&\"',;)\]}]+)",
+    re.IGNORECASE,
+)
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every manage, admission and admin token replaced by ``***``."""
+    return _SECRETS.sub(lambda m: m["name"] + "***", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites each record's message (and exception text) without secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_secrets(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact_secrets(
+                logging.Formatter().formatException(record.exc_info)
+            )
+        elif record.exc_text:
+            record.exc_text = redact_secrets(record.exc_text)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,7 +61,9 @@ class JsonFormatter(logging.Formatter):
         }
         if self.worker is not None:
             entry["worker"] = self.worker
-        if record.exc_info:
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()
 
@@ -43,6 +78,7 @@ def configure_logging(config: LogConfig, worker: int | None = None) -> None:
         who = "" if worker is None else f"[worker {worker}] "
         formatter = logging.Formatter(f"%(asctime)s %(levelname)-7s {who}%(name)s: %(message)s")
     handler.setFormatter(formatter)
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level.upper())

@@ -64,7 +64,9 @@ async def test_every_kind_of_message_arrives_with_the_right_content(
     waitlisted = await mail_to(mailbox, second["email"], "You're on the waitlist: Launch Party")
     assert "text/calendar" not in parts(waitlisted)
 
-    assert (await client.delete(f"/registrations/{confirmed['id']}")).status_code == 204
+    cancelled = await client.delete(f"/registrations/{confirmed['id']}",
+                                    params={"token": confirmed["manageToken"]})
+    assert cancelled.status_code == 204
     await mail_to(mailbox, first["email"], "Registration cancelled: Launch Party")
     promoted = await mail_to(mailbox, second["email"], "A spot opened up: Launch Party")
     assert "text/calendar" in parts(promoted)

@@ -19,7 +19,7 @@ import orjson
 import trio
 import trio.lowlevel
 
-from eventd.email.messages import OutboxMessage
+from eventd.email.messages import OutboxMessage, manage_url
 from eventd.email.transports import Transport
 from eventd.errors import Unavailable
 from eventd.storage.database import Database
@@ -59,10 +59,12 @@ class Mailer:
         sender: str,
         *,
         backoff_base_seconds: float = BACKOFF_BASE_SECONDS,
+        public_url: str = "http://127.0.0.1:3000",
     ) -> None:
         self._db = db
         self._transport = transport
         self._sender = sender
+        self._public_url = public_url
         self._backoff_base_seconds = backoff_base_seconds
         self._wakeup = trio.Event()
         self._woken_at = -math.inf
@@ -105,8 +107,11 @@ class Mailer:
                 sent.append(row["id"])
             await self._step_aside()
         if sent:
+            # A sent message's manage token leaves the table: it lives on only in
+            # the recipient's mailbox (the registration keeps its hash).
             await self._mark(
-                "UPDATE email_outbox SET sent_at = now(), claimed_until = NULL, last_error = NULL"
+                "UPDATE email_outbox SET sent_at = now(), claimed_until = NULL, last_error = NULL,"
+                " payload = payload #- '{registration,token}'"
                 " WHERE id = ANY($1::uuid[])",
                 sent,
             )
@@ -129,7 +134,8 @@ class Mailer:
         """Hand one message to the transport; False (and a retry scheduled) if it failed."""
         # asyncpg hands jsonb over as its JSON text.
         payload = orjson.loads(row["payload"])
-        message = OutboxMessage(row["id"], row["kind"], row["recipient"], payload)
+        message = OutboxMessage(row["id"], row["kind"], row["recipient"], payload,
+                                manage_url(self._public_url, payload))
         try:
             await self._transport.send(message, self._sender)
         except Exception as exc:  # a refusal, or a bug composing: keep it, try later

@@ -24,7 +24,7 @@ from typing import Any
 
 from eventd.email.calendar import calendar, calendar_method
 from eventd.model import utc_now
-from eventd.timezones import DEFAULT_TIMEZONE, local_span
+from eventd.timezones import DEFAULT_TIMEZONE, local_span, local_time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +33,18 @@ class OutboxMessage:
     kind: str
     recipient: str
     payload: dict[str, Any]
+    # The registration's manage page with the message's token
+    # ({server.public_url}/r/{id}?token=…), when the message carries one.
+    manage_url: str | None = None
+
+
+def manage_url(public_url: str, payload: dict[str, Any]) -> str | None:
+    """The manage link of a message about a registration, from its payload's token."""
+    registration = payload.get("registration") or {}
+    token = registration.get("token")
+    if not token:
+        return None
+    return f"{public_url}/r/{registration['id']}?token={token}"
 
 
 def _when(event: dict[str, Any]) -> str:
@@ -56,7 +68,17 @@ _WORDING = {
     "event_cancelled": ("Event cancelled: {name}", "{name} has been cancelled. We're sorry."),
     "event_changed": ("Event changed: {name}", "The time or place of {name} has changed."),
     "reminder": ("Reminder: {name}", "A reminder that {name} is coming up."),
+    "held": ("Confirm your place: {name}",
+             "A place at {name} is held for you. Open the link below to confirm it before"
+             " the deadline; after it, the place is released."),
+    "offered": ("A spot is yours to claim: {name}",
+                "A spot opened up at {name} and it is offered to you. Open the link below to"
+                " claim it before the deadline; after it, it goes to the next in line."),
+    "expired": ("Your hold expired: {name}",
+                "Your place at {name} was not confirmed in time, so it has been released."),
 }
+# The kinds whose link is the one way to confirm: the deadline is shown with it.
+_CONFIRM_BY_LINK = frozenset({"held", "offered"})
 
 
 def compose(message: OutboxMessage, sender: str) -> Message:
@@ -68,6 +90,14 @@ def compose(message: OutboxMessage, sender: str) -> Message:
         ("When", _when(event)),
         ("Where", event["location"]),
     ]
+    registration = message.payload.get("registration") or {}
+    if message.kind in _CONFIRM_BY_LINK and registration.get("expiresAt"):
+        deadline = datetime.fromisoformat(registration["expiresAt"])
+        details.append(("Confirm by", local_time(deadline, event.get("timezone",
+                                                                     DEFAULT_TIMEZONE))))
+    if message.manage_url is not None:
+        label = "Confirm" if message.kind in _CONFIRM_BY_LINK else "Manage"
+        details.append((label, message.manage_url))
     text = "\n".join([
         f"Hello {attendee['name']},",
         "",

@@ -317,8 +317,13 @@ class RegistrationCreate(Body):
 
     @pydantic.model_validator(mode="after")
     def _exactly_one_attendee(self) -> RegistrationCreate:
-        if (self.attendee_id is None) == (self.attendee is None):
-            raise ValueError("send exactly one of attendeeId and attendee")
+        # Our own error, not a ValueError: it names the field to fix, which
+        # pydantic cannot for a check of the body as a whole.
+        if self.attendee_id is None and self.attendee is None:
+            raise ValidationFailed([FieldError("attendeeId", "is required (or send attendee)")])
+        if self.attendee_id is not None and self.attendee is not None:
+            raise ValidationFailed([FieldError(
+                "attendee", "send either attendeeId or attendee, not both")])
         return self
 
 

@@ -28,8 +28,10 @@ BEGIN
         next_expiry := eventd_next_expiry(p_event);
         RETURN;
     END IF;
-    UPDATE registrations SET status = 'cancelled', updated_at = now() WHERE id = p_id;
+    -- Queued first: the message says what was cancelled (a seat has a calendar
+    -- entry to cancel; a place on the waitlist had none).
     PERFORM eventd_enqueue_email('registration_cancelled', p_id);
+    UPDATE registrations SET status = 'cancelled', updated_at = now() WHERE id = p_id;
     UPDATE events SET
         confirmed_count = confirmed_count - (old_status = 'confirmed')::int,
         held_count = held_count - (old_status IN ('held', 'offered'))::int,
