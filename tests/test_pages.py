@@ -216,6 +216,8 @@ def test_an_unknown_event_or_registration_says_not_found(
     expect(page.get_by_role("alert")).to_contain_text("There is no such event")
     expect(page.get_by_role("status")).to_have_text("Not found")
     expect(page.get_by_label("Your name")).to_be_hidden()
+    screenshot(page, "signup-not-found.png")
+    assert serious_accessibility_violations(page) == []
 
     page.goto(f"{daemon_with_token.url}/r/{uuid.uuid4()}?token=nothing")
     expect(page.get_by_role("heading", level=1)).to_have_text("Registration not found")
