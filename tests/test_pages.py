@@ -409,7 +409,7 @@ def test_the_waiting_room_admits_the_page_in_turn(
     daemon_with_token: DaemonProcess, organizer: Organizer, page: Page
 ):
     """Join before opening, get a place drawn at opening, watch it fall, get in, register."""
-    opens = datetime.now(UTC) + timedelta(seconds=6)
+    opens = datetime.now(UTC) + timedelta(seconds=10)  # time for the crowd to join first
     created = organizer.event(
         f"Rush {uuid.uuid4().hex[:6]}", max_attendees=50,
         salesStartAt=opens.isoformat().replace("+00:00", "Z"),
