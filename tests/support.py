@@ -482,6 +482,8 @@ class FakeStore:
         self.failures: dict[uuid.UUID, BaseException] = {}
         self.edited_versions: dict[uuid.UUID, int] = {}  # the version of the last edit
         self.locked: set[uuid.UUID] = set()  # held by another transaction: answered "busy"
+        # What an expire answers as the event's next pending expiry (none: None).
+        self.next_expiries: dict[uuid.UUID, datetime | None] = {}
         self._inbox, self._offered = trio.open_memory_channel[WriteCommand[Any]](math.inf)
 
     def add_event(
@@ -619,6 +621,9 @@ class FakeStore:
         if event is None:
             return result("event_not_found", None, (), None)
         now = utc_now()
+        if op.kind == "expire":  # nothing held here: nothing is due
+            return result("unchanged", None, (), self._counts(event), None, None,
+                          self.next_expiries.get(event_id))
         if op.kind == "register":
             if event.starts_at <= now:
                 return result("event_started", None, (), self._counts(event))

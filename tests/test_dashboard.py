@@ -302,19 +302,19 @@ def test_the_dashboard_shows_held_seats_and_check_ins(api: Api, browser: Browser
     page = browser.new_page()
     page.goto(f"{api.http.base_url}/")
     item = page.locator(f'li[data-event-id="{event["id"]}"]')
-    expect(item).to_contain_text("0 / 5 registered · 5 available · 0 on waitlist · 0 held")
+    expect(item).to_contain_text("0 / 5 registered · 5 available · 0 on waitlist")
 
     register(hold=True)
-    expect(item).to_contain_text("0 / 5 registered · 4 available · 0 on waitlist · 1 held")
+    expect(item).to_contain_text("0 / 5 registered · 1 held · 4 available · 0 on waitlist")
     confirmed = register()
     ticket = api.http.get(f"/registrations/{confirmed['id']}/ticket")
     assert ticket.status_code == 200, ticket.text
     checked_in = api.http.post("/checkins", json={"ticket": ticket.json()["ticket"]})
     assert checked_in.status_code == 201, checked_in.text
-    expect(item).to_contain_text("1 / 5 registered · 3 available · 0 on waitlist · 1 held"
+    expect(item).to_contain_text("1 / 5 registered · 1 held · 3 available · 0 on waitlist"
                                  " · 1 checked in")
 
     # One event's page says the same.
     page.goto(f"{api.http.base_url}/?event={event['id']}")
     expect(page.get_by_role("progressbar")).to_have_attribute(
-        "aria-valuetext", re.compile(r"1 held · 1 checked in$"))
+        "aria-valuetext", re.compile(r"1 held · .* · 1 checked in$"))

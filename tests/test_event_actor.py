@@ -5,6 +5,7 @@ The rules of the actors' tests are ``tests.support``'s, above ``FakeStore``.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -231,3 +232,39 @@ async def test_held_change_goes_out_in_order_when_the_missing_one_arrives(
             assert supervisor.statistics().awake_actors == 0
             await trio.sleep(GAP_WAIT_SECONDS * 2)
             assert [ch.seq for ch in changes] == [2, 3]
+
+
+# --- hold and offer expiry -----------------------------------------------------------
+
+
+async def test_the_actor_s_timer_sends_it_an_expire_at_its_next_expiry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FakeStore()
+    event = store.add_event()
+    # Its holds: the next one expires in 5 s, as the database says on hydration.
+    store.events[event.id] = dataclasses.replace(
+        event, next_expiry=utc_now() + timedelta(seconds=5))
+    changes: list[Any] = []
+    async with running(store, changes) as supervisor:
+        start = trio.current_time()
+        await supervisor.watch(event.id)  # hydrated: its timer is armed
+        assert list(supervisor.expiries.armed) == [event.id]
+        assert supervisor.expiries.armed[event.id] - start == pytest.approx(5, abs=0.1)
+        await trio.sleep(4.5)
+        assert _expire_ops(store, event.id) == 0
+        later = utc_now() + timedelta(seconds=30)
+        store.next_expiries[event.id] = later  # the database: another hold, later
+        await trio.sleep(1)
+        assert _expire_ops(store, event.id) == 1
+        # Re-armed from the answer, for the next one.
+        assert supervisor.expiries.armed[event.id] - trio.current_time() == pytest.approx(
+            30, abs=1)
+        store.next_expiries[event.id] = None
+        await trio.sleep(31)
+        assert _expire_ops(store, event.id) == 2
+        assert supervisor.expiries.armed == {}
+
+
+def _expire_ops(store: FakeStore, event_id: uuid.UUID) -> int:
+    return sum(op.kind == "expire" for part in store.submitted_turns(event_id) for op in part.ops)

@@ -143,3 +143,63 @@ async def test_a_failing_function_file_applies_no_function_and_is_named(
         fixed = await db.fetchval("SELECT eventd_location_key('  Main   Hall ')")
     assert f"while applying sql/{FUNCTIONS_DIR}/eventd_zz_broken.sql" in failure.value.__notes__
     assert (unchanged, fixed) == ("main hall", "MAIN HALL")
+
+
+async def test_the_registration_flow_keeps_every_registration_and_its_meaning(
+    fresh_database_url: str, tmp_path: Path,
+) -> None:
+    """Migration 009 on a database of version 8: confirmed and waitlisted rows stay what
+    they were, the counts hold, and the new rules apply to them."""
+    before_flow = tmp_path / "sql"
+    before_flow.mkdir()
+    for migration in migrations_dir().glob("*.sql"):
+        if int(migration.name[:3]) < 9:
+            shutil.copy(migration, before_flow / migration.name)
+    event = "00000000-0000-0000-0000-0000000000e1"
+    people = [f"00000000-0000-0000-0000-0000000000a{n}" for n in range(4)]
+    async with open_database(fresh_database_url, pool_size=1, timeout_seconds=30) as db:
+        # Version 8, with the functions as its files defined them.
+        await apply_migrations(db, before_flow)
+        async with db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO events (id, name, starts_at, duration_minutes, ends_at, location,"
+                " max_attendees) VALUES ($1, 'Old', now() + interval '2 days', 60,"
+                " now() + interval '2 days 1 hour', 'Hall', 2)", event)
+            await conn.execute(
+                "INSERT INTO attendees (id, name, email) SELECT id::uuid, 'P', id || '@example.org'"
+                " FROM unnest($1::text[]) AS id", people)
+            for attendee in people[:3]:
+                await conn.execute("SELECT (eventd_register(gen_random_uuid(), $1, $2::uuid, true)).outcome",
+                                   event, attendee)
+            kept = [tuple(r) for r in await conn.fetch(
+                "SELECT id, attendee_id, status, seq, created_at, confirmed_at FROM registrations"
+                " ORDER BY seq")]
+        assert [row[2] for row in kept] == ["confirmed", "confirmed", "waitlisted"]
+
+        applied = await apply_migrations(db)
+        assert applied[0] == "009_registration_flow"
+        rows = await db.fetch(
+            "SELECT id, attendee_id, status, seq, created_at, confirmed_at, updated_at,"
+            " expires_at, token_hashes, checked_in_at FROM registrations ORDER BY seq")
+        assert [tuple(r)[:6] for r in rows] == kept
+        assert all(r["updated_at"] == (r["confirmed_at"] or r["created_at"]) for r in rows)
+        assert all(r["expires_at"] is None and r["checked_in_at"] is None for r in rows)
+        assert all(r["token_hashes"] == [] for r in rows)  # only an admin acts on them
+        counts = await db.fetchrow(
+            "SELECT confirmed_count, held_count, waitlist_count, hold_minutes, offer_minutes,"
+            " confirmation FROM events WHERE id = $1", event)
+        assert tuple(counts) == (2, 0, 1, 15.0, 0.0, "instant")
+        # The new rules hold for the old rows: a cancel keeps the row and promotes.
+        cancelled = await db.fetchrow(
+            "SELECT outcome, promoted FROM eventd_cancel($1, $2)", kept[0][0], event)
+        assert cancelled is not None
+        assert (cancelled["outcome"], list(cancelled["promoted"])) == ("cancelled", [kept[2][0]])
+        statuses = [r["status"] for r in await db.fetch(
+            "SELECT status FROM registrations ORDER BY seq")]
+        assert statuses == ["cancelled", "confirmed", "confirmed"]
+        # And the one who cancelled may register again.
+        again = await db.fetchrow(
+            "SELECT outcome FROM eventd_register(gen_random_uuid(), $1, $2, false, false, false)",
+            event, kept[0][1])
+        assert again is not None
+        assert again["outcome"] == "event_full"  # both seats taken: registering is allowed

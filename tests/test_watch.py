@@ -34,6 +34,7 @@ from eventd.cli.watch import (
     Screen,
     WatchError,
     capacity_bar,
+    counts_text,
     follow,
     log_line,
     stream_url,
@@ -306,6 +307,14 @@ def test_capacity_bar_fills_in_proportion():
     assert capacity_bar(0, 10, width=10) == "[..........]"
     assert capacity_bar(5, 10, width=10) == "[#####.....]"
     assert capacity_bar(10, 10, width=10) == "[##########]"
+
+
+def test_held_seats_show_after_the_confirmed_ones():
+    assert capacity_bar(3, 10, width=10, held=2) == "[###++.....]"
+    assert capacity_bar(8, 10, width=10, held=2) == "[########++]"
+    line = counts_text({"maxAttendees": 10, "registeredCount": 3, "heldCount": 2,
+                        "availableSpots": 5, "waitlistCount": 1, "warning": None})
+    assert line == "3/10 registered, 2 held, 5 available, 1 waitlisted"
 
 
 def counts(registered: int, maximum: int = 4, warning: str | None = None) -> dict[str, object]:

@@ -137,6 +137,7 @@ class EventActor:
         "_held_since",
         "_arm_expiry",
         "next_expiry",
+        "_flow",
     )
 
     def __init__(
@@ -150,6 +151,7 @@ class EventActor:
         published: int | None = None,
         outcomes: collections.Counter[str] | None = None,
         arm_expiry: ArmExpiry = _no_timer,
+        flow: collections.Counter[str] | None = None,
     ) -> None:
         self.state = event
         self.deleted = False
@@ -168,6 +170,8 @@ class EventActor:
         self._held: dict[int, Change] = {}
         self._held_since = math.inf
         self._arm_expiry = arm_expiry
+        # Holds and offers made, confirmed and expired, counted for /metrics.
+        self._flow = flow if flow is not None else collections.Counter()
         # When the event's next hold or offer expires, as the database last said.
         self.next_expiry: datetime | None = None
         self._expect_expiry(event.next_expiry)
@@ -427,10 +431,8 @@ class EventActor:
     def _answer(self, request: m.RegistrationRequest, result: c.OpResult) -> None:
         event = self.state
         self._outcomes[result.outcome] += 1
-        if result.promoted:
-            self._outcomes["offered" if event.offer_minutes > 0 else "promoted"] += len(
-                result.promoted
-            )
+        self._count_flow(result.outcome, result.promoted, result.expired_holds,
+                         result.expired_offers)
         match result.outcome:
             case "confirmed" | "held" | "waitlisted" if isinstance(request, m.Register):
                 assert result.created_at is not None
@@ -491,6 +493,23 @@ class EventActor:
                 self._gone()
                 _fail_gone(request, event)
 
+    def _count_flow(self, outcome: str, filled: Sequence[uuid.UUID], expired_holds: int = 0,
+                    expired_offers: int = 0) -> None:
+        flow = self._flow
+        if outcome == "held":
+            flow["holds_created"] += 1
+        elif outcome == "confirmed_hold":
+            flow["holds_confirmed"] += 1
+        elif outcome == "confirmed_offer":
+            flow["offers_claimed"] += 1
+        if expired_holds or expired_offers:
+            flow["holds_expired"] += expired_holds
+            flow["offers_expired"] += expired_offers
+        if filled:  # seats from the waitlist: offered, or confirmed at once
+            event = self.state
+            offered = event.offer_minutes > 0 or event.confirmation == "email"
+            flow["offers_made" if offered else "promotions"] += len(filled)
+
     def _adopt(self, counts: EventCounts) -> None:
         """Take the database's counts if they are news, and tell the hub.
 
@@ -532,6 +551,7 @@ class EventActor:
         if result.counts_changed:
             self._emit("eventCapacityUpdate", result.current, result.current.version)
             self._expect_expiry(result.current.next_expiry, always=True)  # offers made
+            self._count_flow("", result.promoted)
         await self._store()
         request.reply.set(result.current)
 

@@ -111,6 +111,8 @@ class SupervisorStatistics:
     restarts: int
     outcomes: dict[str, int]  # registrations and cancellations answered, by outcome
     rounds: RoundStatistics
+    # Holds created, confirmed, expired; offers made, claimed, expired; promotions.
+    flow: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class Supervisor:
@@ -147,6 +149,7 @@ class Supervisor:
         self._awake = 0
         self._rounds = Rounds(offer, self)
         self._outcomes: collections.Counter[str] = collections.Counter()
+        self._flow: collections.Counter[str] = collections.Counter()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -433,6 +436,7 @@ class Supervisor:
             published=published,
             outcomes=self._outcomes,
             arm_expiry=self.expiries.arm,
+            flow=self._flow,
         )
 
     async def _retire_idle_actors(self) -> None:
@@ -558,4 +562,5 @@ class Supervisor:
             restarts=self._restarts,
             outcomes=dict(self._outcomes),
             rounds=self._rounds.statistics(),
+            flow=dict(self._flow),
         )

@@ -67,22 +67,30 @@ def stream_url(base: str, event_id: str) -> str:
 # --- formatting (pure, so it can be tested without a daemon) -------------------------
 
 
-def capacity_bar(registered: int, maximum: int, width: int = BAR_WIDTH) -> str:
-    filled = 0 if maximum <= 0 else min(width, round(width * registered / maximum))
-    return "[" + "#" * filled + "." * (width - filled) + "]"
+def capacity_bar(registered: int, maximum: int, width: int = BAR_WIDTH, held: int = 0) -> str:
+    """Confirmed seats as ``#``, held and offered ones after them as ``+``."""
+    if maximum <= 0:
+        return "[" + "." * width + "]"
+    filled = min(width, round(width * registered / maximum))
+    holding = min(width - filled, round(width * (registered + held) / maximum) - filled)
+    return "[" + "#" * filled + "+" * holding + "." * (width - filled - holding) + "]"
 
 
 def counts_text(counts: dict[str, Any]) -> str:
+    # A daemon from before holds sends no heldCount: it has none.
+    held = counts.get("heldCount", 0)
     line = (
         f"{counts['registeredCount']}/{counts['maxAttendees']} registered, "
-        f"{counts['availableSpots']} available, {counts['waitlistCount']} waitlisted"
+        + (f"{held} held, " if held else "")
+        + f"{counts['availableSpots']} available, {counts['waitlistCount']} waitlisted"
     )
     warning = WARNING_TEXT.get(counts.get("warning") or "")
     return f"{line}  {warning}" if warning else line
 
 
 def status_line(counts: dict[str, Any]) -> str:
-    bar = capacity_bar(counts["registeredCount"], counts["maxAttendees"])
+    bar = capacity_bar(counts["registeredCount"], counts["maxAttendees"],
+                       held=counts.get("heldCount", 0))
     return f"{bar} {counts_text(counts)}"
 
 

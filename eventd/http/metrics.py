@@ -115,6 +115,17 @@ class _DaemonCollector:
         for outcome, count in sorted(supervisor.outcomes.items()):
             registrations.add_metric((outcome,), count)
         yield registrations
+        holds = CounterMetricFamily(
+            "eventd_holds", "Holds created, confirmed and expired.", labels=("event",)
+        )
+        offers = CounterMetricFamily(
+            "eventd_offers", "Waitlist offers made, claimed and expired.", labels=("event",)
+        )
+        for family, prefix, names in ((holds, "holds_", ("created", "confirmed", "expired")),
+                                      (offers, "offers_", ("made", "claimed", "expired"))):
+            for name in names:
+                family.add_metric((name,), supervisor.flow.get(prefix + name, 0))
+            yield family
         yield GaugeMetricFamily("eventd_actors_live", "Event actors in memory.",
                                 value=supervisor.live_actors)
         yield CounterMetricFamily("eventd_actor_hydrations", "Actors loaded from the database.",

@@ -79,6 +79,8 @@ class OpResult(NamedTuple):
     expires_at: datetime | None = None  # a new hold's deadline
     # After a cancel, confirm or expire: the event's next pending expiry (None: none).
     next_expiry: datetime | None = None
+    expired_holds: int = 0  # held and offered registrations an expire (or late confirm)
+    expired_offers: int = 0  # expired
 
 
 class EventOps(NamedTuple):
@@ -124,7 +126,7 @@ class RegistrationOps(WriteCommand[list[list[OpResult]]]):
             # transaction's now()): that timestamp is sent, and decoded, once.
             "SELECT registration_id, outcome, NULLIF(created_at, updated_at), promoted, event_id,"
             " max_attendees, confirmed_count, waitlist_count, version, updated_at, edited_version,"
-            " held_count, token, expires_at, next_expiry"
+            " held_count, token, expires_at, next_expiry, expired_holds, expired_offers"
             " FROM eventd_registration_json($1) ORDER BY idx",  # the order of the ops
             # default=str: ids read from the database are asyncpg's own UUID type.
             orjson.dumps(batch, default=str).decode(),
@@ -159,6 +161,8 @@ def _op_result(row: Any) -> OpResult:  # an asyncpg Record, read by position
         row[12],
         row[13],
         row[14],
+        row[15] or 0,
+        row[16] or 0,
     )
 
 

@@ -12,7 +12,7 @@
 CREATE OR REPLACE FUNCTION eventd_confirm(
     p_id uuid, p_event uuid,
     OUT outcome text, OUT promoted uuid[], OUT counts eventd_event_counts,
-    OUT next_expiry timestamptz
+    OUT next_expiry timestamptz, OUT expired_holds integer, OUT expired_offers integer
 ) LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = auto AS $$
 DECLARE
     reg registrations%ROWTYPE;
@@ -34,6 +34,8 @@ BEGIN
             promoted := swept.promoted;
             counts := swept.counts;
             next_expiry := swept.next_expiry;
+            expired_holds := swept.expired_holds;
+            expired_offers := swept.expired_offers;
             RETURN;
         END IF;
         SELECT id, max_attendees, confirmed_count, waitlist_count, version, updated_at,

@@ -6,9 +6,10 @@
 -- made here, gen_random_uuid(), for a registration sent without), the
 -- registrations offered or promoted (NULL when none), a new registration's
 -- manage token (NULL when it went by email) and hold deadline, the event's
--- next pending expiry after a cancel, confirm or expire, and the event's
+-- next pending expiry after a cancel, confirm or expire, the event's
 -- counts after the operation as columns of their own, in the order of
--- EventCounts.
+-- EventCounts, and how many holds and offers an expire (or a late confirm)
+-- expired.
 --
 -- The batch never waits for an event another transaction holds (an admin's
 -- transaction, another daemon's batch): it locks its events first, in id
@@ -31,7 +32,8 @@ CREATE OR REPLACE FUNCTION eventd_registration_batch(
     idx integer, registration_id uuid, outcome text, created_at timestamptz, promoted uuid[],
     token text, expires_at timestamptz, next_expiry timestamptz,
     event_id uuid, max_attendees integer, confirmed_count integer, waitlist_count integer,
-    version bigint, updated_at timestamptz, edited_version bigint, held_count integer
+    version bigint, updated_at timestamptz, edited_version bigint, held_count integer,
+    expired_holds integer, expired_offers integer
 ) LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = auto AS $$
 DECLARE
     total integer := coalesce(cardinality(p_kinds), 0);
@@ -56,7 +58,7 @@ BEGIN
             SELECT run_from - 1 + x.n, x.registration_id, x.outcome, x.created_at, NULL::uuid[],
                    x.token, x.expires_at, NULL::timestamptz,
                    x.event_id, x.max_attendees, x.confirmed_count, x.waitlist_count, x.version,
-                   x.updated_at, x.edited_version, x.held_count
+                   x.updated_at, x.edited_version, x.held_count, NULL::integer, NULL::integer
             FROM eventd_register_run(
                 p_ids[run_from:i - 1], p_events[run_from:i - 1], p_attendees[run_from:i - 1],
                 p_waitlist[run_from:i - 1], p_hold[run_from:i - 1],
@@ -74,23 +76,26 @@ BEGIN
             SELECT i, p_ids[i], 'busy'::text, NULL::timestamptz, NULL::uuid[], NULL::text,
                    NULL::timestamptz, NULL::timestamptz, NULL::uuid,
                    NULL::integer, NULL::integer, NULL::integer, NULL::bigint,
-                   NULL::timestamptz, NULL::bigint, NULL::integer;
+                   NULL::timestamptz, NULL::bigint, NULL::integer, NULL::integer, NULL::integer;
             run_from := i + 1;
             CONTINUE;
         END IF;
         IF p_kinds[i] = 'cancel' THEN
-            SELECT c.outcome, c.promoted, c.counts, c.next_expiry INTO r
+            SELECT c.outcome, c.promoted, c.counts, c.next_expiry, NULL::integer AS expired_holds,
+                   NULL::integer AS expired_offers INTO r
             FROM eventd_cancel(p_ids[i], p_events[i]) AS c;
         ELSIF p_kinds[i] = 'confirm' THEN
-            SELECT c.outcome, c.promoted, c.counts, c.next_expiry INTO r
+            SELECT c.outcome, c.promoted, c.counts, c.next_expiry, c.expired_holds,
+                   c.expired_offers INTO r
             FROM eventd_confirm(p_ids[i], p_events[i]) AS c;
         ELSE
-            SELECT c.outcome, c.promoted, c.counts, c.next_expiry INTO r
+            SELECT c.outcome, c.promoted, c.counts, c.next_expiry, c.expired_holds,
+                   c.expired_offers INTO r
             FROM eventd_expire_due(p_events[i]) AS c;
         END IF;
         RETURN QUERY
         SELECT i, p_ids[i], r.outcome, NULL::timestamptz, nullif(r.promoted, '{}'), NULL::text,
-               NULL::timestamptz, r.next_expiry, (r.counts).*;
+               NULL::timestamptz, r.next_expiry, (r.counts).*, r.expired_holds, r.expired_offers;
         run_from := i + 1;
     END LOOP;
 END $$;

@@ -12,7 +12,8 @@ CREATE OR REPLACE FUNCTION eventd_registration_json(p_ops jsonb) RETURNS TABLE (
     idx integer, registration_id uuid, outcome text, created_at timestamptz, promoted uuid[],
     token text, expires_at timestamptz, next_expiry timestamptz,
     event_id uuid, max_attendees integer, confirmed_count integer, waitlist_count integer,
-    version bigint, updated_at timestamptz, edited_version bigint, held_count integer
+    version bigint, updated_at timestamptz, edited_version bigint, held_count integer,
+    expired_holds integer, expired_offers integer
 ) LANGUAGE sql AS $$
     SELECT b.*
     FROM (

@@ -94,24 +94,26 @@
   const WARNING_TEXT = { almostFull: "Almost full", full: "Full" };
 
   function countsText(event) {
-    // Held seats and check-ins are shown when the daemon reports them.
-    const held = typeof event.heldCount === "number" ? ` · ${event.heldCount} held` : "";
-    const checkedIn = typeof event.checkedInCount === "number"
-      ? ` · ${event.checkedInCount} checked in` : "";
+    const held = event.heldCount ?? 0;  // a daemon from before holds sends none
+    const checkedIn = event.checkedInCount ?? 0;  // nor one from before check-in
     return `${event.registeredCount} / ${event.maxAttendees} registered · ` +
-      `${event.availableSpots} available · ${event.waitlistCount} on waitlist${held}${checkedIn}`;
+      (held ? `${held} held · ` : "") +
+      `${event.availableSpots} available · ${event.waitlistCount} on waitlist` +
+      (checkedIn ? ` · ${checkedIn} checked in` : "");
   }
 
-  /** A capacity block: a progressbar (registered of max), the counts and the warning. */
+  /** A capacity block: a progressbar (registered of max, then the seats held), the counts
+   * and the warning. */
   function capacityBlock(label) {
     const fill = h("div", { class: "fill" });
+    const held = h("div", { class: "held" });
     const bar = h("div", {
       class: "bar", role: "progressbar", "aria-label": label, "aria-valuemin": 0,
-    }, fill);
+    }, fill, held);
     const counts = h("span", { class: "counts-text" });
     const badge = h("strong", { class: "badge", hidden: "" });
     const block = h("div", { class: "capacity" }, bar, h("p", { class: "counts" }, counts, badge));
-    return { block, bar, fill, counts, badge };
+    return { block, bar, fill, held, counts, badge };
   }
 
   function showCapacity(parts, event) {
@@ -119,7 +121,10 @@
     parts.bar.setAttribute("aria-valuemax", String(event.maxAttendees));
     parts.bar.setAttribute("aria-valuenow", String(event.registeredCount));
     parts.bar.setAttribute("aria-valuetext", countsText(event));
-    parts.fill.style.width = `${Math.min(100, (100 * event.registeredCount) / max)}%`;
+    const confirmedShare = Math.min(100, (100 * event.registeredCount) / max);
+    parts.fill.style.width = `${confirmedShare}%`;
+    const heldShare = (100 * (event.heldCount ?? 0)) / max;
+    parts.held.style.width = `${Math.min(100 - confirmedShare, heldShare)}%`;
     parts.counts.textContent = countsText(event);
     const warning = event.warning ?? null;
     parts.block.dataset.warning = warning ?? "none";
@@ -136,9 +141,9 @@
       registeredCount: data.registeredCount,
       availableSpots: data.availableSpots,
       waitlistCount: data.waitlistCount,
+      heldCount: data.heldCount ?? 0,
       warning: data.warning,
     };
-    if ("heldCount" in data) counts.heldCount = data.heldCount;
     if ("checkedInCount" in data) counts.checkedInCount = data.checkedInCount;
     return counts;
   }
