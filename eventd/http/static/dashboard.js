@@ -95,11 +95,12 @@
 
   function countsText(event) {
     const held = event.heldCount ?? 0;  // a daemon from before holds sends none
-    const checkedIn = event.checkedInCount ?? 0;  // nor one from before check-in
+    // Check-ins, counted from the first ticket scanned (a daemon from before sends none).
+    const checkedIn = typeof event.checkedInCount === "number"
+      ? ` · ${event.checkedInCount} checked in` : "";
     return `${event.registeredCount} / ${event.maxAttendees} registered · ` +
       (held ? `${held} held · ` : "") +
-      `${event.availableSpots} available · ${event.waitlistCount} on waitlist` +
-      (checkedIn ? ` · ${checkedIn} checked in` : "");
+      `${event.availableSpots} available · ${event.waitlistCount} on waitlist${checkedIn}`;
   }
 
   /** A capacity block: a progressbar (registered of max, then the seats held), the counts
