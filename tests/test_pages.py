@@ -227,6 +227,7 @@ def test_an_unknown_event_or_registration_says_not_found(
 def test_signing_up_for_an_instant_event_shows_the_ticket(
     daemon_with_token: DaemonProcess, organizer: Organizer, page: Page
 ):
+    """Needs the branches flow (inline attendee, manage token) and tickets (the QR)."""
     created = organizer.event(f"Launch <b>night</b> {uuid.uuid4().hex[:6]}", max_attendees=5,
                               date="2031-07-04T16:30:00Z", timezone="Europe/Berlin",
                               description="Doors at six.")
@@ -274,6 +275,7 @@ def test_signing_up_for_an_instant_event_shows_the_ticket(
 def test_a_full_event_puts_the_page_on_the_waitlist_and_offers_a_freed_seat(
     daemon_with_token: DaemonProcess, organizer: Organizer, page: Page
 ):
+    """Needs flow (offers) and tickets (the QR at the end)."""
     created = organizer.event(f"Small room {uuid.uuid4().hex[:6]}", max_attendees=1,
                               offerMinutes=30)
     taken = organizer.register(created["id"])
@@ -315,6 +317,7 @@ def test_a_full_event_puts_the_page_on_the_waitlist_and_offers_a_freed_seat(
 def test_email_confirmation_goes_through_the_emailed_manage_page(
     daemon_with_token: DaemonProcess, organizer: Organizer, page: Page
 ):
+    """Needs flow (email confirmation, the manage link) and tickets (the QR)."""
     created = organizer.event(f"Workshop {uuid.uuid4().hex[:6]}", max_attendees=3,
                               confirmation="email", holdMinutes=20)
     page.goto(f"{daemon_with_token.url}/e/{created['id']}")
@@ -369,6 +372,7 @@ def test_email_confirmation_goes_through_the_emailed_manage_page(
 def test_the_manage_page_acts_only_with_the_registrations_token(
     daemon_with_token: DaemonProcess, organizer: Organizer, page: Page
 ):
+    """Needs flow (holds and manage tokens)."""
     created = organizer.event(f"Seminar {uuid.uuid4().hex[:6]}", max_attendees=3)
     held = organizer.register(created["id"], hold=True)
     assert held["status"] == "held"
@@ -394,6 +398,7 @@ def test_the_manage_page_acts_only_with_the_registrations_token(
 def test_an_address_already_known_gets_check_your_email(
     daemon_with_token: DaemonProcess, organizer: Organizer, page: Page
 ):
+    """Needs flow (inline attendee)."""
     # Nobody acts for an address they do not own: the link goes to that address.
     created = organizer.event(f"Talk {uuid.uuid4().hex[:6]}", max_attendees=5)
     address = new_address()
@@ -408,7 +413,11 @@ def test_an_address_already_known_gets_check_your_email(
 def test_the_waiting_room_admits_the_page_in_turn(
     daemon_with_token: DaemonProcess, organizer: Organizer, page: Page
 ):
-    """Join before opening, get a place drawn at opening, watch it fall, get in, register."""
+    """Join before opening, get a place drawn at opening, watch it fall, get in, register.
+
+    Needs queue (the waiting room), flow (registering) and tickets (the QR). The draw is
+    random: drawn first or second (1 in 5) there is no fall to see, only the admission.
+    """
     opens = datetime.now(UTC) + timedelta(seconds=10)  # time for the crowd to join first
     created = organizer.event(
         f"Rush {uuid.uuid4().hex[:6]}", max_attendees=50,
