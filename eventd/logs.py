@@ -14,7 +14,6 @@ import orjson
 
 from eventd.config import LogConfig
 
-
 # Secrets a log line must never carry, whoever logs it (a library's message, an
 # exception's text): a ``token`` query parameter and the credential headers.
 _SECRETS = re.compile(

@@ -79,6 +79,7 @@ def test_capacity_update_carries_exactly_the_counts() -> None:
             "availableSpots": 2,
             "waitlistCount": 3,
             "warning": "almostFull",
+            "heldCount": 0,
         },
     }
 

@@ -29,7 +29,8 @@ from tests.support import DaemonProcess
 EVENT_KEYS = {
     "id", "name", "description", "date", "durationMinutes", "endsAt", "location",
     "maxAttendees", "registeredCount", "availableSpots", "waitlistCount", "version",
-    "createdAt", "updatedAt", "timezone",
+    "createdAt", "updatedAt", "timezone", "heldCount", "holdMinutes", "offerMinutes",
+    "confirmation",
 }
 
 
@@ -83,6 +84,9 @@ async def test_create_answers_201_with_location_header_and_defaults(client: http
     assert event["location"] == location
     assert event["maxAttendees"] == 25
     assert event["timezone"] == "UTC"  # events.default_timezone
+    # registrations.hold_minutes; offers and email confirmation are opt-in.
+    assert (event["heldCount"], event["holdMinutes"], event["offerMinutes"],
+            event["confirmation"]) == (0, 15.0, 0.0, "instant")
     assert event["registeredCount"] == 0
     assert event["availableSpots"] == 25
     assert event["waitlistCount"] == 0
@@ -386,7 +390,8 @@ async def test_version_rises_by_one_per_cancellation(client: httpx.AsyncClient):
     response = await register(client, event["id"], person["id"])
     assert response.status_code == 201, response.text
     before = await get_event(client, event["id"])
-    cancel = await client.delete(f"/registrations/{response.json()['id']}")
+    cancel = await client.delete(f"/registrations/{response.json()['id']}",
+                                 params={"token": response.json()["manageToken"]})
     assert cancel.status_code == 204, cancel.text
     after = await get_event(client, event["id"])
     assert after["version"] == before["version"] + 1

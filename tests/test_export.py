@@ -131,7 +131,8 @@ async def test_csv_of_100_000_registrations_parses_back_whole(
         assert row[1] == record["status"]
         assert row[3] == record["email"]
         assert UTC_Z.match(row[4]), row[4]
-        assert row[5:] == ["", "", ""]  # no updatedAt, expiresAt, checkedInAt yet
+        assert UTC_Z.match(row[5]), row[5]  # updatedAt
+        assert row[6:] == ["", ""]  # neither held nor offered, not checked in
         name = record["name"]
         if name.startswith(FORMULA_STARTS):
             assert row[2] == "'" + name, (row[2], name)  # no spreadsheet runs it
@@ -160,7 +161,8 @@ async def test_ndjson_of_one_status_has_one_object_per_line(
         assert list(item) == HEADER
         assert item["status"] == "waitlisted"
         assert UTC_Z.match(item["createdAt"])
-        assert item["updatedAt"] is item["expiresAt"] is item["checkedInAt"] is None
+        assert UTC_Z.match(item["updatedAt"])
+        assert item["expiresAt"] is item["checkedInAt"] is None
         assert original(item["attendeeName"]) == item["attendeeName"]  # values as they are
     assert {i["attendeeName"] for i in items} <= set(NAMES)
     assert any(i["attendeeName"].startswith(FORMULA_STARTS) for i in items)  # not neutralised

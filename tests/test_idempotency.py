@@ -189,7 +189,8 @@ async def test_a_refusal_is_the_answer_and_is_replayed(client: httpx.AsyncClient
     full = await post(client, "/registrations", body, key)
     assert_problem(full, 409, "event_full")
     # The spot frees up; the same key still gets the answer it got.
-    assert (await client.delete(f"/registrations/{seat.json()['id']}")).status_code == 204
+    assert (await client.delete(f"/registrations/{seat.json()['id']}",
+                                params={"token": seat.json()["manageToken"]})).status_code == 204
     replay = await post(client, "/registrations", body, key)
     assert_problem(replay, 409, "event_full")
     assert_replay_of(replay, full)

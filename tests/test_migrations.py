@@ -166,11 +166,13 @@ async def test_the_registration_flow_keeps_every_registration_and_its_meaning(
                 " max_attendees) VALUES ($1, 'Old', now() + interval '2 days', 60,"
                 " now() + interval '2 days 1 hour', 'Hall', 2)", event)
             await conn.execute(
-                "INSERT INTO attendees (id, name, email) SELECT id::uuid, 'P', id || '@example.org'"
-                " FROM unnest($1::text[]) AS id", people)
+                "INSERT INTO attendees (id, name, email)"
+                " SELECT id::uuid, 'P', id || '@example.org' FROM unnest($1::text[]) AS id",
+                people)
             for attendee in people[:3]:
-                await conn.execute("SELECT (eventd_register(gen_random_uuid(), $1, $2::uuid, true)).outcome",
-                                   event, attendee)
+                await conn.execute(
+                    "SELECT (eventd_register(gen_random_uuid(), $1, $2::uuid, true)).outcome",
+                    event, attendee)
             kept = [tuple(r) for r in await conn.fetch(
                 "SELECT id, attendee_id, status, seq, created_at, confirmed_at FROM registrations"
                 " ORDER BY seq")]

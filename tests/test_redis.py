@@ -331,7 +331,8 @@ async def test_while_redis_is_down_reads_on_b_follow_the_database(
             renamed = await via_a.patch(f"/events/{eid}", json={"name": "Redis is down"})
             assert renamed.status_code == 200
             await assert_reads_the_database(via_b, db, eid)
-            assert (await via_a.delete(f"/registrations/{registered[0]['id']}")
+            assert (await via_a.delete(f"/registrations/{registered[0]['id']}",
+                                       params={"token": registered[0]["manageToken"]})
                     ).status_code == 204  # the first waitlisted takes the spot
             now = await assert_reads_the_database(via_b, db, eid)
             assert now is not None
@@ -378,3 +379,42 @@ async def test_while_redis_is_down_reads_on_b_follow_the_database(
         assert seqs == sorted(set(seqs))
         assert seen[-1]["seq"] == now["version"]
         assert seen[-1]["data"]["waitlistCount"] == now["waitlistCount"]
+
+
+async def test_a_hold_made_through_a_expires_once_and_b_streams_it(
+    two_daemons, fresh_database_url: str
+):
+    """The hold's timer is A's; B's stream sees the expiry and the offer, and each
+    happens once: one expired email, one offered email."""
+    a, b = two_daemons
+    async with httpx.AsyncClient(base_url=a.url) as via_a, \
+            httpx.AsyncClient(base_url=b.url) as via_b:
+        event = await create_event(via_a, maxAttendees=1, holdMinutes=0.05, offerMinutes=60)
+        holder, waiting = await create_attendee(via_a), await create_attendee(via_a)
+        held = (await via_a.post("/registrations", json={
+            "eventId": event["id"], "attendeeId": holder["id"], "hold": True})).json()
+        queued = (await via_a.post("/registrations", json={
+            "eventId": event["id"], "attendeeId": waiting["id"], "waitlist": True})).json()
+        assert (held["status"], queued["status"]) == ("held", "waitlisted")
+        seen: list[dict[str, Any]] = []
+        with trio.fail_after(WAIT_SECONDS):
+            async with open_websocket_url(ws_url(b.url, f"/ws/events/{event['id']}")) as ws:
+                seen.append(await next_message(ws))  # the snapshot
+                while seen[-1]["data"].get("waitlistCount", 1) != 0:
+                    seen.append(await next_message(ws))
+        final = seen[-1]
+        assert final["type"] == "eventCapacityUpdate"
+        assert (final["data"]["heldCount"], final["data"]["registeredCount"]) == (1, 0)
+        assert (await via_b.get(f"/registrations/{held['id']}")).json()["status"] == "expired"
+        offer = (await via_b.get(f"/registrations/{queued['id']}")).json()
+        assert offer["status"] == "offered"
+        # The offer is claimed through B with the token A answered.
+        claimed = await via_b.post(f"/registrations/{queued['id']}/confirm",
+                                   params={"token": queued["manageToken"]})
+        assert claimed.status_code == 200, claimed.text
+        rows = await trio.to_thread.run_sync(lambda: run_sql(
+            fresh_database_url, "SELECT kind, count(*) AS n FROM email_outbox"
+            " WHERE payload #>> '{event,id}' = $1 GROUP BY kind", event["id"]))
+        kinds = {r["kind"]: r["n"] for r in rows}
+        assert (kinds["expired"], kinds["offered"]) == (1, 1)
+

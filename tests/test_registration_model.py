@@ -225,6 +225,11 @@ class Driver:
             self.people.append(response.json()["id"])
         self.model.live_attendees.update(self.people)
         self.ever_registered: list[str] = []
+        # Each registration's manage token and attendee; the cancelled ones stay as
+        # history until their attendee is deleted.
+        self.tokens: dict[str, str] = {}
+        self.owners: dict[str, str] = {}
+        self.cancelled: set[str] = set()
 
     def run(self, operations: list[Operation]) -> None:
         for operation in operations:
@@ -265,18 +270,25 @@ class Driver:
             attendee_id,
         )
         self.model.add(body["id"], attendee_id, outcome)
+        self.tokens[body["id"]] = body["manageToken"]
+        self.owners[body["id"]] = attendee_id
         assert body["waitlistPosition"] == self.model.position(self.model.registrations[body["id"]])
         self.ever_registered.append(body["id"])
         self.tally.waitlisted += outcome == "waitlisted"
         return True
 
     def cancel(self, registration_id: str) -> bool:
-        response = self.http.delete(f"/registrations/{registration_id}")
+        response = self.http.delete(f"/registrations/{registration_id}",
+                                    params={"token": self.tokens.get(registration_id, "none")})
+        if registration_id in self.cancelled:  # history: nothing changes
+            assert response.status_code == 204, response.text
+            return False
         if registration_id not in self.model.registrations:
             assert_problem(response, 404, "not_found")
             return False
         assert response.status_code == 204, response.text
         self.model.cancel(registration_id)
+        self.cancelled.add(registration_id)
         return True
 
     def set_capacity(self, capacity: int) -> bool:
@@ -299,6 +311,8 @@ class Driver:
         assert response.status_code == 204, response.text
         held = self.model.holder(attendee_id) is not None
         self.model.delete_attendee(attendee_id)
+        # Their registrations' history goes with them.
+        self.cancelled -= {r for r, owner in self.owners.items() if owner == attendee_id}
         return held
 
     # --- after every operation ----------------------------------------------------
@@ -342,7 +356,12 @@ class Driver:
         for registration_id in self.ever_registered:
             response = self.http.get(f"/registrations/{registration_id}")
             held = self.model.registrations.get(registration_id)
-            if held is None:  # cancelled, or its attendee deleted
+            if registration_id in self.cancelled:  # kept as history
+                assert response.status_code == 200, response.text
+                assert (response.json()["status"], response.json()["waitlistPosition"]) == (
+                    "cancelled", None)
+                continue
+            if held is None:  # its attendee deleted
                 assert_problem(response, 404, "not_found")
                 continue
             assert response.status_code == 200, response.text

@@ -202,15 +202,18 @@ async def test_holds_pending_at_a_kill_expire_once_at_the_next_start(
         event_id = uuid.UUID(event["id"])
         # No daemon runs while the holds fall due (by the database's clock).
         with trio.fail_after(WAIT_SECONDS):
-            while await db.fetchval(
-                    "SELECT max(expires_at) > now() FROM registrations WHERE event_id = $1",
-                    event_id):
+            while True:
+                if not await db.fetchval("SELECT max(expires_at) > now() FROM registrations"
+                                         " WHERE event_id = $1", event_id):
+                    break
                 await trio.sleep(0.1)
         assert await _statuses(db, event_id) == {"held": 20, "waitlisted": 20}
         daemon.start()
         try:
             with trio.fail_after(WAIT_SECONDS):
-                while await _statuses(db, event_id) != {"expired": 20, "offered": 20}:
+                while True:
+                    if await _statuses(db, event_id) == {"expired": 20, "offered": 20}:
+                        break
                     await trio.sleep(0.1)
             emails = await _emails(db, event_id)
             assert (emails["expired"], emails["offered"]) == (20, 20)

@@ -122,7 +122,8 @@ async def test_messages_arrive_over_smtp(smtp, smtp_daemon):
         await register(client, event["id"], second["id"], waitlist=True)
         [confirmation] = await arrived(inbox, first["email"])
         [waitlisted] = await arrived(inbox, second["email"])
-        await client.delete(f"/registrations/{registration['id']}")
+        await client.delete(f"/registrations/{registration['id']}",
+                            params={"token": registration["manageToken"]})
         cancelled, = [m for m in await arrived(inbox, first["email"], 2)
                       if m["Subject"].startswith("Registration cancelled")]
         promoted, = [m for m in await arrived(inbox, second["email"], 2)

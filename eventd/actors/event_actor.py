@@ -5,9 +5,10 @@ code that changes it. A dormant actor is its state and nothing else, so
 memory follows the number of live events, not the number of tasks.
 
 Registrations, cancellations, confirmations and expiries take one path,
-whatever else is configured: when they are first in the mailbox, the supervisor puts the actor in the next
-round (``eventd.actors.rounds``). The round takes the actor's turn
-(:meth:`EventActor.registration_turn`: plain ops for the writer), sends one
+whatever else is configured: when they are first in the mailbox, the
+supervisor puts the actor in the next round (``eventd.actors.rounds``). The
+round takes the actor's turn (:meth:`EventActor.registration_turn`: plain ops
+for the writer), sends one
 command for every actor in it, and hands each actor the writer's plain results
 after COMMIT (:meth:`EventActor.registrations_committed`): the actor adopts
 the database's counts, publishes one change per new version and answers each

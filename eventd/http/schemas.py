@@ -290,6 +290,13 @@ class InlineAttendee(Body):
 
 
 def _one_attendee(schema: dict[str, Any]) -> None:
+    """``attendeeId`` or ``attendee``, exactly one, neither null: typed ``X | None`` only
+    to tell which was sent."""
+    for name in ("attendeeId", "attendee"):
+        field = schema["properties"][name]
+        field.pop("default", None)
+        (sent,) = [option for option in field.pop("anyOf") if option != {"type": "null"}]
+        field.update(sent)
     schema["oneOf"] = [{"required": ["attendeeId"]}, {"required": ["attendee"]}]
 
 
