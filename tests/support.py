@@ -365,6 +365,50 @@ def headless_chromium() -> Iterator[Any]:
         asyncio.set_event_loop_policy(None)
 
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("EVENTD_TEST_ARTIFACTS") or REPOSITORY / "test-artifacts")
+# axe-core from the npm registry, installed by scripts/test beside the virtualenv.
+AXE_SCRIPT = REPOSITORY / ".venv" / "node" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """The whole page as a PNG in ``$EVENTD_TEST_ARTIFACTS`` (default ``test-artifacts/``)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True, animations="disabled")
+    print(f"screenshot: {path}")
+    return path
+
+
+def serious_accessibility_violations(page: Any) -> list[str]:
+    """What axe-core finds serious or critical on the page as it is now, one line each.
+
+    The script goes in through the DevTools protocol (``page.evaluate``): the pages'
+    Content-Security-Policy rightly refuses an inline ``<script>`` such as
+    ``add_script_tag`` would write.
+    """
+    if not AXE_SCRIPT.exists():
+        pytest.fail(
+            f"{AXE_SCRIPT} is missing: the accessibility checks need axe-core. Install it with"
+            " `npm install --prefix .venv/node axe-core@4` (scripts/test does so)."
+        )
+    page.evaluate("source => { (0, eval)(source); }", AXE_SCRIPT.read_text())
+    found = page.evaluate(
+        """async () => {
+            const result = await axe.run(document, { resultTypes: ["violations"] });
+            return result.violations.map((v) => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map((n) => n.target.join(" ")),
+            }));
+        }"""
+    )
+    return [
+        f"{v['impact']} {v['id']}: {v['help']} ({', '.join(v['nodes'][:5])})"
+        for v in found
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
 # --- counting tasks ------------------------------------------------------------------
 
 

@@ -5,12 +5,11 @@ system binary — nothing is downloaded. Plain sync tests (Playwright's sync
 API); every wait is Playwright's own bounded wait for a state, never a timed
 assertion. The browser test's daemon has an admin token, so the page proves
 it needs none. Screenshots go to ``$EVENTD_TEST_ARTIFACTS`` (default:
-``test-artifacts/`` at the repository root).
+``test-artifacts/`` at the repository root); axe-core checks the page.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -22,14 +21,15 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from tests.conftest import future, unique_location
-from tests.support import DaemonProcess, headless_chromium
+from tests.support import (
+    DaemonProcess,
+    headless_chromium,
+    screenshot,
+    serious_accessibility_violations,
+)
 
 WAIT_MS = 10_000
 TOKEN = "dashboard-test-token"
-ARTIFACTS = Path(
-    os.environ.get("EVENTD_TEST_ARTIFACTS")
-    or Path(__file__).resolve().parent.parent / "test-artifacts"
-)
 
 
 # --- plain HTTP -------------------------------------------------------------------------
@@ -145,14 +145,6 @@ def api(daemon_with_token: DaemonProcess) -> Iterator[Api]:
         yield organizer
 
 
-def screenshot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True, animations="disabled")
-    print(f"screenshot: {path}")
-    return path
-
-
 def progress_of(page: Page, event_id: str) -> Any:
     return page.locator(f'li[data-event-id="{event_id}"]').get_by_role("progressbar")
 
@@ -217,6 +209,10 @@ def test_dashboard_follows_registrations_live_and_survives_a_restart(
     expect(items).to_have_count(3)
     expect(items.nth(1)).to_have_attribute("data-event-id", created["id"])
     screenshot(page, "dashboard-list.png")
+    assert serious_accessibility_violations(page) == []
+    # Each event links to its signup page.
+    signup = item.get_by_role("link", name=f"Sign-up page of {name}")
+    expect(signup).to_have_attribute("href", f"/e/{small['id']}")
 
     # The daemon goes away and comes back on the same port and database.
     assert daemon.stop() == 0, daemon.log()
@@ -230,7 +226,7 @@ def test_dashboard_follows_registrations_live_and_survives_a_restart(
     expect(items).to_have_count(3)
 
     # One event's own page: its stream, snapshot first, then each change in the log.
-    page.get_by_role("link", name="Created while watching").click()
+    page.get_by_role("link", name="Created while watching", exact=True).click()
     expect(page).to_have_url(re.compile(rf"\?event={created['id']}$"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Created while watching")
     expect(status).to_have_text("Live")
@@ -256,6 +252,9 @@ def test_dashboard_follows_registrations_live_and_survives_a_restart(
     expect(log.get_by_role("listitem").first).to_contain_text("2 / 5 registered")
     expect(log.get_by_role("listitem").first).to_contain_text("#3")
     screenshot(page, "dashboard-event.png")
+    assert serious_accessibility_violations(page) == []
+    expect(page.get_by_role("link", name="Open the sign-up page")).to_have_attribute(
+        "href", f"/e/{created['id']}")
 
     api.delete(created["id"])
     expect(page.get_by_text("This event was cancelled.")).to_be_visible()
@@ -315,3 +314,36 @@ def test_an_event_page_shows_its_admission_queue_live(daemon: DaemonProcess, bro
     httpx.post(f"{daemon.url}/events/{event_id}/queue", timeout=30)
     expect(queue).to_contain_text("· 4 waiting")  # the next second's queueUpdate
     expect(page.locator("#log li")).to_have_count(1)  # the snapshot; states are not logged
+
+
+def test_the_dashboard_shows_held_seats_and_check_ins(api: Api, browser: Browser):
+    """Needs the holds (branch flow) and check-in (branch tickets)."""
+    expect.set_options(timeout=WAIT_MS)
+    event = api.event(f"Door test {uuid.uuid4().hex[:6]}", max_attendees=5, days=12)
+
+    def register(**fields: Any) -> dict[str, Any]:
+        attendee = {"name": "Bea", "email": f"b.{uuid.uuid4().hex[:12]}@example.com"}
+        response = api.http.post("/registrations", json={
+            "eventId": event["id"], "attendee": attendee, **fields})
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    page = browser.new_page()
+    page.goto(f"{api.http.base_url}/")
+    item = page.locator(f'li[data-event-id="{event["id"]}"]')
+    expect(item).to_contain_text("0 / 5 registered · 5 available · 0 on waitlist")
+
+    register(hold=True)
+    expect(item).to_contain_text("0 / 5 registered · 1 held · 4 available · 0 on waitlist")
+    confirmed = register()
+    ticket = api.http.get(f"/registrations/{confirmed['id']}/ticket")
+    assert ticket.status_code == 200, ticket.text
+    checked_in = api.http.post("/checkins", json={"ticket": ticket.json()["ticket"]})
+    assert checked_in.status_code == 201, checked_in.text
+    expect(item).to_contain_text("1 / 5 registered · 1 held · 3 available · 0 on waitlist"
+                                 " · 1 checked in")
+
+    # One event's page says the same.
+    page.goto(f"{api.http.base_url}/?event={event['id']}")
+    expect(page.get_by_role("progressbar")).to_have_attribute(
+        "aria-valuetext", re.compile(r"1 held · .* · 1 checked in$"))

@@ -19,6 +19,7 @@ from eventd.http import (
     exports,
     health,
     openapi,
+    pages,
     problems,
     queue,
     registrations,
@@ -56,7 +57,7 @@ def create_app(services: Services) -> EventdApp:
     app.extensions["eventd"] = services
     Metrics(services).install(app)  # first, so its clock covers every other hook
     for module in (events, attendees, registrations, exports, health, streams, dashboard,
-                   openapi, swagger_ui, queue, tickets, webhooks):
+                   openapi, swagger_ui, pages, queue, tickets, webhooks):
         app.register_blueprint(module.blueprint)
     checkins.install(app)
 

@@ -130,7 +130,8 @@ def build_document() -> dict[str, Any]:
             {"name": "queue", "description": "Admission queues (waiting rooms)."},
             {"name": "streams", "description": "WebSocket streams of changes."},
             {"name": "operations", "description": "Health and metrics."},
-            {"name": "pages", "description": "This document, Swagger UI, the dashboard."},
+            {"name": "pages", "description": "This document, Swagger UI, the dashboard,"
+             " the signup and manage pages."},
         ],
         "paths": document_paths(),
         "components": {

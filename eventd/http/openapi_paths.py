@@ -37,6 +37,10 @@ DOCUMENT_PATH = "/api/openapi.json"
 
 _PAGE = param("Page")
 _HTML: JsonSchema = {"content": {"text/html": {"schema": TEXT}}}
+_PAGE_ID: JsonSchema = {
+    "name": "id", "in": "path", "required": True, "schema": TEXT,
+    "description": "The id the page shows; its script asks the API about it.",
+}
 _EVENT_LINKS = {
     "getEvent": ("eventId", "id"),
     "updateEvent": ("eventId", "id"),
@@ -478,6 +482,34 @@ def document_paths() -> dict[str, JsonSchema]:
         ),
         operation(
             "GET", "/dashboard/{name}", "dashboardFile", "pages", "A file of the dashboard",
+            {200: files("text/javascript", "text/css")},
+            parameters=[{"name": "name", "in": "path", "required": True, "schema": TEXT}],
+            codes=["not_found"],
+            busy=PAGES,
+        ),
+        operation(
+            "GET", "/e/{id}", "signupPage", "pages", "An event's signup page",
+            {200: {"description": "The signup page.", **_HTML}},
+            parameters=[_PAGE_ID],
+            busy=PAGES,
+            description="For people, not programs: the event in its own time zone, live"
+            " seats, the admission queue when the event has one, a name and email form,"
+            " then the result. One page for every id: its script reads the event, so an"
+            " unknown id gets the page, which says the event was not found.",
+        ),
+        operation(
+            "GET", "/r/{id}", "managePage", "pages", "A registration's manage page",
+            {200: {"description": "The manage page.", **_HTML}},
+            parameters=[_PAGE_ID],
+            busy=PAGES,
+            description="The page every email about a registration links to, as"
+            " `/r/{id}?token=…`: its status, the ticket's QR code, confirm (while held or"
+            " offered) and cancel. The page's script reads `token` from its own address and"
+            " sends it as `Registration-Token`; the daemon never reads it here. Like the"
+            " signup page, one page for every id.",
+        ),
+        operation(
+            "GET", "/pages/{name}", "pageFile", "pages", "A file of the signup and manage pages",
             {200: files("text/javascript", "text/css")},
             parameters=[{"name": "name", "in": "path", "required": True, "schema": TEXT}],
             codes=["not_found"],

@@ -95,10 +95,12 @@
 
   function countsText(event) {
     const held = event.heldCount ?? 0;  // a daemon from before holds sends none
+    // Check-ins, counted from the first ticket scanned (a daemon from before sends none).
+    const checkedIn = typeof event.checkedInCount === "number"
+      ? ` · ${event.checkedInCount} checked in` : "";
     return `${event.registeredCount} / ${event.maxAttendees} registered · ` +
       (held ? `${held} held · ` : "") +
-      `${event.availableSpots} available · ${event.waitlistCount} on waitlist · ` +
-      `${event.checkedInCount ?? 0} checked in`;
+      `${event.availableSpots} available · ${event.waitlistCount} on waitlist${checkedIn}`;
   }
 
   /** A capacity block: a progressbar (registered of max, then the seats held), the counts
@@ -134,7 +136,7 @@
 
   /** Counts from an eventCapacityUpdate merged into the event, with the server's warning. */
   function withCounts(event, data) {
-    return {
+    const counts = {
       ...event,
       maxAttendees: data.maxAttendees,
       registeredCount: data.registeredCount,
@@ -144,6 +146,8 @@
       checkedInCount: data.checkedInCount ?? event.checkedInCount,
       warning: data.warning,
     };
+    if ("checkedInCount" in data) counts.checkedInCount = data.checkedInCount;
+    return counts;
   }
 
   const withWarning = (event) => ({ ...event, warning: warningFor(event) });
@@ -202,6 +206,7 @@
 
   const byDate = (a, b) => (a.date < b.date ? -1 : a.date > b.date ? 1 : a.id < b.id ? -1 : 1);
   const eventLink = (id) => `/?event=${encodeURIComponent(id)}`;
+  const signupLink = (id) => `/e/${encodeURIComponent(id)}`;
 
   // --- the list of upcoming events ------------------------------------------------
 
@@ -216,10 +221,12 @@
       const link = h("a", { href: eventLink(event.id) });
       const time = h("time");
       const place = h("span");
+      const signup = h("a", { class: "signup", href: signupLink(event.id) }, "Sign-up page");
       const parts = capacityBlock("Registered");
       const item = h("li", { class: "event", "data-event-id": event.id },
-        h("h2", {}, link), h("p", { class: "meta" }, time, " · ", place), parts.block);
-      return { event, item, parts, link, time, place };
+        h("h2", {}, link), h("p", { class: "meta" }, time, " · ", place, " · ", signup),
+        parts.block);
+      return { event, item, parts, link, time, place, signup };
     }
 
     function paint(entry) {
@@ -229,6 +236,7 @@
       entry.time.textContent = localTime(event.date, event.timezone);
       entry.place.textContent = event.location;
       entry.parts.bar.setAttribute("aria-label", `Registered for ${event.name}`);
+      entry.signup.setAttribute("aria-label", `Sign-up page of ${event.name}`);
       showCapacity(entry.parts, event);
     }
 
@@ -356,6 +364,8 @@
         rows.push(["Admission", `queue: ${ratePerMinute} a minute, each admission good for ${tokenMinutes} min`]);
       }
       $("event-details").replaceChildren(...rows.flatMap(([term, text]) => [h("dt", {}, term), h("dd", {}, text)]));
+      $("event-signup").href = signupLink(event.id);
+      $("event-signup").hidden = false;
       showCapacity(parts, event);
     }
 
