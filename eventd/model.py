@@ -107,7 +107,7 @@ class Event:
     COLUMNS = (
         "id, name, description, starts_at, duration_minutes, location, max_attendees, "
         "confirmed_count, waitlist_count, version, created_at, updated_at, timezone, "
-        "held_count, hold_minutes, offer_minutes, confirmation, checked_in_count"
+        "held_count, hold_minutes, offer_minutes, confirmation, checked_in_count, "
         "sales_start_at, admission_rate_per_minute, admission_token_minutes"
     )
 
