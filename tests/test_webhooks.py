@@ -135,7 +135,9 @@ async def test_a_cancellation_and_the_promotion_it_causes_arrive_in_order(
     first, second = [await create_attendee(admin) for _ in range(2)]
     one = (await register(admin, event["id"], first["id"])).json()
     two = (await register(admin, event["id"], second["id"], waitlist=True)).json()
-    assert (await admin.delete(f"/registrations/{one['id']}")).status_code == 204
+    cancelled = await admin.delete(f"/registrations/{one['id']}",
+                                   params={"token": one["manageToken"]})
+    assert cancelled.status_code == 204
 
     got = [verified(endpoint["secret"], d) for d in await receiver.wait_for(4)]
     assert [(b["type"], b["data"]["id"]) for b in got] == [

@@ -91,7 +91,7 @@ class CheckIns(WriteCommand[CheckedIn]):
         rows = await conn.fetch(
             "SELECT idx, registration_id, outcome, attendee_id, created_at, checked_in_at,"
             " event_id, max_attendees, confirmed_count, waitlist_count, version, updated_at,"
-            " edited_version, checked_in_count FROM eventd_check_in_json($1)",
+            " edited_version, checked_in_count, held_count FROM eventd_check_in_json($1)",
             orjson.dumps(parts).decode(),
         )
         by_part: dict[int, list[Any]] = {}
