@@ -467,7 +467,7 @@ async def test_network_partition_mid_transaction_gives_503s_then_recovers(
                     storm.stop()
                 outage_seconds = trio.current_time() - cut_at
                 assert health.status_code == 503, health.text
-                assert health.json()["status"] == "down"
+                assert health.json()["status"] == "down", health.text
 
                 partition.heal()
                 recovery_seconds = await wait_healthy(client)
