@@ -113,3 +113,20 @@ def test_the_command_prints_the_cause_in_one_line(pg_admin_url: str, tmp_path: P
     assert "cannot be reached right now" not in result.stderr
     assert PASSWORD not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+async def test_a_cut_off_statement_closes_its_session_instead_of_reusing_it(database_url: str):
+    """A statement cancelled mid-flight leaves the session in an unknown state:
+    it is closed at once (no reset waiting on the server), and the next
+    statement runs on another session."""
+    async with open_database(database_url, pool_size=1, timeout_seconds=TIMEOUT_SECONDS) as db:
+        first = await db.fetchval("SELECT pg_backend_pid()")
+        with trio.move_on_after(0.2) as waited:
+            await db.fetchval("SELECT pg_sleep(30)")
+        assert waited.cancelled_caught
+        second = await db.fetchval("SELECT pg_backend_pid()")
+        assert second != first
+        # A statement the server refused leaves its session fit for the next one.
+        with pytest.raises(Exception, match="division by zero"):
+            await db.fetchval("SELECT 1 / 0")
+        assert await db.fetchval("SELECT pg_backend_pid()") == second

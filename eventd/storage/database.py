@@ -168,10 +168,19 @@ class Connection:
         self._raw = raw
         self._loop = loop
         self._timeout_seconds = timeout_seconds
+        #: A statement was cut off (cancelled, timed out, the server gone): the
+        #: session's state is unknown, so it is closed, never reset or reused.
+        self.broken = False
 
     async def _call(self, method: Any, *args: Any) -> Any:
-        with _translate_errors(), trio.fail_after(self._timeout_seconds):
-            return await trio_asyncio.aio_as_trio(method, loop=self._loop)(*args)
+        try:
+            with _translate_errors(), trio.fail_after(self._timeout_seconds):
+                return await trio_asyncio.aio_as_trio(method, loop=self._loop)(*args)
+        except QueryFailed:
+            raise  # the server answered: the session is fine
+        except BaseException:
+            self.broken = True
+            raise
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         rows: list[Row] = await self._call(self._raw.fetch, sql, *args)
@@ -194,9 +203,10 @@ class Connection:
         try:
             yield self
         except BaseException:
-            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
-                with trio.move_on_after(5):
-                    await self.execute("ROLLBACK")
+            if not self.broken:
+                with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    with trio.move_on_after(5):
+                        await self.execute("ROLLBACK")
             raise
         # A transaction aborted by a failed statement answers COMMIT with a
         # ROLLBACK tag and no error: that is a failure, not a success.
@@ -249,9 +259,14 @@ class Database:
             raw = await trio_asyncio.aio_as_trio(self._pool.acquire, loop=self._loop)(
                 timeout=self._timeout_seconds
             )
+        conn = Connection(raw, self._loop, self._timeout_seconds)
         try:
-            yield Connection(raw, self._loop, self._timeout_seconds)
+            yield conn
         finally:
+            # A cut-off session is closed at once: resetting it would wait on a
+            # server that may never answer (a partition), past any deadline.
+            if conn.broken:
+                raw.terminate()
             with trio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await trio_asyncio.aio_as_trio(self._pool.release, loop=self._loop)(raw)
 
