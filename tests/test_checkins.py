@@ -215,7 +215,8 @@ async def test_twenty_scans_at_once_let_one_in(client: httpx.AsyncClient):
 async def test_the_stream_carries_the_checked_in_count(
     client: httpx.AsyncClient, door: DaemonProcess
 ):
-    event, attendee, registration = await confirmed(client)
+    # A name of its own: the list below finds this event among the module's.
+    event, attendee, registration = await confirmed(client, name=f"Counted {uuid.uuid4()}")
     other = await create_attendee(client)
     second = (await register(client, event["id"], other["id"])).json()
     async with open_websocket_url(ws_url(door.url, f"/ws/events/{event['id']}")) as ws:
@@ -231,7 +232,7 @@ async def test_the_stream_carries_the_checked_in_count(
             assert update["data"]["registeredCount"] == 2
             assert update["seq"] == snapshot["seq"] + expected
     listed = (await client.get("/events", params={"search": event["name"]})).json()
-    assert {e["id"]: e["checkedInCount"] for e in listed["items"]}[event["id"]] == 2
+    assert [e["checkedInCount"] for e in listed["items"]] == [2]
     assert attendee["name"] == "Zoë"
 
 
