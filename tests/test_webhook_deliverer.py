@@ -15,6 +15,7 @@ queued the way a change queues them, through ``eventd_enqueue_webhook``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
@@ -125,18 +126,38 @@ async def receiving(nursery: trio.Nursery, receiver: WebhookReceiver) -> Webhook
     return receiver
 
 
+@dataclasses.dataclass
+class Endpoint:
+    receiver: WebhookReceiver
+    id: uuid.UUID
+    secret: str
+
+
+@contextlib.asynccontextmanager
+async def endpoint(
+    db: Database, time: Time, answers: list[int | None] | None = None, *, host: str = "127.0.0.1"
+) -> AsyncIterator[Endpoint]:
+    """A receiver answering ``answers`` (then 200) and an endpoint for everything pointing
+    at it (through ``host``), within the test's bound; the receiver stops after the block."""
+    with time.bounded():
+        async with trio.open_nursery() as nursery:
+            receiver = await receiving(nursery, WebhookReceiver(answers))
+            endpoint_id, secret = await add_endpoint(
+                db, receiver.url.replace("127.0.0.1", host))
+            yield Endpoint(receiver, endpoint_id, secret)
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_message_is_signed_per_standard_webhooks_and_verifies_with_its_library(
     db: Database, time: Time
 ) -> None:
-    with time.bounded():
-        async with trio.open_nursery() as nursery:
-            receiver = await receiving(nursery, WebhookReceiver())
-            _, secret = await add_endpoint(db, receiver.url)
-            [data] = await queue(db)
-            hooks = deliverer(db, time)
-            async with hooks.sending():
-                assert await hooks.send_due() == 1
-            nursery.cancel_scope.cancel()
+    async with endpoint(db, time) as hook:
+        receiver = hook.receiver
+        secret = hook.secret
+        [data] = await queue(db)
+        hooks = deliverer(db, time)
+        async with hooks.sending():
+            assert await hooks.send_due() == 1
     [got] = receiver.received
     body = Webhook(secret).verify(got.body, got.headers)  # raises if the signature is wrong
     assert body["type"] == "event.created"
@@ -153,21 +174,19 @@ async def test_a_message_is_signed_per_standard_webhooks_and_verifies_with_its_l
 async def test_a_500_is_retried_after_its_backoff_with_the_same_webhook_id(
     db: Database, time: Time
 ) -> None:
-    with time.bounded():
-        async with trio.open_nursery() as nursery:
-            receiver = await receiving(nursery, WebhookReceiver([500]))
-            _, secret = await add_endpoint(db, receiver.url)
-            await queue(db)
-            hooks = deliverer(db, time)
-            async with hooks.sending():
-                await hooks.send_due()
-                [row] = await rows(db)
-                assert (row["attempts"], row["last_status"]) == (1, 500)
-                assert row["delivered_at"] is None
-                assert await hooks.send_due() == 0  # not due yet: its backoff runs
-                time.jump(BACKOFF_BASE_SECONDS * 1.5)  # the longest first backoff
-                assert await hooks.send_due() == 1
-            nursery.cancel_scope.cancel()
+    async with endpoint(db, time, [500]) as hook:
+        receiver = hook.receiver
+        secret = hook.secret
+        await queue(db)
+        hooks = deliverer(db, time)
+        async with hooks.sending():
+            await hooks.send_due()
+            [row] = await rows(db)
+            assert (row["attempts"], row["last_status"]) == (1, 500)
+            assert row["delivered_at"] is None
+            assert await hooks.send_due() == 0  # not due yet: its backoff runs
+            time.jump(BACKOFF_BASE_SECONDS * 1.5)  # the longest first backoff
+            assert await hooks.send_due() == 1
     first, second = receiver.received
     assert first.message_id == second.message_id
     assert first.body == second.body
@@ -204,24 +223,22 @@ async def test_an_endpoint_s_messages_go_in_order_and_wait_for_a_failing_one(
 async def test_410_disables_the_endpoint_and_its_messages_wait(
     db: Database, time: Time
 ) -> None:
-    with time.bounded():
-        async with trio.open_nursery() as nursery:
-            receiver = await receiving(nursery, WebhookReceiver([410]))
-            endpoint_id, _ = await add_endpoint(db, receiver.url)
-            await queue(db, 2)
-            hooks = deliverer(db, time)
-            async with hooks.sending():
-                await hooks.send_due()
-                time.jump(BACKOFF_MAX_SECONDS)
-                assert await hooks.send_due() == 0
-                await queue(db)  # a change after: no message for a disabled endpoint
-            nursery.cancel_scope.cancel()
+    async with endpoint(db, time, [410]) as hook:
+        receiver = hook.receiver
+        endpoint_id = hook.id
+        await queue(db, 2)
+        hooks = deliverer(db, time)
+        async with hooks.sending():
+            await hooks.send_due()
+            time.jump(BACKOFF_MAX_SECONDS)
+            assert await hooks.send_due() == 0
+            await queue(db)  # a change after: no message for a disabled endpoint
     assert len(receiver.received) == 1
-    endpoint = await webhooks.get_endpoint(db, endpoint_id)
-    assert endpoint is not None
-    assert not endpoint.enabled
-    assert endpoint.disabled_reason is not None
-    assert "410" in endpoint.disabled_reason
+    stored = await webhooks.get_endpoint(db, endpoint_id)
+    assert stored is not None
+    assert not stored.enabled
+    assert stored.disabled_reason is not None
+    assert "410" in stored.disabled_reason
     first, second = await rows(db)
     assert (first["attempts"], first["last_status"]) == (1, 410)
     assert first["delivered_at"] is None
@@ -233,22 +250,19 @@ async def test_410_disables_the_endpoint_and_its_messages_wait(
 async def test_an_attempt_without_an_answer_fails_after_its_timeout(
     db: Database, time: Time
 ) -> None:
-    with time.bounded():
-        async with trio.open_nursery() as nursery:
-            receiver = await receiving(nursery, WebhookReceiver([None]))
-            await add_endpoint(db, receiver.url)
-            await queue(db)
-            hooks = deliverer(db, time)
-            async with hooks.sending():
-                async with trio.open_nursery() as sending:
-                    sending.start_soon(hooks.send_due)
-                    await receiver.wait_for(1)
-                    time.jump(TIMEOUT_SECONDS - 0.5)
-                    await trio.testing.wait_all_tasks_blocked()
-                    assert (await rows(db))[0]["attempts"] == 0  # still waiting
-                    time.jump(0.5)
-            receiver.release.set()
-            nursery.cancel_scope.cancel()
+    async with endpoint(db, time, [None]) as hook:
+        receiver = hook.receiver
+        await queue(db)
+        hooks = deliverer(db, time)
+        async with hooks.sending():
+            async with trio.open_nursery() as sending:
+                sending.start_soon(hooks.send_due)
+                await receiver.wait_for(1)
+                time.jump(TIMEOUT_SECONDS - 0.5)
+                await trio.testing.wait_all_tasks_blocked()
+                assert (await rows(db))[0]["attempts"] == 0  # still waiting
+                time.jump(0.5)
+        receiver.release.set()
     [row] = await rows(db)
     assert row["attempts"] == 1
     assert row["last_status"] is None
@@ -258,20 +272,17 @@ async def test_an_attempt_without_an_answer_fails_after_its_timeout(
 async def test_a_deliverer_stopped_mid_send_gives_the_endpoint_back(
     db: Database, time: Time
 ) -> None:
-    with time.bounded():
-        async with trio.open_nursery() as nursery:
-            receiver = await receiving(nursery, WebhookReceiver([None]))
-            await add_endpoint(db, receiver.url)
-            await queue(db)
-            stopping, taking_over = deliverer(db, time), deliverer(db, time)
-            async with stopping.sending(), trio.open_nursery() as sending:
-                sending.start_soon(stopping.send_due)
-                await receiver.wait_for(1)
-                sending.cancel_scope.cancel()
-            async with taking_over.sending():  # at once, not after the lease
-                assert await taking_over.send_due() == 1
-            receiver.release.set()
-            nursery.cancel_scope.cancel()
+    async with endpoint(db, time, [None]) as hook:
+        receiver = hook.receiver
+        await queue(db)
+        stopping, taking_over = deliverer(db, time), deliverer(db, time)
+        async with stopping.sending(), trio.open_nursery() as sending:
+            sending.start_soon(stopping.send_due)
+            await receiver.wait_for(1)
+            sending.cancel_scope.cancel()
+        async with taking_over.sending():  # at once, not after the lease
+            assert await taking_over.send_due() == 1
+        receiver.release.set()
     first, again = receiver.received
     assert first.message_id == again.message_id
     assert (await rows(db))[0]["delivered_at"] is not None
@@ -280,17 +291,14 @@ async def test_a_deliverer_stopped_mid_send_gives_the_endpoint_back(
 async def test_a_message_is_given_up_after_retry_hours_and_the_next_one_goes(
     db: Database, time: Time
 ) -> None:
-    with time.bounded():
-        async with trio.open_nursery() as nursery:
-            receiver = await receiving(nursery, WebhookReceiver([500, 500]))
-            await add_endpoint(db, receiver.url)
-            sent = await queue(db, 2)
-            hooks = deliverer(db, time, retry_hours=1)
-            async with hooks.sending():
-                await hooks.send_due()
-                time.jump(3600)  # past retry_hours: its next failure is its last
-                await hooks.send_due()
-            nursery.cancel_scope.cancel()
+    async with endpoint(db, time, [500, 500]) as hook:
+        receiver = hook.receiver
+        sent = await queue(db, 2)
+        hooks = deliverer(db, time, retry_hours=1)
+        async with hooks.sending():
+            await hooks.send_due()
+            time.jump(3600)  # past retry_hours: its next failure is its last
+            await hooks.send_due()
     assert [d.json()["data"] for d in receiver.received] == [sent[0], sent[0], sent[1]]
     first, second = await rows(db)
     assert first["given_up_at"] is not None
@@ -302,15 +310,12 @@ async def test_a_message_is_given_up_after_retry_hours_and_the_next_one_goes(
 async def test_a_redirect_is_not_followed(
     db: Database, time: Time
 ) -> None:
-    with time.bounded():
-        async with trio.open_nursery() as nursery:
-            receiver = await receiving(nursery, WebhookReceiver([302]))
-            await add_endpoint(db, receiver.url)
-            await queue(db)
-            hooks = deliverer(db, time)
-            async with hooks.sending():
-                await hooks.send_due()
-            nursery.cancel_scope.cancel()
+    async with endpoint(db, time, [302]) as hook:
+        receiver = hook.receiver
+        await queue(db)
+        hooks = deliverer(db, time)
+        async with hooks.sending():
+            await hooks.send_due()
     assert len(receiver.received) == 1
     [row] = await rows(db)
     assert row["last_status"] == 302
@@ -322,15 +327,12 @@ async def test_a_private_target_is_refused_again_at_delivery(
     db: Database, time: Time
 ) -> None:
     # Allowed when it was added; the deliverer's own check refuses it now.
-    with time.bounded():
-        async with trio.open_nursery() as nursery:
-            receiver = await receiving(nursery, WebhookReceiver())
-            await add_endpoint(db, receiver.url.replace("127.0.0.1", "localhost"))
-            await queue(db)
-            hooks = deliverer(db, time, allow_private=False)
-            async with hooks.sending():
-                await hooks.send_due()
-            nursery.cancel_scope.cancel()
+    async with endpoint(db, time, host="localhost") as hook:
+        receiver = hook.receiver
+        await queue(db)
+        hooks = deliverer(db, time, allow_private=False)
+        async with hooks.sending():
+            await hooks.send_due()
     assert receiver.received == []
     [row] = await rows(db)
     assert "loopback" in row["last_error"]
