@@ -7,6 +7,8 @@
 "use strict";
 
 (() => {
+  // Shared with the public pages (/pages/pages.js, loaded first).
+  const { $, h, localTime, setConnection } = window.eventdPages;
   const RECONNECT_FIRST_MS = 500;
   const RECONNECT_MAX_MS = 5000;
   const LIST_LIMIT = 100;
@@ -14,49 +16,11 @@
   const ANNOUNCE_EVERY_MS = 3000;
 
   const ratioText = document.querySelector('meta[name="eventd-almost-full-ratio"]').content;
-  // An event's times are shown where it happens: in its own time zone, with the
-  // zone's short name as the reader's language writes it ("Sat, 1 Jun 2030, 18:00 CEST").
-  const LOCAL_TIME = {
-    weekday: "short", day: "numeric", month: "short", year: "numeric",
-    hour: "2-digit", minute: "2-digit", timeZoneName: "short",
-  };
-  const zoneFormats = new Map(); // time zone → its Intl.DateTimeFormat
-  function localTime(text, timeZone = "UTC") {
-    let format = zoneFormats.get(timeZone);
-    if (!format) {
-      try {
-        format = new Intl.DateTimeFormat(undefined, { ...LOCAL_TIME, timeZone });
-      } catch {
-        // A zone newer than this browser's data: UTC, named as such, is still right.
-        format = new Intl.DateTimeFormat(undefined, { ...LOCAL_TIME, timeZone: "UTC" });
-      }
-      zoneFormats.set(timeZone, format);
-    }
-    return format.format(new Date(text));
-  }
   const timeFormat = new Intl.DateTimeFormat(undefined, {
     hour: "2-digit", minute: "2-digit", second: "2-digit",
   });
 
   // --- small DOM helpers -------------------------------------------------------
-
-  /** An element with attributes and children; strings become text nodes. */
-  function h(tag, attributes = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attributes)) {
-      if (value !== null && value !== undefined) node.setAttribute(name, String(value));
-    }
-    node.append(...children);
-    return node;
-  }
-
-  const $ = (id) => document.getElementById(id);
-
-  function setConnection(state, text) {
-    const status = $("connection");
-    status.dataset.state = state;
-    status.textContent = text;
-  }
 
   let announceTimer = null;
   let pendingAnnouncement = null;
