@@ -425,13 +425,17 @@ class EventActor:
         except EventdError as exc:
             request.reply.fail(exc)
             return
+        await self._take_over(fresh)
+        request.reply.set(None)
+
+    async def _take_over(self, fresh: Event | None) -> None:
+        """The database's event in place of ours: gone, or a newer one as one update."""
         if fresh is None:
             self._gone()
         elif fresh.version > self.state.version:
             self.state = fresh
             self._sequence(Change("eventUpdated", fresh, fresh.version, utc_now()))
             await self._store()
-        request.reply.set(None)
 
     def _gone(self) -> None:
         """The event was deleted through another daemon."""
@@ -576,13 +580,7 @@ class EventActor:
 
     async def _adopt_check_ins(self, counts: EventCounts, checked_in_count: int) -> None:
         if counts.edited_version > self.state.version:  # another daemon edited its fields
-            fresh = await self._load(self.state.id)
-            if fresh is None:
-                self._gone()
-            elif fresh.version > self.state.version:
-                self.state = fresh
-                self._sequence(Change("eventUpdated", fresh, fresh.version, utc_now()))
-                await self._store()
+            await self._take_over(await self._load(self.state.id))
             return
         newer = self.state.with_counts(counts)
         if newer is self.state:
