@@ -27,7 +27,7 @@ from eventd.errors import (
 )
 from eventd.model import Attendee, Event, EventCounts
 from eventd.storage import webhooks
-from eventd.storage.database import Connection
+from eventd.storage.database import Connection, Row
 from eventd.storage.queue import configure_queue
 from eventd.storage.writer import WriteCommand
 
@@ -410,6 +410,18 @@ class DeleteEvent(WriteCommand[EventDeleted]):
 # --- attendees ---------------------------------------------------------------
 
 
+async def _insert_attendee(
+    conn: Connection, attendee_id: uuid.UUID, name: str, email: str
+) -> Row | None:
+    """The new attendee's row; None when another has the email (ignoring case)."""
+    row: Row | None = await conn.fetchrow(
+        "INSERT INTO attendees (id, name, email) VALUES ($1, $2, $3)"
+        f" ON CONFLICT ((lower(email))) DO NOTHING RETURNING {Attendee.COLUMNS}",
+        attendee_id, name, email,
+    )
+    return row
+
+
 class CreateAttendee(WriteCommand[Attendee]):
     def __init__(self, attendee_id: uuid.UUID, name: str, email: str) -> None:
         super().__init__()
@@ -418,13 +430,7 @@ class CreateAttendee(WriteCommand[Attendee]):
         self.email = email
 
     async def run(self, conn: Connection) -> Attendee:
-        row = await conn.fetchrow(
-            "INSERT INTO attendees (id, name, email) VALUES ($1, $2, $3)"
-            f" ON CONFLICT ((lower(email))) DO NOTHING RETURNING {Attendee.COLUMNS}",
-            self.attendee_id,
-            self.name,
-            self.email,
-        )
+        row = await _insert_attendee(conn, self.attendee_id, self.name, self.email)
         if row is None:
             raise EmailTaken(f"Another attendee already has the email {self.email}.")
         return Attendee.from_row(row)
@@ -445,13 +451,7 @@ class FindOrCreateAttendee(WriteCommand[tuple[Attendee, bool]]):
 
     async def run(self, conn: Connection) -> tuple[Attendee, bool]:
         while True:
-            row = await conn.fetchrow(
-                "INSERT INTO attendees (id, name, email) VALUES ($1, $2, $3)"
-                f" ON CONFLICT ((lower(email))) DO NOTHING RETURNING {Attendee.COLUMNS}",
-                self.attendee_id,
-                self.name,
-                self.email,
-            )
+            row = await _insert_attendee(conn, self.attendee_id, self.name, self.email)
             if row is not None:
                 return Attendee.from_row(row), False
             row = await conn.fetchrow(
