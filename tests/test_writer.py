@@ -16,6 +16,7 @@ from eventd.errors import Unavailable
 from eventd.storage import commands
 from eventd.storage.database import _translate_errors, open_database
 from eventd.storage.migrations import apply_migrations
+from eventd.storage.queue import QueueTick
 from eventd.storage.writer import Writer
 
 
@@ -156,3 +157,23 @@ async def test_registrations_of_many_events_commit_as_one_statement(fresh_databa
 def test_a_broken_connection_is_unavailable_not_a_crash(error: Exception) -> None:
     with pytest.raises(Unavailable), _translate_errors():
         raise error
+
+
+async def test_only_a_commit_that_may_queue_messages_wakes_the_outbox_drains(
+    fresh_database_url: str,
+):
+    """The queue's second commits through the writer: it must not make the mailer
+    think the daemon is busy. A change that may queue an email wakes it."""
+    async with open_database(fresh_database_url, pool_size=4, timeout_seconds=5) as db:
+        await apply_migrations(db)
+        woken: list[int] = []
+        writer = Writer(db, on_commit=lambda: woken.append(1))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            await writer.submit(QueueTick([uuid.uuid4()]))
+            assert woken == []
+            starts = datetime.now(UTC) + timedelta(days=3)
+            await writer.submit(commands.CreateEvent(uuid.uuid4(), commands.EventFields(
+                "Woken", "", starts, 60, "Hall", 5)))
+            assert woken == [1]
+            await writer.close()

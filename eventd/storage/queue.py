@@ -68,6 +68,7 @@ class JoinQueue(WriteCommand[QueueTicket]):
     """Join an event's queue with a token's SHA-256; answered with the new ticket."""
 
     batch_order: ClassVar[int] = 20
+    queues_messages: ClassVar[bool] = False
     single_statement: ClassVar[bool] = True  # every join of a batch in one call
 
     def __init__(self, event_id: uuid.UUID, token_hash: bytes) -> None:
@@ -113,6 +114,7 @@ class QueueTick(WriteCommand[list[QueueState]]):
     """
 
     batch_order: ClassVar[int] = 30
+    queues_messages: ClassVar[bool] = False
 
     def __init__(self, event_ids: Sequence[uuid.UUID], at: datetime | None = None) -> None:
         super().__init__()

@@ -63,6 +63,10 @@ class WriteCommand(Generic[T]):
     #: run_batch issues exactly one statement: a batch of this class alone
     #: needs no BEGIN and COMMIT around it, the statement is its own transaction.
     single_statement: ClassVar[bool] = False
+    #: The command may write outbox rows (emails, webhooks): its commit wakes the drains.
+    #: A batch of commands that never do (the queue's second) leaves them be, so a
+    #: daemon with a queue does not look busy to them when nobody registers.
+    queues_messages: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.reply: Reply[T] = Reply()
@@ -104,7 +108,7 @@ COMMIT_SECONDS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 class Writer:
     def __init__(self, db: Database, on_commit: Callable[[], None] | None = None) -> None:
         self._db = db
-        self._on_commit = on_commit  # e.g. wake the mailer: the batch may have queued emails
+        self._on_commit = on_commit  # wake the outbox drains: the batch may have queued rows
         self._send, self._receive = trio.open_memory_channel[WriteCommand[Any]](math.inf)
         self._transactions = 0
         self._commands = 0
@@ -177,7 +181,7 @@ class Writer:
             log.exception("writer batch failed")
             results = [await self._run_alone(command) for command in batch]
         self._record(len(batch), time.perf_counter() - started)
-        if self._on_commit is not None:
+        if self._on_commit is not None and any(type(c).queues_messages for c in batch):
             self._on_commit()
         for command, result in zip(batch, results, strict=True):
             command.reply.settle(result)
