@@ -24,7 +24,8 @@ import trio
 from quart import Blueprint, Response, request
 
 from eventd.actors import messages as m
-from eventd.errors import Forbidden, NotFound
+from eventd.errors import Forbidden, NotFound, gate_refusal
+from eventd.http.admission import registration_admission
 from eventd.http.context import (
     admin_route,
     json_response,
@@ -37,7 +38,7 @@ from eventd.http.context import (
 from eventd.http.idempotency import idempotent
 from eventd.http.schemas import Query, RegistrationCreate
 from eventd.model import ACTIVE_STATUSES, Registration
-from eventd.storage import commands, queries
+from eventd.storage import commands, queries, queue
 
 blueprint = Blueprint("registrations", __name__)
 
@@ -51,9 +52,18 @@ STATUSES = ("held", "offered", "confirmed", "waitlisted", "cancelled", "expired"
 async def register() -> Response:
     body = read_body(RegistrationCreate)
     s = services()
+    # Plain data for the database, which decides the gates with the registration.
+    admission = registration_admission(body.event_id)
     attendee_id, by_email = body.attendee_id, False
     if body.attendee is not None:
-        await s.supervisor.get_event(body.event_id)  # 404 before anyone is made
+        event = await s.supervisor.get_event(body.event_id)  # 404 before anyone is made
+        if event.sales_start_at is not None or event.admission_rate_per_minute is not None:
+            # ... and the gates' refusals too (a read: nothing is used here).
+            refusal = gate_refusal(
+                await queue.gate_answer(s.db, body.event_id, admission), body.event_id
+            )
+            if refusal is not None:
+                raise refusal
         attendee, by_email = await s.writer.submit(
             commands.FindOrCreateAttendee(uuid.uuid4(), body.attendee.name, body.attendee.email)
         )
@@ -64,7 +74,7 @@ async def register() -> Response:
         body.event_id,
         lambda reply: m.Register(
             None, attendee_id, body.waitlist, reply, trio.current_effective_deadline(),
-            body.hold, by_email,
+            body.hold, by_email, admission,
         ),
     )
     answer = registration.to_json()
