@@ -176,6 +176,25 @@ class AdmissionExpired(EventdError):
     code = "admission_expired"
 
 
+def gate_refusal(answer: str, event_id: uuid.UUID) -> EventdError | None:
+    """A registration gate's answer (``eventd_register_run``, ``eventd_admission_gate``) as
+    the error to send; None for ``"ok"``."""
+    if answer == "ok":
+        return None
+    if answer == "sales_not_open":
+        return SalesNotOpen(f"Sales for event {event_id} have not opened yet.")
+    if answer == "admission_required":
+        return AdmissionRequired(
+            f"Event {event_id} admits through its queue: send the Admission-Token of an"
+            " admitted ticket (POST /events/{id}/queue)."
+        )
+    if answer == "admission_used":
+        return AdmissionUsed("This admission has made its registration already.")
+    if answer == "admission_expired":
+        return AdmissionExpired("This admission has expired; join the queue again.")
+    raise ValueError(f"not a gate's answer: {answer!r}")
+
+
 class RateLimited(EventdError):
     code = "rate_limited"
 

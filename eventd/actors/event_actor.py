@@ -52,6 +52,7 @@ from eventd.errors import (
     NotFound,
     NotHeld,
     Unavailable,
+    gate_refusal,
 )
 from eventd.model import Event, EventCounts, Registration, utc_now
 from eventd.realtime.changes import Change, ChangeType
@@ -284,7 +285,7 @@ class EventActor:
                 ops.append(
                     c.RegistrationOp(
                         "register", request.registration_id, request.attendee_id,
-                        request.waitlist, request.hold, request.by_email,
+                        request.waitlist, request.hold, request.by_email, request.admission,
                     )
                 )
             elif isinstance(request, m.Cancel):
@@ -484,6 +485,10 @@ class EventActor:
                     f"Registration {request.registration_id} is not held or offered: only"
                     " a held seat or an offer can be confirmed."
                 ))
+            case "sales_not_open" | "admission_required" | "admission_used" | "admission_expired":
+                refusal = gate_refusal(result.outcome, event.id)
+                assert refusal is not None
+                request.reply.fail(refusal)
             case "event_full":
                 request.reply.fail(_event_full(event))
             case "event_started":

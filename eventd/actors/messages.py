@@ -30,6 +30,9 @@ class Register(NamedTuple):
     deadline: float = math.inf  # trio's clock: past it, the asker is gone; never written then
     hold: bool = False  # start held, even when the event confirms at once
     by_email: bool = False  # the attendee was found by email: held, its token mailed
+    # The SHA-256 of the Admission-Token sent (None: none); a queued event's
+    # registration needs an admitted ticket's, and uses it up as it commits.
+    admission: bytes | None = None
 
 
 class Cancel(NamedTuple):

@@ -15,19 +15,21 @@ import re
 import secrets
 import uuid
 
-from eventd.errors import (
-    AdmissionExpired,
-    AdmissionRequired,
-    AdmissionUsed,
-    EventdError,
-    SalesNotOpen,
-)
+from eventd.errors import AdmissionRequired, gate_refusal
 from eventd.http.context import current_request, header_values
 
 TOKEN_BYTES = 32
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{43}$"
 _TOKEN = re.compile(TOKEN_PATTERN[1:-1])
 HEADER = b"admission-token"
+# What a registration sends down for an Admission-Token that cannot be a
+# token: no ticket's hash (they are 32 bytes), so a queued event refuses it
+# (403 admission_required) and an event without a queue ignores it.
+NO_TICKET = b""
+
+__all__ = ["HEADER", "NO_TICKET", "TOKEN_BYTES", "TOKEN_PATTERN", "admission_token_hash",
+           "gate_refusal", "is_token", "new_token", "registration_admission",
+           "request_admission_token_hash", "token_hash", "token_matches"]
 
 
 def new_token() -> str:
@@ -53,6 +55,19 @@ def request_admission_token_hash(event_id: uuid.UUID) -> bytes | None:
     return admission_token_hash(header_values(current_request(), HEADER), event_id)
 
 
+def registration_admission(event_id: uuid.UUID) -> bytes | None:
+    """What a registration sends down as its admission: the token's SHA-256, None for none.
+
+    A header that cannot be a token is not refused here: only the event knows
+    whether it has a queue (then its ticket is not found: ``admission_required``)
+    or ignores the header.
+    """
+    try:
+        return request_admission_token_hash(event_id)
+    except AdmissionRequired:
+        return NO_TICKET
+
+
 def admission_token_hash(values: list[str], event_id: uuid.UUID) -> bytes | None:
     """The SHA-256 of the ``Admission-Token`` sent (``values``: each one sent); None for none.
 
@@ -67,21 +82,3 @@ def admission_token_hash(values: list[str], event_id: uuid.UUID) -> bytes | None
             " a ticket's token."
         )
     return token_hash(values[0].strip())
-
-
-def gate_refusal(answer: str, event_id: uuid.UUID) -> EventdError | None:
-    """``eventd_sales_open``'s or ``eventd_use_admission``'s answer as the error to send."""
-    if answer == "ok":
-        return None
-    if answer == "sales_not_open":
-        return SalesNotOpen(f"Sales for event {event_id} have not opened yet.")
-    if answer == "admission_required":
-        return AdmissionRequired(
-            f"Event {event_id} admits through its queue: send the Admission-Token of an"
-            " admitted ticket (POST /events/{id}/queue)."
-        )
-    if answer == "admission_used":
-        return AdmissionUsed("This admission has made its registration already.")
-    if answer == "admission_expired":
-        return AdmissionExpired("This admission has expired; join the queue again.")
-    raise ValueError(f"not a gate's answer: {answer!r}")

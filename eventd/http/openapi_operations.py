@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from eventd.http import openapi_examples as x
+from eventd.http.admission import TOKEN_PATTERN
 from eventd.http.idempotency import MAX_KEY_CHARS
 from eventd.http.problems import PROBLEM_JSON, PROBLEMS
 from eventd.http.schemas import NO_NUL
@@ -85,6 +86,19 @@ PARAMETERS: dict[str, JsonSchema] = {
         "required": False,
         "schema": {"type": "string", "maxLength": 200},
         "description": "The registration's manage token, as a header instead of `?token=`.",
+    },
+    "AdmissionToken": {
+        "name": "Admission-Token",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": TOKEN_PATTERN},
+        "description": "For an event with `admission`: the `token` of its queue ticket"
+        " (`POST /events/{eventId}/queue`), once the ticket is `admitted`. It makes one"
+        " registration, before its `expiresAt`; a registration refused for another reason"
+        " (`already_registered`, `event_full`, …) leaves it unused. Without it, or not an"
+        " admitted ticket's of this event: `403 admission_required`; used already:"
+        " `409 admission_used`; expired: `410 admission_expired`. An event without"
+        " `admission` ignores it.",
     },
     # No example: Swagger UI would send it with every "Try it out", and every POST after
     # the first would be refused as the key reused.

@@ -210,7 +210,10 @@ def document_paths() -> dict[str, JsonSchema]:
                           confirmed=x.NEW_REGISTRATION, held=x.NEW_HOLD,
                           waitlisted=x.WAITLISTED)},
             body=("RegistrationCreate", {"register": x.REGISTER, "hold": x.HOLD}),
-            codes=["not_found", "event_full", "already_registered", "event_started"],
+            codes=["not_found", "event_full", "already_registered", "event_started",
+                   "sales_not_open", "admission_required", "admission_used",
+                   "admission_expired"],
+            parameters=[param("AdmissionToken")],
             description="`201` with a `confirmed` registration while seats remain — or"
             ' `held` until `expiresAt`, with `"hold": true`, under `"confirmation":'
             ' "email"`, or when `attendee` names an email that already has an attendee.'
@@ -218,7 +221,10 @@ def document_paths() -> dict[str, JsonSchema]:
             " `waitlisted` registration at the end of the queue. The body carries"
             " `manageToken`, this once, unless the token went by email. Sent only once"
             " the registration is committed. Emails the attendee; broadcasts"
-            " `eventCapacityUpdate`.",
+            " `eventCapacityUpdate`. Before the event's `salesStartAt`: `409"
+            " sales_not_open`. An event with `admission` needs `Admission-Token` (an"
+            " admitted ticket's, once): these gates answer before the attendee is looked"
+            " at, and a refusal writes nothing.",
         ),
         operation(
             "POST", "/registrations/{registrationId}/confirm", "confirmRegistration",

@@ -8,6 +8,13 @@ here as the 201 — with the registration's manage token, once, unless the
 token went by email (the event confirms by email, or the attendee was found
 by an address the asker has not shown they own).
 
+The gates — sales open (``salesStartAt``), and for a queued event the
+``Admission-Token`` of an admitted ticket — are decided by the database in the
+statement that registers (``eventd_register_run``), under the event's row
+lock: the token's SHA-256 goes down with the request as plain data, one
+registration uses it, and a refusal (``eventd.errors.gate_refusal``) writes
+nothing, the admission included.
+
 Acting on a registration (confirm, cancel) needs its manage token, as
 ``?token=`` or the ``Registration-Token`` header, or an admin token: the id
 alone, which lists, exports and webhooks show, is no capability. Tokens are
@@ -24,7 +31,8 @@ import trio
 from quart import Blueprint, Response, request
 
 from eventd.actors import messages as m
-from eventd.errors import Forbidden, NotFound
+from eventd.errors import Forbidden, NotFound, gate_refusal
+from eventd.http.admission import registration_admission
 from eventd.http.context import (
     admin_route,
     json_response,
@@ -36,8 +44,8 @@ from eventd.http.context import (
 )
 from eventd.http.idempotency import idempotent
 from eventd.http.schemas import Query, RegistrationCreate
-from eventd.model import ACTIVE_STATUSES, Registration
-from eventd.storage import commands, queries
+from eventd.model import ACTIVE_STATUSES, Registration, utc_now
+from eventd.storage import commands, queries, queue
 
 blueprint = Blueprint("registrations", __name__)
 
@@ -51,9 +59,19 @@ STATUSES = ("held", "offered", "confirmed", "waitlisted", "cancelled", "expired"
 async def register() -> Response:
     body = read_body(RegistrationCreate)
     s = services()
+    # Plain data for the database, which decides the gates with the registration.
+    admission = registration_admission(body.event_id)
     attendee_id, by_email = body.attendee_id, False
     if body.attendee is not None:
-        await s.supervisor.get_event(body.event_id)  # 404 before anyone is made
+        event = await s.supervisor.get_event(body.event_id)  # 404 before anyone is made
+        if event.admission_rate_per_minute is not None or (
+                event.sales_start_at is not None and event.sales_start_at > utc_now()):
+            # ... and the gates' refusals too (a read: nothing is used here).
+            refusal = gate_refusal(
+                await queue.gate_answer(s.db, body.event_id, admission), body.event_id
+            )
+            if refusal is not None:
+                raise refusal
         attendee, by_email = await s.writer.submit(
             commands.FindOrCreateAttendee(uuid.uuid4(), body.attendee.name, body.attendee.email)
         )
@@ -64,7 +82,7 @@ async def register() -> Response:
         body.event_id,
         lambda reply: m.Register(
             None, attendee_id, body.waitlist, reply, trio.current_effective_deadline(),
-            body.hold, by_email,
+            body.hold, by_email, admission,
         ),
     )
     answer = registration.to_json()

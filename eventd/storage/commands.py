@@ -42,6 +42,11 @@ OpOutcome = Literal[
     "event_not_found",
     "attendee_not_found",
     "event_started",
+    # The gates (eventd_register_run): before salesStartAt, and the admission queue's.
+    "sales_not_open",
+    "admission_required",
+    "admission_used",
+    "admission_expired",
     "cancelled",
     "confirmed_hold",  # a confirm: the hold is confirmed now
     "confirmed_offer",  # a confirm: the offer is claimed
@@ -69,6 +74,10 @@ class RegistrationOp(NamedTuple):
     # The attendee was found by an email address the asker has not proved: the
     # registration starts held and its token goes only to that address.
     by_email: bool = False
+    # The SHA-256 of the Admission-Token sent with it (None: none). A queued
+    # event's registration is made only with an admitted ticket's, which it
+    # uses, in the same statement; an event without a queue ignores it.
+    admission: bytes | None = None
 
 
 class OpResult(NamedTuple):
@@ -117,7 +126,10 @@ class RegistrationOps(WriteCommand[list[list[OpResult]]]):
         batch = [
             # The flags only when set: a plain registration's entry stays short.
             (op.kind, op.registration_id, event_id, op.attendee_id, op.waitlist, op.hold,
-             op.by_email)
+             op.by_email, op.admission.hex())
+            if op.admission is not None
+            else (op.kind, op.registration_id, event_id, op.attendee_id, op.waitlist, op.hold,
+                  op.by_email)
             if op.hold or op.by_email
             else (op.kind, op.registration_id, event_id, op.attendee_id, op.waitlist)
             for event_id, ops in ordered

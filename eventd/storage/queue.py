@@ -176,3 +176,27 @@ async def queue_counts(db: Database) -> list[QueueCounts]:
     rows = await db.fetch("SELECT * FROM eventd_queue_metrics()")
     return [QueueCounts(**{f.name: row[f.name] for f in dataclasses.fields(QueueCounts)})
             for row in rows]
+
+
+async def gate_answer(db: Database, event_id: uuid.UUID, admission: bytes | None) -> str:
+    """What a registration's gates would answer now, as ``eventd_admission_gate`` words them.
+
+    A read: nothing is used. The registration itself decides again, under the
+    event's row lock, in the statement that makes it (``eventd_register_run``);
+    this lets a request that would be refused stop before it writes anything
+    else (an attendee found or made by email). ``"ok"`` for an unknown event.
+    """
+    answer: str | None = await db.fetchval(
+        "SELECT CASE"
+        " WHEN e.sales_start_at > now() THEN 'sales_not_open'"
+        " WHEN e.admission_rate_per_minute IS NULL THEN 'ok'"
+        " ELSE coalesce((SELECT CASE s.status WHEN 'admitted' THEN 'ok'"
+        "   WHEN 'used' THEN 'admission_used' WHEN 'expired' THEN 'admission_expired'"
+        "   ELSE 'admission_required' END"
+        "  FROM queue_tickets t, eventd_queue_ticket(t.id, now()) AS s"
+        "  WHERE t.token_hash = $2 AND t.event_id = e.id), 'admission_required') END"
+        " FROM events e WHERE e.id = $1",
+        event_id,
+        admission,
+    )
+    return answer or "ok"

@@ -1,7 +1,9 @@
 -- Both gates of a registration, in the order they answer: 'sales_not_open'
 -- before salesStartAt (eventd_sales_open), then the admission
--- (eventd_use_admission: 'ok' marks the admission used). One call for the
--- registration path, at the point where the registration will be made.
+-- (eventd_use_admission: 'ok' marks the admission used), one registration
+-- at a time. The registration path (eventd_register_run) decides the same
+-- gates, in the same order and words, set-wise for a run, in the statement
+-- that registers.
 
 CREATE OR REPLACE FUNCTION eventd_admission_gate(
     p_event uuid, p_token_hash bytea, p_registration uuid DEFAULT NULL,

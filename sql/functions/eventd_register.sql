@@ -15,15 +15,22 @@
 -- email, else confirmed — else it is waitlisted if asked to, else the event
 -- is full; its seq is the event's next registration_seq.
 --
+-- The gates come before anything is said of the attendee: before the
+-- event's salesStartAt, 'sales_not_open'; a queued event needs p_admission,
+-- the SHA-256 of an admitted ticket's token ('admission_required',
+-- 'admission_used', 'admission_expired' else), which a registration made
+-- here uses (a refused one leaves it unused).
+--
 -- These are the rules one registration at a time. Batches go through
 -- eventd_register_run, which applies the same rules set-wise;
 -- tests/test_registration_runs.py holds the two to the same answers.
 
 DROP FUNCTION IF EXISTS eventd_register(uuid, uuid, uuid, boolean);
+DROP FUNCTION IF EXISTS eventd_register(uuid, uuid, uuid, boolean, boolean, boolean);
 
 CREATE OR REPLACE FUNCTION eventd_register(
     p_id uuid, p_event uuid, p_attendee uuid, p_waitlist boolean, p_hold boolean,
-    p_by_email boolean,
+    p_by_email boolean, p_admission bytea DEFAULT NULL,
     OUT outcome text, OUT created_at timestamptz, OUT token text, OUT expires_at timestamptz,
     OUT counts eventd_event_counts
 ) LANGUAGE plpgsql SET enable_seqscan = off SET plan_cache_mode = auto AS $$
@@ -33,6 +40,9 @@ DECLARE
     new_status text;
     mailed boolean;
     new_token text := eventd_new_token();
+    v_ticket uuid;
+    v_used timestamptz;
+    v_admitted timestamptz;
 BEGIN
     SELECT * INTO ev FROM events WHERE id = p_event FOR UPDATE;
     IF NOT FOUND THEN
@@ -44,6 +54,25 @@ BEGIN
     IF ev.starts_at <= now() THEN
         outcome := 'event_started';
         RETURN;
+    END IF;
+    IF ev.sales_start_at > now() THEN
+        outcome := 'sales_not_open';
+        RETURN;
+    END IF;
+    IF ev.admission_rate_per_minute IS NOT NULL THEN
+        SELECT t.id, t.used_at, eventd_queue_admitted_at(t.event_id, t.rank, t.ranked_at)
+        INTO v_ticket, v_used, v_admitted
+        FROM queue_tickets t WHERE t.token_hash = p_admission AND t.event_id = p_event;
+        IF v_admitted IS NULL OR v_admitted > now() THEN
+            outcome := 'admission_required';
+            RETURN;
+        ELSIF v_used IS NOT NULL THEN
+            outcome := 'admission_used';
+            RETURN;
+        ELSIF v_admitted + make_interval(secs => ev.admission_token_minutes * 60) <= now() THEN
+            outcome := 'admission_expired';
+            RETURN;
+        END IF;
     END IF;
     SELECT * INTO at FROM attendees WHERE id = p_attendee FOR KEY SHARE;
     IF NOT FOUND THEN
@@ -85,6 +114,10 @@ BEGIN
             CASE WHEN new_status = 'confirmed' THEN now() END, expires_at,
             ARRAY[sha256(convert_to(new_token, 'UTF8'))], now())
     RETURNING registrations.created_at INTO created_at;
+    IF v_ticket IS NOT NULL THEN
+        UPDATE queue_tickets SET used_at = now(), used_by = p_id
+        WHERE id = v_ticket AND used_at IS NULL;
+    END IF;
     IF new_status <> 'held' OR mailed THEN
         INSERT INTO email_outbox (kind, recipient, payload)
         VALUES (CASE new_status WHEN 'confirmed' THEN 'registration_confirmed'

@@ -26,7 +26,7 @@ DROP FUNCTION IF EXISTS eventd_register_run(uuid[], uuid[], uuid[], boolean[]);
 
 CREATE OR REPLACE FUNCTION eventd_register_run(
     p_ids uuid[], p_events uuid[], p_attendees uuid[], p_waitlist boolean[],
-    p_hold boolean[], p_by_email boolean[]
+    p_hold boolean[], p_by_email boolean[], p_admission bytea[] DEFAULT NULL
 ) RETURNS TABLE (
     n integer, registration_id uuid, outcome text, created_at timestamptz, token text,
     expires_at timestamptz,
@@ -42,9 +42,9 @@ BEGIN
     WITH op AS (
         SELECT o.n::integer AS n, coalesce(o.id, gen_random_uuid()) AS id, o.ev, o.att, o.wl,
                coalesce(o.hold, false) AS hold, coalesce(o.by_email, false) AS by_email,
-               eventd_new_token() AS token
-        FROM unnest(p_ids, p_events, p_attendees, p_waitlist, p_hold, p_by_email)
-            WITH ORDINALITY AS o(id, ev, att, wl, hold, by_email, n)
+               o.admission, eventd_new_token() AS token
+        FROM unnest(p_ids, p_events, p_attendees, p_waitlist, p_hold, p_by_email, p_admission)
+            WITH ORDINALITY AS o(id, ev, att, wl, hold, by_email, admission, n)
     ), checked AS MATERIALIZED (  -- once: the checks below read ``refused`` three times
         SELECT op.*, e AS event_row, a AS attendee_row, e.id AS known,
                e.max_attendees AS cap, e.confirmed_count AS conf0, e.held_count AS held0,
@@ -53,9 +53,18 @@ BEGIN
                (op.by_email OR e.confirmation = 'email') AS mailed,
                (op.hold OR op.by_email OR e.confirmation = 'email') AS holds,
                now() + e.hold_minutes * interval '1 minute' AS hold_until,
+               t.id AS ticket,
                CASE
                    WHEN e.id IS NULL THEN 'event_not_found'
                    WHEN e.starts_at <= now() THEN 'event_started'
+                   -- The gates, before anything is said of the attendee.
+                   WHEN e.sales_start_at > now() THEN 'sales_not_open'
+                   WHEN e.admission_rate_per_minute IS NOT NULL
+                        AND (admitted.at IS NULL OR admitted.at > now())
+                       THEN 'admission_required'  -- no ticket of this event's, or waiting
+                   WHEN t.used_at IS NOT NULL THEN 'admission_used'
+                   WHEN admitted.at + make_interval(secs => e.admission_token_minutes * 60)
+                        <= now() THEN 'admission_expired'
                    WHEN a.id IS NULL THEN 'attendee_not_found'
                    WHEN r.id IS NOT NULL THEN 'already_registered'
                END AS refused
@@ -64,6 +73,13 @@ BEGIN
         LEFT JOIN attendees a ON a.id = op.att
         LEFT JOIN registrations r ON r.event_id = op.ev AND r.attendee_id = op.att
             AND r.status IN ('held', 'offered', 'confirmed', 'waitlisted')
+        -- The admission's ticket: only for a queued event, only this event's.
+        LEFT JOIN queue_tickets t ON t.token_hash = op.admission AND t.event_id = op.ev
+            AND e.admission_rate_per_minute IS NOT NULL
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN t.id IS NOT NULL
+                        THEN eventd_queue_admitted_at(t.event_id, t.rank, t.ranked_at) END AS at
+        ) AS admitted
     ), decided AS (
         SELECT c.*, coalesce(c.refused, CASE
                    -- k: this registration's place among the event's that passed the checks
@@ -88,6 +104,11 @@ BEGIN
                CASE WHEN c.result = 'held' THEN c.hold_until END,
                ARRAY[sha256(convert_to(c.token, 'UTF8'))], now()
         FROM counted c WHERE c.result IN ('confirmed', 'held', 'waitlisted')
+    ), used AS (  -- the admissions of the registrations made
+        UPDATE queue_tickets q SET used_at = now(), used_by = c.id
+        FROM counted c
+        WHERE q.id = c.ticket AND c.result IN ('confirmed', 'held', 'waitlisted')
+            AND q.used_at IS NULL
     ), emailed AS (
         INSERT INTO email_outbox (kind, recipient, payload)
         SELECT CASE c.result WHEN 'confirmed' THEN 'registration_confirmed'

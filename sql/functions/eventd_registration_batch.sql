@@ -17,17 +17,23 @@
 -- event 'busy', with no counts and nothing written. The caller sends those
 -- again in a later batch; the rest commit now.
 --
+-- A registration's p_admission is the SHA-256 of the Admission-Token it
+-- sent (NULL: none); eventd_register_run decides the sales and admission
+-- gates with the rest, and uses the admission only when it registers.
+--
 -- The batch is cut into runs of registrations: any other operation, an
--- operation on a busy event, or a pair of event and attendee the run holds
--- already, ends a run. Each run goes to eventd_register_run whole; each
+-- operation on a busy event, or a pair of event and attendee or an
+-- admission the run holds already, ends a run. Each run goes to eventd_register_run whole; each
 -- other operation to its function, one at a time. The answers are what
 -- registering one at a time would give.
 
 DROP FUNCTION IF EXISTS eventd_registration_batch(text[], uuid[], uuid[], uuid[], boolean[]);
+DROP FUNCTION IF EXISTS eventd_registration_batch(text[], uuid[], uuid[], uuid[], boolean[],
+                                                  boolean[], boolean[]);
 
 CREATE OR REPLACE FUNCTION eventd_registration_batch(
     p_kinds text[], p_ids uuid[], p_events uuid[], p_attendees uuid[], p_waitlist boolean[],
-    p_hold boolean[], p_by_email boolean[]
+    p_hold boolean[], p_by_email boolean[], p_admission bytea[] DEFAULT NULL
 ) RETURNS TABLE (
     idx integer, registration_id uuid, outcome text, created_at timestamptz, promoted uuid[],
     token text, expires_at timestamptz, next_expiry timestamptz,
@@ -39,6 +45,7 @@ DECLARE
     total integer := coalesce(cardinality(p_kinds), 0);
     run_from integer := 1;  -- the first registration of the run being gathered
     run_pairs text[] := '{}';
+    run_admissions bytea[] := '{}';
     pair text;
     locked uuid[];
     busy uuid[];
@@ -53,7 +60,8 @@ BEGIN
         pair := CASE WHEN i <= total AND p_kinds[i] = 'register'
                      AND NOT p_events[i] = ANY (busy)
                      THEN p_events[i]::text || p_attendees[i]::text END;
-        IF (pair IS NULL OR pair = ANY (run_pairs)) AND run_from < i THEN
+        IF (pair IS NULL OR pair = ANY (run_pairs)
+            OR coalesce(p_admission[i] = ANY (run_admissions), false)) AND run_from < i THEN
             RETURN QUERY
             SELECT run_from - 1 + x.n, x.registration_id, x.outcome, x.created_at, NULL::uuid[],
                    x.token, x.expires_at, NULL::timestamptz,
@@ -62,13 +70,17 @@ BEGIN
             FROM eventd_register_run(
                 p_ids[run_from:i - 1], p_events[run_from:i - 1], p_attendees[run_from:i - 1],
                 p_waitlist[run_from:i - 1], p_hold[run_from:i - 1],
-                p_by_email[run_from:i - 1]) AS x;
+                p_by_email[run_from:i - 1], p_admission[run_from:i - 1]) AS x;
             run_from := i;
             run_pairs := '{}';
+            run_admissions := '{}';
         END IF;
         EXIT WHEN i > total;
         IF pair IS NOT NULL THEN
             run_pairs := run_pairs || pair;
+            IF p_admission[i] IS NOT NULL THEN
+                run_admissions := run_admissions || p_admission[i];
+            END IF;
             CONTINUE;
         END IF;
         IF p_events[i] = ANY (busy) THEN

@@ -1,8 +1,9 @@
 -- What the writer calls: one batch of registration operations as one jsonb
 -- array, each [kind, registration_id, event_id, attendee_id, waitlist, hold,
--- by_email] with kind 'register', 'cancel', 'confirm' or 'expire' (hold and
--- by_email may be left out: false). The driver encodes one document far
--- faster than seven arrays it inspects element by element. Unpacked here and
+-- by_email, admission] with kind 'register', 'cancel', 'confirm' or 'expire'
+-- (hold and by_email may be left out: false; admission, the hex of the
+-- Admission-Token's SHA-256, may be left out or null: none sent). The driver encodes one document far
+-- faster than eight arrays it inspects element by element. Unpacked here and
 -- handed to eventd_registration_batch, which does the work and whose rows
 -- this answers unchanged.
 
@@ -23,9 +24,10 @@ CREATE OR REPLACE FUNCTION eventd_registration_json(p_ops jsonb) RETURNS TABLE (
                array_agg((op ->> 3)::uuid ORDER BY n) AS attendees,
                array_agg(coalesce((op ->> 4)::boolean, false) ORDER BY n) AS waitlist,
                array_agg(coalesce((op ->> 5)::boolean, false) ORDER BY n) AS hold,
-               array_agg(coalesce((op ->> 6)::boolean, false) ORDER BY n) AS by_email
+               array_agg(coalesce((op ->> 6)::boolean, false) ORDER BY n) AS by_email,
+               array_agg(decode(op ->> 7, 'hex') ORDER BY n) AS admission
         FROM jsonb_array_elements(p_ops) WITH ORDINALITY AS t(op, n)
     ) AS a,
     eventd_registration_batch(a.kinds, a.ids, a.events, a.attendees, a.waitlist, a.hold,
-                              a.by_email) AS b
+                              a.by_email, a.admission) AS b
 $$;
