@@ -130,3 +130,17 @@ async def test_a_cut_off_statement_closes_its_session_instead_of_reusing_it(data
         with pytest.raises(Exception, match="division by zero"):
             await db.fetchval("SELECT 1 / 0")
         assert await db.fetchval("SELECT pg_backend_pid()") == second
+
+
+
+async def test_a_session_the_server_ended_is_unavailable_then_replaced(database_url: str):
+    """The server ends a session in use (an administrator, a restart): the statement on
+    it is Unavailable, nothing else, and the next one gets a new session."""
+    async with open_database(database_url, pool_size=1, timeout_seconds=TIMEOUT_SECONDS) as db, \
+            open_database(database_url, pool_size=1, timeout_seconds=TIMEOUT_SECONDS) as admin:
+        async with db.connection() as conn:
+            ended = await conn.fetchval("SELECT pg_backend_pid()")
+            await admin.fetchval("SELECT pg_terminate_backend($1)", ended)
+            with pytest.raises(Unavailable):
+                await conn.fetchval("SELECT 1")
+        assert await db.fetchval("SELECT pg_backend_pid()") != ended

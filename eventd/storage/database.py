@@ -266,7 +266,9 @@ class Database:
             # A cut-off session is closed at once: resetting it would wait on a
             # server that may never answer (a partition), past any deadline.
             if conn.broken:
-                raw.terminate()
+                # A session the server closed may be back in the pool already: that raises.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    raw.terminate()
             with trio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await trio_asyncio.aio_as_trio(self._pool.release, loop=self._loop)(raw)
 
