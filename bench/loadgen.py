@@ -48,7 +48,14 @@ class Connection:
 
     async def request(self, method: str, path: str, body: bytes = b"") -> int:
         """Send one request, read its whole answer; its status."""
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self._netloc}\r\n"
+        status, _ = await self.exchange(method, path, body)
+        return status
+
+    async def exchange(
+        self, method: str, path: str, body: bytes = b"", headers: str = ""
+    ) -> tuple[int, bytes]:
+        """Send one request (``headers``: more lines, each ending in CRLF); (status, body)."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self._netloc}\r\n{headers}"
         if body:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         await self._stream.send_all(f"{head}\r\n".encode() + body)
@@ -63,8 +70,8 @@ class Connection:
                 length = int(value)
         while len(self._buffer) < length:
             await self._receive()
-        self._buffer = self._buffer[length:]
-        return status
+        answer, self._buffer = self._buffer[:length], self._buffer[length:]
+        return status, answer
 
     async def _receive(self) -> None:
         data = await self._stream.receive_some(65536)

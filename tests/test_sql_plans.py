@@ -142,7 +142,7 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
         **dict.fromkeys(
             ["eventd_registration_batch", "eventd_register", "eventd_register_run",
              "eventd_cancel", "eventd_fill_seats", "eventd_confirm", "eventd_expire_due",
-             "eventd_enqueue_email", "eventd_delete_attendee",
+             "eventd_enqueue_email", "eventd_enqueue_emails", "eventd_delete_attendee",
              "eventd_enqueue_webhooks", "eventd_enqueue_webhook",
              "eventd_check_in", "eventd_check_in_json",
              # the admission queue's (sql/013_admission_queue.sql)

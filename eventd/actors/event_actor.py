@@ -260,6 +260,14 @@ class EventActor:
         Those the actor can answer itself (the event has started by ``now``,
         or is gone) are answered here; so are those whose asker's deadline
         (``clock``, trio's) has passed, unwritten: nobody would hear the answer.
+
+        Confirms go first, the rest after them in the order they came. The
+        requests of one turn are concurrent, so any order is one they could
+        have arrived in; a confirm moves a seat from held to confirmed and
+        frees none (unless it is late: then the due holds expire, and their
+        seats go to the waitlist either way). Among registrations a confirm
+        would end the database's set-wise run (``eventd_registration_batch``):
+        a hold-then-confirm rush would register one at a time.
         """
         if self.deleted:
             for request in requests:
@@ -267,6 +275,8 @@ class EventActor:
             return None
         ops: list[c.RegistrationOp] = []
         asked: list[m.RegistrationRequest] = []
+        confirm_ops: list[c.RegistrationOp] = []
+        confirms: list[m.RegistrationRequest] = []
         for request in requests:
             if request.deadline <= clock:
                 self._outcomes["timed_out"] += 1
@@ -291,10 +301,14 @@ class EventActor:
             elif isinstance(request, m.Cancel):
                 ops.append(c.RegistrationOp("cancel", request.registration_id))
             elif isinstance(request, m.Confirm):
-                ops.append(c.RegistrationOp("confirm", request.registration_id))
+                confirm_ops.append(c.RegistrationOp("confirm", request.registration_id))
+                confirms.append(request)
+                continue
             else:
                 ops.append(c.RegistrationOp("expire", None))
             asked.append(request)
+        if confirms:
+            ops, asked = confirm_ops + ops, confirms + asked
         if not ops:
             return None
         return RegistrationTurn(c.EventOps(self.state.id, ops), asked)
@@ -472,7 +486,10 @@ class EventActor:
             case "cancelled" | "unchanged" | "expired":
                 request.reply.set(result.promoted)
             case "confirmed_hold" | "confirmed_offer" | "already_confirmed":
-                request.reply.set(result.outcome)
+                # With when it was confirmed: the transaction's now(), the event's
+                # updated_at after it.
+                assert result.counts is not None
+                request.reply.set((result.outcome, result.counts.updated_at))
             case "hold_expired":
                 assert isinstance(request, m.Confirm)
                 request.reply.fail(HoldExpired(

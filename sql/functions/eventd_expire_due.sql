@@ -39,7 +39,7 @@ BEGIN
         next_expiry := eventd_next_expiry(p_event);
         RETURN;
     END IF;
-    PERFORM eventd_enqueue_email('expired', id) FROM unnest(gone) AS id;
+    PERFORM eventd_enqueue_emails('expired', gone);
     UPDATE events SET held_count = held_count - cardinality(gone) WHERE id = p_event;
     promoted := eventd_fill_seats(p_event);
     UPDATE events SET version = version + 1, updated_at = now() WHERE id = p_event

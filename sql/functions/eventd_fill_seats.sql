@@ -45,8 +45,8 @@ BEGIN
             held_count = held_count + CASE WHEN offering THEN cardinality(filled) ELSE 0 END,
             waitlist_count = waitlist_count - cardinality(filled)
         WHERE id = p_event;
-        PERFORM eventd_enqueue_email(CASE WHEN offering THEN 'offered' ELSE 'promoted' END, id)
-        FROM unnest(filled) AS id;
+        PERFORM eventd_enqueue_emails(CASE WHEN offering THEN 'offered' ELSE 'promoted' END,
+                                      filled);
     END IF;
     RETURN filled;
 END $$;
