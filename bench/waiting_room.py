@@ -22,7 +22,12 @@ ticks of the moving window; how many subscribers got every tick (no gap over
 1.5 s between two, none missing at either end); the daemon's CPU per tick (its
 processes' CPU over the window ÷ the ticks its workers sent; the fan-out,
 the tick's read and everything else the daemon did meanwhile, PostgreSQL
-not included); and the joins' throughput, p50/p99 and statuses.
+not included); and the joins' throughput, p50/p99 and statuses, with the
+daemon's CPU per join over the open-loop run two ways: all of it, and net of
+what the held connections cost meanwhile anyway (the moving window's CPU a
+second times the run's length: ticks, and pings and pongs when a round falls
+in the window); and where the machine's cores went during the joins (the
+subscribers' processes, and every process's together).
 
 20,000 connections need ``--workers 2``: a process may hold at most 20,000
 open files on these machines (``ulimit -Hn``), and a worker needs some for
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -115,11 +121,17 @@ def run(subscribers: int, processes: int, workers: int, seconds: float, join_rat
             for process in clients:
                 stop_at(process, window_end + join_seconds + 4.0)
             cpu_joins = cpu_seconds(pid)
+            cpu_clients = sum(cpu_seconds(process.pid) for process in clients)
+            busy_start = _machine_busy()
+            joins_start = time.monotonic()
             joins = run_open_loop(
                 daemon.url, [("POST", f"/events/{event_id}/queue", "")],
                 rate=join_rate, seconds=join_seconds, workdir=workdir,
             )
             cpu_joins = cpu_seconds(pid) - cpu_joins
+            joins_wall = time.monotonic() - joins_start
+            busy = [b - a for a, b in zip(busy_start, _machine_busy(), strict=True)]
+            cpu_clients = sum(cpu_seconds(process.pid) for process in clients) - cpu_clients
             answered = sum(joins.statuses.values())
             for process in clients:
                 process.wait(timeout=120)
@@ -155,7 +167,23 @@ def run(subscribers: int, processes: int, workers: int, seconds: float, join_rat
         "generator_cpu": joins.generator_cpu,
         # Over the whole open-loop run, warm-up included, ticks and all.
         "cpu_us_per_join": 1e6 * cpu_joins / max(1, answered) if answered else float("nan"),
+        # The same less what the held connections cost meanwhile anyway (ticks, pings,
+        # pongs: the moving window's CPU a second, times the open-loop run's length).
+        "net_cpu_us_per_join": (1e6 * (cpu_joins - cpu_window / (window_end - window_start)
+                                       * joins_wall) / answered) if answered else float("nan"),
+        # Where the machine's cores went meanwhile: the subscribers' processes (the
+        # ticks' other end), and every process's together (the daemon, PostgreSQL, the
+        # generator, the subscribers, anyone else's), in cores.
+        "clients_cores_during_joins": cpu_clients / joins_wall,
+        "machine_busy_during_joins": busy[0] / max(1e-9, busy[1]) * (os.cpu_count() or 1),
     }
+
+
+def _machine_busy() -> tuple[float, float]:
+    """The machine's busy and total CPU time so far (all cores, /proc/stat's first line)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def _every_tick(received: list[tuple[float, float]], start: float, end: float) -> bool:
@@ -180,7 +208,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'subs':>6} {'wrk':>3} {'held':>6} {'KiB/conn':>8} {'ticks':>5} {'got all':>13}"
           f" {'each':>4} {'lag p50':>8} {'p99':>7} {'max':>7} {'CPU/tick':>9} {'joins/s':>8}"
-          f" {'join p50':>8} {'p99':>7} {'CPU/join':>8} {'lag p99 then':>12}  statuses")
+          f" {'join p50':>8} {'p99':>7} {'CPU/join':>8} {'net':>6} {'lag p99 then':>12}"
+          f" {'cores: clients':>14} {'all':>4}  statuses")
     with postgres_admin() as admin, tempfile.TemporaryDirectory() as tmp:
         for subscribers in args.subscribers:
             r = run(subscribers, args.processes, args.workers, args.seconds, args.join_rate,
@@ -192,7 +221,11 @@ def main() -> None:
                   f" {r['p99_ms']:>5.0f}ms {r['max_ms']:>5.0f}ms {r['cpu_ms_per_tick']:>7.1f}ms"
                   f" {r['joins_per_s']:>8.0f} {r['joins_p50_ms']:>6.1f}ms"
                   f" {r['joins_p99_ms']:>5.0f}ms {r['cpu_us_per_join']:>6.0f}µs"
-                  f" {r['p99_ms_during_joins']:>10.0f}ms  {r['join_statuses']}"
+                  f" {r['net_cpu_us_per_join']:>4.0f}µs"
+                  f" {r['p99_ms_during_joins']:>10.0f}ms"
+                  f" {r['clients_cores_during_joins']:>14.2f}"
+                  f" {r['machine_busy_during_joins']:>4.2f}"
+                  f"  {r['join_statuses']}"
                   f" (generator {r['generator_cpu']:.0%} of a core)", flush=True)
 
 
