@@ -29,7 +29,7 @@ from pathlib import Path
 
 import trio
 
-from bench.ws_subscribers import _epoch
+from bench.ws_subscribers import _epoch, next_frame
 
 QUEUE_AT = re.compile(rb'"type":"queueUpdate","eventId":"[^"]+","at":"([^"]+)"')
 CONNECTS_PER_PAUSE = 100  # then a pause: a flood of connects overflows the accept queue
@@ -93,19 +93,8 @@ async def _read(
     head, _, buffer = buffer.partition(b"\r\n\r\n")
     assert b" 101 " in head.split(b"\r\n")[0], head
     while True:
-        while len(buffer) >= 2:  # whole frames from the buffer
-            opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
-            if length == 126:
-                if len(buffer) < 4:
-                    break
-                length, offset = int.from_bytes(buffer[2:4], "big"), 4
-            elif length == 127:
-                if len(buffer) < 10:
-                    break
-                length, offset = int.from_bytes(buffer[2:10], "big"), 10
-            if len(buffer) < offset + length:
-                break
-            payload, buffer = buffer[offset : offset + length], buffer[offset + length :]
+        while (frame := next_frame(buffer)) is not None:  # whole frames from the buffer
+            opcode, payload, buffer = frame
             if opcode == 0x8:
                 return
             if opcode == 0x9:  # ping: answer, masked as a client must

@@ -30,6 +30,25 @@ import trio
 SEQ_AT = re.compile(rb'"seq":(\d+),"at":"([^"]+)"')
 
 
+
+def next_frame(buffer: bytes) -> tuple[int, bytes, bytes] | None:
+    """The first whole server frame in ``buffer`` (unmasked): its opcode, its
+    payload and the bytes after it; None while it is still incomplete."""
+    if len(buffer) < 2:
+        return None
+    opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+    if length == 126:
+        if len(buffer) < 4:
+            return None
+        length, offset = int.from_bytes(buffer[2:4], "big"), 4
+    elif length == 127:
+        if len(buffer) < 10:
+            return None
+        length, offset = int.from_bytes(buffer[2:10], "big"), 10
+    if len(buffer) < offset + length:
+        return None
+    return opcode, buffer[offset : offset + length], buffer[offset + length :]
+
 def _epoch(stamp: bytes) -> float:
     return datetime.fromisoformat(stamp.decode().replace("Z", "+00:00")).timestamp()
 
@@ -56,21 +75,8 @@ async def subscriber(
     assert b" 101 " in head.split(b"\r\n")[0], head
     snapshot_seen = False
     while True:
-        while True:  # parse whole frames from the buffer
-            if len(buffer) < 2:
-                break
-            opcode, length, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
-            if length == 126:
-                if len(buffer) < 4:
-                    break
-                length, offset = int.from_bytes(buffer[2:4], "big"), 4
-            elif length == 127:
-                if len(buffer) < 10:
-                    break
-                length, offset = int.from_bytes(buffer[2:10], "big"), 10
-            if len(buffer) < offset + length:
-                break
-            payload, buffer = buffer[offset : offset + length], buffer[offset + length :]
+        while (frame := next_frame(buffer)) is not None:  # whole frames from the buffer
+            opcode, payload, buffer = frame
             if opcode == 0x8:
                 return
             if opcode != 0x1:
