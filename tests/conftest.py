@@ -53,6 +53,17 @@ async def client(daemon: DaemonProcess) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+def two_daemons(fresh_database_url: str, tmp_path: Path) -> Iterator[list[DaemonProcess]]:
+    """Two daemons on one fresh database, stopped cleanly after the test."""
+    daemons = [DaemonProcess(fresh_database_url, tmp_path) for _ in range(2)]
+    for daemon in daemons:
+        daemon.start()
+    yield daemons
+    for daemon in daemons:
+        assert daemon.stop() == 0, daemon.log()
+
+
+@pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
 

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from tests.conftest import assert_problem, create_attendee, create_event
@@ -223,16 +220,6 @@ async def test_the_signup_form_s_inline_attendee_passes_the_gate(
                               headers={"Admission-Token": ticket["token"]})
     assert_problem(again, 409, "admission_used")
     assert await registrations_of(database_url, eid) == 1
-
-
-@pytest.fixture
-def two_daemons(fresh_database_url: str, tmp_path: Path) -> Iterator[list[DaemonProcess]]:
-    daemons = [DaemonProcess(fresh_database_url, tmp_path) for _ in range(2)]
-    for daemon in daemons:
-        daemon.start()
-    yield daemons
-    for daemon in daemons:
-        assert daemon.stop() == 0, daemon.log()
 
 
 async def test_one_token_sent_fifty_times_to_two_daemons_makes_one_registration(

@@ -9,13 +9,11 @@ then the next to start) gets there.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 from trio_websocket import open_websocket_url
 
@@ -23,16 +21,6 @@ from tests.conftest import create_event, parse_time
 from tests.support import WAIT_SECONDS, DaemonProcess, next_message, run_sql, ws_url
 
 RATE = 600  # per minute: ten a second
-
-
-@pytest.fixture
-def two_daemons(fresh_database_url: str, tmp_path: Path) -> Iterator[list[DaemonProcess]]:
-    daemons = [DaemonProcess(fresh_database_url, tmp_path) for _ in range(2)]
-    for daemon in daemons:
-        daemon.start()
-    yield daemons
-    for daemon in daemons:
-        assert daemon.stop() == 0, daemon.log()
 
 
 def soon(seconds: float) -> str:
