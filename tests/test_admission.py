@@ -1,7 +1,7 @@
 """Admission tokens (``eventd.http.admission``): made, hashed, read from the header, compared.
 
 The token is read back with RFC 4648's URL-safe base64 decoder, and its hash
-is SHA-256 of its text, as ``eventd_use_admission`` looks it up.
+is SHA-256 of its text, as ``eventd_register_run`` looks it up.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import uuid
 import pytest
 
 from eventd import errors
+from eventd.errors import gate_refusal
 from eventd.http.admission import (
     admission_token_hash,
-    gate_refusal,
     is_token,
     new_token,
     token_hash,

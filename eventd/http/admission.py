@@ -1,9 +1,9 @@
-"""Admission tokens: made, hashed, read from a request, and the gate's answers as errors.
+"""Admission tokens: made, hashed, and read from a request.
 
 A queue ticket's token is 256 bits from :mod:`secrets`, URL-safe base64
 without padding (43 characters). Only its SHA-256 is stored; a ticket read
 by id compares hashes with :func:`hmac.compare_digest`, and a registration
-finds its admission by the hash (``eventd_use_admission``), so the token
+finds its admission by the hash (``eventd_register_run``), so the token
 itself is never in the database, a log line or a problem's detail.
 """
 
@@ -15,7 +15,7 @@ import re
 import secrets
 import uuid
 
-from eventd.errors import AdmissionRequired, gate_refusal
+from eventd.errors import AdmissionRequired
 from eventd.http.context import current_request, header_values
 
 TOKEN_BYTES = 32
@@ -27,9 +27,6 @@ HEADER = b"admission-token"
 # (403 admission_required) and an event without a queue ignores it.
 NO_TICKET = b""
 
-__all__ = ["HEADER", "NO_TICKET", "TOKEN_BYTES", "TOKEN_PATTERN", "admission_token_hash",
-           "gate_refusal", "is_token", "new_token", "registration_admission",
-           "request_admission_token_hash", "token_hash", "token_matches"]
 
 
 def new_token() -> str:
