@@ -151,3 +151,56 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
              "eventd_queue_metrics", "eventd_use_admission", "eventd_admission_gate"],
             {"enable_seqscan=off", "plan_cache_mode=auto"}),
     }
+
+
+def _registrations(event_id: uuid.UUID, attendees: list[uuid.UUID]) -> list[list[object]]:
+    return [["register", None, event_id, attendee, False] for attendee in attendees]
+
+
+async def _rows_read(conn: Connection, table: str) -> int:
+    """Rows of ``table`` this session's transaction read so far, by any scan."""
+    read: int = await conn.fetchval(
+        "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
+        " FROM pg_stat_xact_user_tables WHERE relname = $1", table)
+    return read
+
+
+async def test_a_registration_reads_only_its_own_rows_however_many_others_there_are(
+    fresh_database_url: str,
+) -> None:
+    """The plan a session keeps for a run of registrations, made while ``registrations`` was
+    small, still finds "already registered?" by its key once the table has grown.
+
+    Sequential scans are off in the writer's functions, but a partial index whose predicate
+    the query repeats can be read whole instead: the same failure as a sequential scan
+    under another name, and one no sequential-scan counter sees.
+    """
+    async with open_database(fresh_database_url, pool_size=1, timeout_seconds=10) as db:
+        await apply_migrations(db)
+        starts = datetime.now(UTC) + timedelta(days=3)
+        rush, other = uuid.uuid4(), uuid.uuid4()
+        people = [uuid.uuid4() for _ in range(5_100)]
+        async with db.connection() as conn:
+            for event_id in (rush, other):
+                await conn.execute(
+                    "INSERT INTO events (id, name, starts_at, duration_minutes, ends_at, location,"
+                    " max_attendees) VALUES ($1, 'E', $2, 60, $3, 'Hall', 100000)",
+                    event_id, starts, starts + timedelta(hours=1))
+            await conn.execute(
+                "INSERT INTO attendees (id, name, email)"
+                " SELECT id, 'A', id || '@x.org' FROM unnest($1::uuid[]) id", people)
+            await _ops(conn, ["register", None, rush, people[0], False])
+            await conn.execute("ANALYZE")  # what autovacuum does after the first few rows
+            for n in range(1, 31, 3):  # enough runs for the session to keep a generic plan
+                await _ops(conn, *_registrations(rush, people[n:n + 3]))
+            await conn.execute(  # the table grows; the statistics still say it is tiny
+                "INSERT INTO registrations (id, event_id, attendee_id, status, seq)"
+                " SELECT gen_random_uuid(), $1, a, 'confirmed', n"
+                " FROM unnest($2::uuid[]) WITH ORDINALITY AS t(a, n)",
+                other, people[100:])
+            async with conn.transaction():
+                before = await _rows_read(conn, "registrations")
+                made = await _ops(conn, *_registrations(rush, people[40:43]))
+                after = await _rows_read(conn, "registrations")
+    assert [outcome for outcome, _ in made] == ["confirmed"] * 3
+    assert after - before < 100, f"{after - before} registrations read for 3 registrations"
