@@ -11,6 +11,7 @@ library's own ``Webhook.verify``. Each test removes the endpoints it made.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -370,3 +371,39 @@ async def test_kill_9_mid_delivery_loses_no_message_and_keeps_its_id(
     finally:
         receiver.release.set()
         assert restarted.stop() == 0, restarted.log()
+
+
+@pytest.mark.slow
+async def test_two_daemons_send_each_change_once_in_order_and_export_it_all(
+    fresh_database_url: str, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    receiver = await receiver_at(nursery)
+    sections: dict[str, dict[str, Any]] = {"webhooks": {"allow_private_targets": True}}
+    daemons = [DaemonProcess(fresh_database_url, tmp_path, **sections).start()
+               for _ in range(2)]
+    try:
+        async with httpx.AsyncClient(base_url=daemons[0].url, timeout=30) as one, \
+                httpx.AsyncClient(base_url=daemons[1].url, timeout=30) as other:
+            endpoint = await subscribe(one, receiver, ["registration.confirmed"])
+            event = await create_event(one, maxAttendees=20)
+            made = []
+            for n in range(10):  # one after another, through either daemon in turn
+                client = (one, other)[n % 2]
+                attendee = await create_attendee(client)
+                response = await register(client, event["id"], attendee["id"])
+                assert response.status_code == 201, response.text
+                made.append(response.json()["id"])
+            got = [verified(endpoint["secret"], d) for d in await receiver.wait_for(10)]
+            assert [b["data"]["id"] for b in got] == made
+            page = await settled(other, endpoint)
+            assert [d["status"] for d in page["items"]] == ["delivered"] * 10
+            assert len(receiver.received) == 10  # nothing sent twice, by either daemon
+            assert len({d.message_id for d in receiver.received}) == 10
+            export = await one.get(f"/events/{event['id']}/registrations/export",
+                                   params={"format": "ndjson"})
+            assert export.status_code == 200, export.text
+            exported = [json.loads(line)["id"] for line in export.text.splitlines()]
+            assert sorted(exported) == sorted(made)
+    finally:
+        for daemon in daemons:
+            assert daemon.stop() == 0, daemon.log()
