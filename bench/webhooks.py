@@ -7,9 +7,9 @@
    receiver has them all (messages/s), and each message's lag (receipt − COMMIT).
 2. Lag: ``--changes`` events created through the API one after another, 0.2 s
    apart and then 0.02 s apart; each message's lag from its change's commit (the
-   body's ``timestamp``) to receipt. At the faster pace the commits keep the
-   daemon "busy" and the deliverer steps aside between messages
-   (eventd.storage.outbox), so the lag there shows that trickle.
+   body's ``timestamp``) to receipt. At the faster pace the commits mark the
+   daemon busy, and the deliverer steps aside between the messages of a claim
+   (eventd.storage.outbox).
 3. Registrations with one endpoint subscribed to everything against none: a
    burst of ``--attempts`` registrations (bench.burst's load generator), the two
    alternated on the same daemon ``--rounds`` times in the order none, everything,

@@ -76,10 +76,11 @@ class Mailer(OutboxDrain):
         except Unavailable:
             return 0  # the database is away; the messages wait in it
         sent = []
-        for row in rows:
+        for n, row in enumerate(rows):
+            if n:
+                await self.step_aside()
             if await self._send_one(row):
                 sent.append(row["id"])
-            await self.step_aside()
         if sent:
             # A sent message's manage token leaves the table: it lives on only in
             # the recipient's mailbox (the registration keeps its hash).

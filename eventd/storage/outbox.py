@@ -82,7 +82,11 @@ class OutboxDrain:
         raise NotImplementedError
 
     async def step_aside(self) -> None:
-        """Let requests go first: between rows, and at a trickle in a rush (see the module)."""
+        """Let requests go first: between rows, and at a trickle in a rush (see the module).
+
+        Call it before each row but the first of a claim, not after the last: what
+        was sent is then recorded, and its lease given back, without the pause.
+        """
         if trio.current_time() - self._woken_at < BUSY_WITHIN_SECONDS:
             await trio.sleep(BUSY_PAUSE_SECONDS)
         else:

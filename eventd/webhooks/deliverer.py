@@ -212,6 +212,8 @@ class WebhookDeliverer(OutboxDrain):
                 break
             if target is None:  # checked once per round: a name may resolve elsewhere now
                 target = await self._check(endpoint)
+            else:
+                await self.step_aside()
             attempted += 1
             result = await self.attempt(endpoint, target, row["id"], row["body"])
             self._outcomes[result.outcome] += 1
@@ -223,7 +225,6 @@ class WebhookDeliverer(OutboxDrain):
                         or trio.current_time() - recorded_at > RECORD_EVERY_SECONDS):
                     await self._record_delivered(endpoint, delivered)
                     delivered, recorded_at = [], trio.current_time()
-                await self.step_aside()
                 continue
             await self._record_delivered(endpoint, delivered)
             delivered = []
