@@ -177,8 +177,8 @@ class AdmissionExpired(EventdError):
 
 
 def gate_refusal(answer: str, event_id: uuid.UUID) -> EventdError | None:
-    """A registration gate's answer (``eventd_register_run``, ``eventd_admission_gate``) as
-    the error to send; None for ``"ok"``."""
+    """A registration gate's answer (``eventd_register_run``, or
+    :func:`eventd.storage.queue.gate_answer` before it) as the error to send; None for ``"ok"``."""
     if answer == "ok":
         return None
     if answer == "sales_not_open":

@@ -117,6 +117,27 @@ async def test_a_queued_event_needs_an_admitted_token(
     assert await registrations_of(database_url, eid) == 1
 
 
+async def test_a_ticket_still_waiting_is_not_an_admission(
+    client: httpx.AsyncClient, database_url: str
+):
+    # One a minute: the first rank is admitted a minute after the opening.
+    event = await create_event(client, admission={"ratePerMinute": 1, "tokenMinutes": 1})
+    eid = event["id"]
+    joined = await client.post(f"/events/{eid}/queue")
+    assert joined.status_code == 201, joined.text
+    ticket = joined.json()
+    assert ticket["status"] == "waiting"
+    ada = await create_attendee(client)
+    problem = assert_problem(await register(client, eid, ada["id"], ticket["token"]), 403,
+                             "admission_required")
+    assert ticket["token"] not in problem["detail"]
+    assert await registrations_of(database_url, eid) == 0
+    assert await ticket_use(database_url, ticket["ticketId"]) == (None, None)
+    read = await client.get(f"/events/{eid}/queue/{ticket['ticketId']}",
+                            params={"token": ticket["token"]})
+    assert read.json()["status"] == "waiting"
+
+
 async def test_a_refused_registration_leaves_its_admission_unused(
     client: httpx.AsyncClient, database_url: str
 ):

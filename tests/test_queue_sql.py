@@ -1,9 +1,9 @@
 """The admission queue's SQL functions, called directly (``sql/functions/eventd_queue_*``).
 
 Time is passed in (``p_at``) where a function takes it, so the formula is
-checked at exact instants; the registration gates (``eventd_use_admission``,
-``eventd_sales_open``) run in transactions of their own, as the
-registration path will call them.
+checked at exact instants. The registration's gates, which read the same
+rows, are decided by ``eventd_register_run`` and tested through the daemon
+(``tests/test_admission_gate.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import trio
 
-from eventd.storage.database import Connection, Database, open_database
+from eventd.storage.database import Database, open_database
 from eventd.storage.migrations import apply_migrations
 
 RATE = 120  # per minute: two a second
@@ -78,14 +78,6 @@ async def ranks_by_seq(db: Database, event_id: uuid.UUID) -> list[int | None]:
     rows = await db.fetch(
         "SELECT rank FROM queue_tickets WHERE event_id = $1 ORDER BY seq", event_id)
     return [row["rank"] for row in rows]
-
-
-async def use(conn: Connection, event_id: uuid.UUID, token_hash: bytes | None,
-              at: datetime | None = None) -> str:
-    answer: str = await conn.fetchval(
-        "SELECT eventd_use_admission($1, $2, NULL, coalesce($3, now()))",
-        event_id, token_hash, at)
-    return answer
 
 
 # --- the frontier ---------------------------------------------------------------
@@ -268,11 +260,11 @@ async def test_joins_of_unknown_or_unqueued_events_are_told_apart(db: Database):
     assert await db.fetchval("SELECT count(*) FROM queue_tickets") == 0
 
 
-# --- the gates ------------------------------------------------------------------
+# --- the metrics ----------------------------------------------------------------
 
 
 async def admitted_event(db: Database, n: int) -> tuple[uuid.UUID, list[bytes], datetime]:
-    """An open queue at 120 a minute, tokens lasting a minute, with n ≤ 20 tickets; and
+    """An open queue at 120 a minute, tokens lasting a minute, with n tickets; and
     the instant 10 s after its opening, when all n are admitted and none has expired."""
     assert n <= 20
     event_id = await make_event(db, sales=None, rate=RATE, minutes=1.0)
@@ -281,92 +273,12 @@ async def admitted_event(db: Database, n: int) -> tuple[uuid.UUID, list[bytes], 
     return event_id, hashes, await opens_at(db, event_id) + timedelta(seconds=10)
 
 
-async def test_fifty_concurrent_uses_of_one_token_make_one_registration(db: Database):
-    event_id, [only], at = await admitted_event(db, 1)
-    answers: list[str] = []
-    ready = trio.Event()
-
-    async def register() -> None:
-        async with db.connection() as conn, conn.transaction():
-            await ready.wait()
-            answers.append(await use(conn, event_id, only, at))
-            await trio.sleep(0.01)  # hold the transaction a moment: the others wait on it
-
-    async with trio.open_nursery() as nursery:
-        for _ in range(50):
-            nursery.start_soon(register)
-        await trio.sleep(0.2)
-        ready.set()
-    assert sorted(answers) == ["admission_used"] * 49 + ["ok"]
-    async with db.connection() as conn:
-        assert await use(conn, event_id, only, at) == "admission_used"
-
-
-async def test_a_use_rolled_back_with_its_registration_leaves_the_admission_unused(
-    db: Database,
-):
-    event_id, [only], at = await admitted_event(db, 1)
-    async with db.connection() as conn:
-
-        async def refused_registration() -> None:
-            async with conn.transaction():
-                assert await use(conn, event_id, only, at) == "ok"
-                raise RuntimeError("the registration was refused after all")
-
-        with pytest.raises(RuntimeError):
-            await refused_registration()
-        assert await use(conn, event_id, only, at) == "ok"
-
-
-async def test_the_gate_refuses_what_is_not_an_admission(db: Database):
-    event_id, [first, second], at = await admitted_event(db, 2)
-    other_event, [others], _ = await admitted_event(db, 1)
-    waiting_event = await make_event(db, sales=datetime.now(UTC) + timedelta(hours=1))
-    [not_ranked] = [token()[1]]
-    await join(db, waiting_event, [not_ranked])
-    plain = await make_event(db, sales=None, rate=None)
-    async with db.connection() as conn:
-        assert await use(conn, event_id, None, at) == "admission_required"
-        assert await use(conn, event_id, token()[1], at) == "admission_required"  # unknown
-        assert await use(conn, event_id, others, at) == "admission_required"  # another event's
-        assert await use(conn, waiting_event, not_ranked) == "admission_required"
-        assert await use(conn, plain, None) == "ok"  # no queue, no gate
-        later = at + timedelta(minutes=2)  # tokens last a minute
-        assert await use(conn, event_id, first, later) == "admission_expired"
-        assert await use(conn, event_id, second, at) == "ok"
-        assert await use(conn, event_id, second, later) == "admission_used"
-
-
-async def test_a_rank_not_reached_is_not_admitted(db: Database):
-    sales = datetime.now(UTC) + timedelta(hours=1)
-    event_id = await make_event(db, sales=sales, rate=60)
-    hashes = [token()[1] for _ in range(5)]
-    await join(db, event_id, hashes)
-    await states(db, event_id, sales)
-    ranks = dict(zip(await ranks_by_seq(db, event_id), hashes, strict=True))
-    async with db.connection() as conn:
-        at = sales + timedelta(seconds=2.5)  # ranks 1 and 2 admitted
-        assert await use(conn, event_id, ranks[3], at) == "admission_required"
-        assert await use(conn, event_id, ranks[2], at) == "ok"
-
-
-async def test_sales_open_at_sales_start_by_the_databases_clock(db: Database):
-    sales = datetime.now(UTC) + timedelta(hours=1)
-    event_id = await make_event(db, sales=sales, rate=None)
-    plain = await make_event(db, sales=None, rate=None)
-    answers = [
-        await db.fetchval("SELECT eventd_sales_open($1, $2)", event_id, at)
-        for at in (sales - timedelta(microseconds=1), sales, sales + timedelta(days=1))
-    ]
-    assert answers == ["sales_not_open", "ok", "ok"]
-    assert await db.fetchval("SELECT eventd_sales_open($1)", event_id) == "sales_not_open"
-    assert await db.fetchval("SELECT eventd_sales_open($1)", plain) == "ok"
-
-
 async def test_metrics_count_joined_ranked_admitted_used_and_expired(db: Database):
     event_id, hashes, at = await admitted_event(db, 4)
+    # Its registration marks the first ticket used (eventd_register_run does this).
     async with db.connection() as conn:
-        assert await use(conn, event_id, hashes[0], at) == "ok"
+        await conn.execute("UPDATE queue_tickets SET used_at = $2 WHERE token_hash = $1",
+                           hashes[0], at)
 
     async def counts(moment: datetime) -> list[tuple[int, ...]]:
         rows = await db.fetch(
@@ -376,23 +288,3 @@ async def test_metrics_count_joined_ranked_admitted_used_and_expired(db: Databas
     assert await counts(at - timedelta(seconds=9)) == [(4, 4, 2, 1, 0)]  # ranks 1, 2 by 1 s
     assert await counts(at) == [(4, 4, 4, 1, 0)]
     assert await counts(at + timedelta(minutes=2)) == [(4, 4, 4, 1, 3)]  # the others lapsed
-
-
-async def test_the_gate_answers_sales_first_then_the_admission(db: Database):
-    sales = datetime.now(UTC) + timedelta(hours=1)
-    event_id = await make_event(db, sales=sales)
-    [early] = [token()[1]]
-    await join(db, event_id, [early])
-    await states(db, event_id, sales)  # opens: the one ticket is rank 1
-
-    async def gate(at: datetime, token_hash: bytes | None) -> str:
-        answer: str = await db.fetchval(
-            "SELECT eventd_admission_gate($1, $2, $3, $4)", event_id, token_hash, uuid.uuid4(), at)
-        return answer
-
-    assert await gate(sales - timedelta(seconds=1), early) == "sales_not_open"
-    assert await gate(sales + timedelta(seconds=5), None) == "admission_required"
-    assert await gate(sales + timedelta(seconds=5), early) == "ok"
-    assert await gate(sales + timedelta(seconds=6), early) == "admission_used"
-    used_by = await db.fetchval("SELECT used_by FROM queue_tickets WHERE event_id = $1", event_id)
-    assert used_by is not None

@@ -148,7 +148,7 @@ async def test_the_writer_s_functions_keep_their_plans(fresh_database_url: str) 
              # the admission queue's (sql/013_admission_queue.sql)
              "eventd_queue_admitted_through", "eventd_queue_open", "eventd_queue_open_due",
              "eventd_queue_configure", "eventd_queue_join", "eventd_queue_states",
-             "eventd_queue_metrics", "eventd_use_admission", "eventd_admission_gate"],
+             "eventd_queue_metrics"],
             {"enable_seqscan=off", "plan_cache_mode=auto"}),
     }
 

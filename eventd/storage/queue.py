@@ -179,7 +179,7 @@ async def queue_counts(db: Database) -> list[QueueCounts]:
 
 
 async def gate_answer(db: Database, event_id: uuid.UUID, admission: bytes | None) -> str:
-    """What a registration's gates would answer now, as ``eventd_admission_gate`` words them.
+    """What a registration's gates would answer now, as ``eventd_register_run`` words them.
 
     A read: nothing is used. The registration itself decides again, under the
     event's row lock, in the statement that makes it (``eventd_register_run``);

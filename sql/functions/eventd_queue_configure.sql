@@ -9,8 +9,10 @@
 --   base is the allowance now, so the new rate applies from this moment and
 --   nobody admitted is moved back. Ranks and the opening never change.
 --
--- Takes the queue row FOR UPDATE: a registration deciding an admission
--- (eventd_use_admission, FOR KEY SHARE) waits for this change's COMMIT.
+-- Called after the events row's update, so a registration deciding an
+-- admission (eventd_register_run locks the event's row) waits for this
+-- change's COMMIT and sees the queue whole. The queue row is taken FOR UPDATE
+-- against another change of the settings.
 
 CREATE OR REPLACE FUNCTION eventd_queue_configure(
     p_event uuid, p_at timestamptz DEFAULT clock_timestamp()
