@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import trio
 
-from eventd.storage.database import Database, open_database
+from eventd.storage.database import Connection, Database, open_database
 from eventd.storage.migrations import apply_migrations
 
 RATE = 120  # per minute: two a second
@@ -288,3 +288,58 @@ async def test_metrics_count_joined_ranked_admitted_used_and_expired(db: Databas
     assert await counts(at - timedelta(seconds=9)) == [(4, 4, 2, 1, 0)]  # ranks 1, 2 by 1 s
     assert await counts(at) == [(4, 4, 4, 1, 0)]
     assert await counts(at + timedelta(minutes=2)) == [(4, 4, 4, 1, 3)]  # the others lapsed
+
+
+# --- the gates at their instants -----------------------------------------------
+# eventd_register_run decides the gates by now(), the transaction's start: each
+# test moves the event's times to exact distances from it, in that transaction.
+
+
+async def register_now(conn: Connection, event_id: uuid.UUID, token_hash: bytes | None) -> str:
+    """A new attendee's registration through eventd_register_run; its outcome."""
+    attendee = uuid.uuid4()
+    await conn.execute("INSERT INTO attendees (id, name, email) VALUES ($1, 'A', $2)",
+                       attendee, f"{attendee}@example.com")
+    outcome: str = await conn.fetchval(
+        "SELECT outcome FROM eventd_register_run(ARRAY[NULL::uuid], ARRAY[$1::uuid],"
+        " ARRAY[$2::uuid], ARRAY[false], ARRAY[false], ARRAY[false], ARRAY[$3::bytea])",
+        event_id, attendee, token_hash)
+    return outcome
+
+
+async def test_sales_open_at_sales_start_to_the_microsecond(db: Database):
+    event_id = await make_event(db, sales=None, rate=None)
+    async with db.connection() as conn, conn.transaction():
+        await conn.execute("UPDATE events SET sales_start_at = now() + interval '1 microsecond'"
+                           " WHERE id = $1", event_id)
+        assert await register_now(conn, event_id, None) == "sales_not_open"
+        await conn.execute("UPDATE events SET sales_start_at = now() WHERE id = $1", event_id)
+        assert await register_now(conn, event_id, None) == "confirmed"
+
+
+async def moved_back(conn: Connection, event_id: uuid.UUID, microseconds: int) -> None:
+    """The queue opened, and its tickets were ranked, ``microseconds`` before now()."""
+    await conn.execute(
+        "WITH r AS (UPDATE admission_rates SET since = now() - $2 * interval '1 microsecond'"
+        " WHERE event_id = $1)"
+        " UPDATE queue_tickets SET ranked_at = now() - $2 * interval '1 microsecond',"
+        " joined_at = now() - $2 * interval '1 microsecond' WHERE event_id = $1",
+        event_id, microseconds)
+
+
+@pytest.mark.parametrize(("microseconds", "outcomes"), [
+    (2_000_000, ["confirmed", "confirmed", "admission_required"]),  # rank 2 admitted at now()
+    (1_999_999, ["confirmed", "admission_required", "admission_required"]),
+    (62_000_000, ["admission_expired", "admission_expired", "confirmed"]),  # rank 2's ends now
+    (61_999_999, ["admission_expired", "confirmed", "confirmed"]),
+])
+async def test_an_admission_starts_and_ends_at_its_instants(
+    db: Database, microseconds: int, outcomes: list[str]
+):
+    event_id = await make_event(db, sales=None, rate=60, minutes=1.0)  # rank r at r seconds
+    hashes = [token()[1] for _ in range(3)]
+    await join(db, event_id, hashes)
+    assert await ranks_by_seq(db, event_id) == [1, 2, 3]
+    async with db.connection() as conn, conn.transaction():
+        await moved_back(conn, event_id, microseconds)
+        assert [await register_now(conn, event_id, h) for h in hashes] == outcomes
