@@ -7,13 +7,14 @@
    receiver has them all (messages/s), and each message's lag (receipt − COMMIT).
 2. Lag: ``--changes`` events created through the API one after another, 0.2 s
    apart and then 0.02 s apart; each message's lag from its change's commit (the
-   body's ``timestamp``) to receipt. At the faster pace the commits mark the
-   daemon busy, and the deliverer steps aside between the messages of a claim
-   (eventd.storage.outbox).
+   body's ``timestamp``) to receipt. Both paces mark the daemon busy
+   (eventd.storage.outbox); at the faster one a claim may hold more than one
+   message, and the deliverer pauses between them.
 3. Registrations with one endpoint subscribed to everything against none: a
    burst of ``--attempts`` registrations (bench.burst's load generator), the two
    alternated on the same daemon ``--rounds`` times in the order none, everything,
-   everything, none, ... so a drift over the run falls on both alternately, each
+   everything, none, ... so a drift over the run falls on both alike (with an
+   even ``--rounds``), each
    burst waiting for the mailer and the deliverer to catch up first; attempts/s
    and the ratio.
 

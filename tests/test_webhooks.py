@@ -379,9 +379,10 @@ async def test_two_daemons_send_each_change_once_in_order_and_export_it_all(
 ) -> None:
     receiver = await receiver_at(nursery)
     sections: dict[str, dict[str, Any]] = {"webhooks": {"allow_private_targets": True}}
-    daemons = [DaemonProcess(fresh_database_url, tmp_path, **sections).start()
-               for _ in range(2)]
+    daemons: list[DaemonProcess] = []
     try:
+        for _ in range(2):
+            daemons.append(DaemonProcess(fresh_database_url, tmp_path, **sections).start())
         async with httpx.AsyncClient(base_url=daemons[0].url, timeout=30) as one, \
                 httpx.AsyncClient(base_url=daemons[1].url, timeout=30) as other:
             endpoint = await subscribe(one, receiver, ["registration.confirmed"])

@@ -10,8 +10,11 @@ lease to expire: the row goes once more. A failed row waits with exponential
 backoff and jitter (:func:`backoff_seconds`).
 
 While commits keep coming the daemon is busy serving a rush: a drain then
-pauses between rows (:meth:`OutboxDrain.step_aside`) and catches up after;
-its rows are safe in the outbox meanwhile.
+pauses between the rows of a claim (:meth:`OutboxDrain.step_aside`) and
+catches up after; its rows are safe in the outbox meanwhile. A rush's group
+commits queue many rows at a time, so its claims are long and go at the
+pause's pace; a trickle of single changes makes claims of one row, which go
+at once.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ POLL_SECONDS = 1.0
 # claim and one "sent" update then serve many rows.
 GATHER_SECONDS = 0.05
 # While commits came this recently, the daemon is busy serving: a drain
-# pauses this long between rows (so it still sends 20 a second). Longer than
+# pauses this long between the rows of a claim (so a long claim goes at 20 a
+# second, per endpoint for webhooks). Longer than
 # the gap between group commits in a rush (a batch every ~0.1 s), or the
 # drain would take those gaps for quiet and work flat out between them.
 BUSY_WITHIN_SECONDS = 1.0
