@@ -34,7 +34,7 @@ import orjson
 from bench.harness import FAR_FUTURE, insert_attendees, postgres_admin
 from eventd.storage import idempotency
 from eventd.storage.database import _session_settings
-from eventd.storage.migrations import migrations_dir
+from eventd.storage.migrations import load_functions, load_migrations
 from tests.support import scratch_database
 
 EVENTS = 100
@@ -48,11 +48,15 @@ Op = tuple[str, None, str, str, bool]
 
 
 async def migrate(db: str, before: bool) -> None:
+    """This tree's schema and functions; ``before``: the numbered files' functions, no 007."""
     conn = await asyncpg.connect(db)
     try:
-        for path in sorted(migrations_dir().glob("*.sql")):
-            if not (before and int(path.name[:3]) == INDEX_PLANS):
-                await conn.execute(path.read_text(encoding="utf-8"))
+        for migration in load_migrations():
+            if not (before and migration.version == INDEX_PLANS):
+                await conn.execute(migration.sql)
+        if not before:  # each function's current definition, as eventd migrate applies them
+            for function in load_functions():
+                await conn.execute(function.sql)
     finally:
         await conn.close()
 
