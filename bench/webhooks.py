@@ -14,9 +14,8 @@
    burst of ``--attempts`` registrations (bench.burst's load generator), the two
    alternated on the same daemon ``--rounds`` times in the order none, everything,
    everything, none, ... so a drift over the run falls on both alike (with an
-   even ``--rounds``), each
-   burst waiting for the mailer and the deliverer to catch up first; attempts/s
-   and the ratio.
+   even ``--rounds``), each burst waiting for the mailer and the deliverer to
+   catch up first; attempts/s and the ratio.
 
 The receiver (tests.support.WebhookReceiver) runs in this process, the daemon
 in its own; both on loopback.

@@ -2,8 +2,9 @@
 
 Time is passed in (``p_at``) where a function takes it, so the formula is
 checked at exact instants. The registration's gates, which read the same
-rows, are decided by ``eventd_register_run`` and tested through the daemon
-(``tests/test_admission_gate.py``).
+rows, are decided by ``eventd_register_run`` on ``now()``: here at their
+exact instants, in a transaction whose times are moved to meet them; through
+the daemon in ``tests/test_admission_gate.py``.
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ async def test_joins_of_unknown_or_unqueued_events_are_told_apart(db: Database):
 
 
 async def admitted_event(db: Database, n: int) -> tuple[uuid.UUID, list[bytes], datetime]:
-    """An open queue at 120 a minute, tokens lasting a minute, with n tickets; and
+    """An open queue at 120 a minute, tokens lasting a minute, with n ≤ 20 tickets; and
     the instant 10 s after its opening, when all n are admitted and none has expired."""
     assert n <= 20
     event_id = await make_event(db, sales=None, rate=RATE, minutes=1.0)
